@@ -1,0 +1,96 @@
+"""Turn Haravan records into the canonical shape the engine expects, driven by quirks.yaml.
+
+Money becomes Decimal, enum spellings become one canonical value, timestamps become ISO-8601 UTC
+with ``Z`` and six fractional digits (so they compare as text and keep the precision Haravan's
+7-digit stamps need to tell two changes apart). Ids are left alone: JSON integers are Python
+ints already, however large.
+"""
+from __future__ import annotations
+
+import json
+from datetime import timezone
+from decimal import Decimal
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from hexaflow.money import to_decimal
+from hexaflow.timeutil import parse_datetime
+
+_MISSING = object()
+
+
+@lru_cache(maxsize=1)
+def quirks() -> dict[str, Any]:
+    """quirks.yaml, loaded once per process."""
+    text = resources.files(__package__).joinpath("quirks.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+@lru_cache(maxsize=1)
+def _rules() -> tuple[frozenset[str], dict[str, dict[str, Any]], frozenset[str], str, frozenset[str], dict[str, str]]:
+    q = quirks()
+    enums = q["enums"]
+    aliases = {field: {str(k).lower(): v for k, v in (enums["aliases"].get(field) or {}).items()}
+               for field in enums["fields"]}
+    ts = q["timestamp_fields"]
+    return (frozenset(enums["fields"]), aliases, frozenset(q["money_fields"]), ts["suffix"],
+            frozenset(ts["extra"]), {k.lower(): v for k, v in enums["transaction_status"].items()})
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse a Haravan response body without ever going through binary floats."""
+    return json.loads(data, parse_float=Decimal)
+
+
+def normalise_enum(field: str, value: Any) -> Any:
+    enum_fields, aliases, *_ = _rules()
+    if field not in enum_fields or not isinstance(value, str):
+        return value
+    lowered = value.strip().lower()
+    return aliases.get(field, {}).get(lowered, lowered)
+
+
+def normalise_timestamp(value: Any) -> Any:
+    """ISO UTC with Z and microseconds; values that are not timestamps are kept as they came."""
+    if not isinstance(value, str) or not value:
+        return value
+    try:
+        dt = parse_datetime(value)
+    except ValueError:
+        return value
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def normalise(record: Any) -> Any:
+    """A normalised deep copy of ``record`` (a dict, list or scalar)."""
+    enum_fields, aliases, money_fields, suffix, extra_ts, tx_status = _rules()
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        is_transaction = "kind" in value and "amount" in value
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key in money_fields and isinstance(item, (int, float, str, Decimal)) \
+                    and not isinstance(item, bool):
+                try:
+                    item = to_decimal(item)
+                except ValueError:
+                    pass
+            elif key in enum_fields:
+                item = normalise_enum(key, item)
+            elif key.endswith(suffix) or key in extra_ts:
+                item = normalise_timestamp(item)
+            elif key == "status" and is_transaction and isinstance(item, str):
+                item = tx_status.get(item.strip().lower(), item.strip().lower())
+            elif isinstance(item, (dict, list)):
+                item = walk(item)
+            out[key] = item
+        return out
+
+    return walk(record)

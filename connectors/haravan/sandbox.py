@@ -1,0 +1,573 @@
+"""A local Haravan: the real ``/com/...json`` routes, wrappers, status codes, page cap, enum
+spellings, bearer auth and the 80-call / 4-per-second leaky bucket, over real HTTP.
+
+Admin routes (no token needed; contract in design.md):
+``POST /_sandbox/reset`` (``{"data": "demo", "orders": N}`` loads the demo), ``GET /_sandbox/state``,
+``POST /_sandbox/orders/{id}/pay`` (``{"gateway": ...}``), ``POST /_sandbox/orders/{id}/fulfill``
+(``{"location_id": N}``), ``POST /_sandbox/faults`` (shared fault injection, plus
+``{"rate_limit": true|false}``), ``POST /_sandbox/webhooks`` (``{"url", "topics"}``) and
+``GET /_sandbox/webhooks`` (registrations and deliveries).
+
+Choices where the reference is silent are constructor options: ``default_status`` (orders.json
+without ``status``; Shopify's ``open`` by default), ``set_target`` (what adjustorset ``set``
+overwrites: ``onhand`` by default, or ``available``), ``scopes`` (the token's scopes, all by
+default, to exercise 403s), ``bucket_size``/``leak_rate`` (80 and 4/s like the real shop).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import queue
+import threading
+import time
+import urllib.error
+from collections import deque
+import urllib.request
+from decimal import Decimal
+from typing import Any, Callable, Iterable
+
+from hexaflow.connectors.sandbox_server import Request, Response, SandboxApp, dumps, json_response
+from hexaflow.timeutil import parse_datetime
+
+from .demo_data import SHOP_ORG_ID
+from .sandbox_store import ApiError, HaravanShop, to_ms
+from .webhooks import sign
+
+log = logging.getLogger("hexaflow.sandbox.haravan")
+
+PAGE_CAP = 50                 # [DOC] orders; [EMP] products: larger limits are capped silently
+INVENTORY_PAGE_CAP = 250      # [DOC] inventory_locations
+ALL_SCOPES = ("com.read_orders", "com.write_orders", "com.read_customers", "com.write_customers",
+              "com.read_products", "com.write_products", "com.read_inventories",
+              "com.write_inventories", "com.read_shop")
+ID = r"(?P<id>\d+)"
+
+
+class LeakyBucket:
+    """Haravan's call limit as the server keeps it: pass/fail, no queueing ([DOC])."""
+
+    def __init__(self, capacity: int, leak_rate: float):
+        self.capacity = capacity
+        self.leak_rate = leak_rate
+        self.level = 0.0
+        self.stamp = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> tuple[bool, int, float]:
+        """(allowed, calls in the bucket now, seconds until one more call fits)."""
+        with self.lock:
+            now = time.monotonic()
+            self.level = max(0.0, self.level - (now - self.stamp) * self.leak_rate)
+            self.stamp = now
+            if self.level + 1 > self.capacity:
+                return False, self.capacity, (self.level + 1 - self.capacity) / self.leak_rate
+            self.level += 1
+            return True, math.ceil(self.level), 0.0
+
+
+class WebhookSender:
+    """Delivers signed webhooks on a background thread, like Haravan: POST, bare resource body,
+    topic / org / HMAC headers; a failed delivery is re-sent a few times."""
+
+    def __init__(self, secret: str, org_id: int, attempts: int = 3):
+        self.secret = secret
+        self.org_id = org_id
+        self.attempts = attempts
+        self.registrations: list[dict[str, Any]] = []
+        self.deliveries: list[dict[str, Any]] = []
+        self._queue: queue.Queue[tuple[str, str, bytes]] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="haravan-webhooks", daemon=True)
+        self._thread.start()
+
+    def register(self, url: str, topics: Iterable[str]) -> dict[str, Any]:
+        with self._lock:
+            reg = {"id": len(self.registrations) + 1, "url": url, "topics": list(topics)}
+            self.registrations.append(reg)
+            return reg
+
+    def emit(self, topic: str, body: dict[str, Any]) -> None:
+        with self._lock:
+            targets = [r["url"] for r in self.registrations
+                       if not r["topics"] or topic in r["topics"] or "*" in r["topics"]]
+        if not targets:
+            return
+        raw = dumps(body).encode("utf-8")    # serialised now: later changes must not leak in
+        for url in targets:
+            self._queue.put((url, topic, raw))
+
+    def _run(self) -> None:
+        while True:
+            url, topic, raw = self._queue.get()
+            headers = {"Content-Type": "application/json; charset=utf-8",
+                       "X-Haravan-Topic": topic, "X-Haravan-Org-Id": str(self.org_id),
+                       "X-Haravan-Hmacsha256": sign(raw, self.secret)}
+            status: Any = None
+            for attempt in range(self.attempts):
+                try:
+                    req = urllib.request.Request(url, data=raw, headers=headers, method="POST")
+                    with urllib.request.urlopen(req, timeout=5) as resp:
+                        status = resp.status
+                except urllib.error.HTTPError as exc:
+                    status = exc.code
+                except Exception as exc:   # receiver down: note it, try again
+                    status = type(exc).__name__
+                if status == 200:
+                    break
+                time.sleep(0.2 * (attempt + 1))
+            with self._lock:
+                self.deliveries.append({"url": url, "topic": topic, "status": status})
+
+
+def _int(value: Any, name: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ApiError(400, f"{name} must be an integer") from None
+
+
+def _path_id(req: Request) -> int:
+    return _int(req.params["id"], "id")
+
+
+def _opt_int(req: Request, name: str) -> int | None:
+    return _int(req.query[name], name) if req.query.get(name) else None
+
+
+def _time_param(req: Request, name: str) -> int | None:
+    value = req.query.get(name)
+    if not value:
+        return None
+    try:
+        return int(parse_datetime(value).timestamp() * 1000)
+    except ValueError:
+        raise ApiError(400, f"{name} is not a valid date: {value}") from None
+
+
+def _ids(req: Request, name: str = "ids") -> set[int] | None:
+    value = req.query.get(name)
+    if not value:
+        return None
+    return {_int(v, name) for v in value.split(",") if v.strip()}
+
+
+def _paging(req: Request, cap: int = PAGE_CAP) -> tuple[int, int]:
+    limit = _int(req.query.get("limit") or cap, "limit")
+    page = _int(req.query.get("page") or 1, "page")
+    return max(1, min(limit, cap)), max(1, page)
+
+
+def _fields(req: Request, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    fields = [f.strip() for f in (req.query.get("fields") or "").split(",") if f.strip()]
+    if not fields:
+        return records
+    return [{k: r.get(k) for k in fields if k in r} for r in records]
+
+
+class HaravanSandbox(SandboxApp):
+    name = "haravan"
+
+    def __init__(self, token: str, webhook_secret: str, data: str = "demo", orders: int = 200,
+                 rate_limit: bool = True, seed: int = 1, *, bucket_size: int = 80,
+                 leak_rate: float = 4.0, scopes: Iterable[str] | None = None,
+                 default_status: str = "open", set_target: str = "onhand",
+                 org_id: int = SHOP_ORG_ID):
+        super().__init__()
+        self.token = token
+        self.rate_limit = rate_limit
+        self.bucket = LeakyBucket(bucket_size, leak_rate)
+        self.scopes = set(ALL_SCOPES if scopes is None else scopes)
+        self.default_status = default_status
+        self.demo_orders = orders
+        self.webhooks = WebhookSender(webhook_secret, org_id)
+        self.shop = HaravanShop(seed=seed, on_event=self.webhooks.emit, set_target=set_target)
+        self.shop.reset(data, orders)
+        self.calls = 0                 # API calls answered, for tests and benchmarks
+        # The last API requests (method, path, query), so tests can see what a client sent.
+        self.requests: deque[tuple[str, str, dict[str, str]]] = deque(maxlen=20_000)
+        self.throttled = 0             # 429s answered by the bucket
+        self._routes_api()
+        self._routes_admin()
+
+    # -- plumbing ---------------------------------------------------------------------
+    def on_faults(self, body: dict[str, Any]) -> None:
+        if "rate_limit" in body:
+            self.rate_limit = bool(body["rate_limit"])
+
+    def api(self, method: str, path: str, scope: str, handler: Callable[[Request], Response]) -> None:
+        def run(req: Request) -> Response:
+            if scope not in self.scopes and scope.replace("read_", "write_") not in self.scopes:
+                return json_response({"errors": f"[API] This action requires merchant approval "
+                                                f"for {scope} scope."}, 403)
+            try:
+                with self.lock:
+                    return handler(req)
+            except ApiError as exc:
+                return json_response({"errors": exc.errors}, exc.status)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                # Mostly malformed input; logged in case it is a sandbox bug instead.
+                log.debug("haravan sandbox: %s %s -> 400", req.method, req.path, exc_info=True)
+                return json_response({"errors": f"Bad Request: {exc}"}, 400)
+        self.add(method, "/com" + path, run)
+
+    def dispatch(self, req: Request) -> Response:
+        if req.path.startswith("/_sandbox/"):
+            return super().dispatch(req)
+        self.requests.append((req.method, req.path, dict(req.query)))
+        auth = req.header("authorization") or ""
+        if not auth.startswith("Bearer ") or auth[len("Bearer "):].strip() != self.token:
+            resp = json_response({"errors": "[API] Invalid API key or access token "
+                                            "(unrecognized login or wrong password)"}, 401)
+            return resp
+        if self.rate_limit:
+            allowed, used, wait = self.bucket.take()
+            if not allowed:
+                with self.lock:
+                    self.throttled += 1
+                return json_response({"errors": "Exceeded 80 calls per second for api client. "
+                                                "Reduce request rates to resume uninterrupted service."},
+                                     429, **{"Retry-After": f"{max(wait, 0.1):.1f}",
+                                             "X-Haravan-Api-Call-Limit": f"{used}/{self.bucket.capacity}"})
+        else:
+            used = 1
+        with self.lock:
+            self.calls += 1
+        if req.method in ("POST", "PUT") and req.body:
+            try:
+                req.json()
+            except ValueError:
+                return json_response({"errors": "Bad Request: body is not JSON"}, 400)
+        resp = super().dispatch(req)
+        resp.headers.setdefault("X-Haravan-Api-Call-Limit", f"{used}/{self.bucket.capacity}")
+        return resp
+
+    @staticmethod
+    def _body(req: Request, wrapper: str | None = None) -> dict[str, Any]:
+        body = req.json() or {}
+        if wrapper is not None:
+            if not isinstance(body, dict) or not isinstance(body.get(wrapper), dict):
+                raise ApiError(400, f'body must be {{"{wrapper}": {{...}}}}')
+            return body[wrapper]
+        if not isinstance(body, dict):
+            raise ApiError(400, "body must be a JSON object")
+        return body
+
+    # -- real routes ------------------------------------------------------------------
+    def _routes_api(self) -> None:
+        a = self.api
+        a("GET", r"/shop\.json", "com.read_shop", lambda r: json_response({"shop": {
+            "id": SHOP_ORG_ID, "name": "Hexa Demo Shop", "currency": "VND",
+            "timezone": "(GMT+07:00) Hanoi", "money_format": "{{amount}}₫",
+            "myharavan_domain": "hexa-demo.myharavan.com", "inventory_method": "fifo"}}))
+        # customers
+        a("GET", r"/customers\.json", "com.read_customers", self.list_customers)
+        a("GET", r"/customers/count\.json", "com.read_customers",
+          lambda r: json_response({"count": len(
+              self._filter_simple(r, self.shop.customers.values()))}))
+        a("GET", r"/customers/search\.json", "com.read_customers", self.search_customers)
+        a("GET", rf"/customers/{ID}\.json", "com.read_customers",
+          lambda r: json_response({"customer": self._get(self.shop.customers, r)}))
+        a("POST", r"/customers\.json", "com.write_customers",
+          lambda r: json_response({"customer": self.shop.create_customer(self._body(r, "customer"))}, 201))
+        a("PUT", rf"/customers/{ID}\.json", "com.write_customers",
+          lambda r: json_response({"customer": self.shop.update_customer(
+              _path_id(r), self._body(r, "customer"))}))
+        # orders
+        a("GET", r"/orders\.json", "com.read_orders", self.list_orders)
+        a("GET", r"/orders/count\.json", "com.read_orders", self.count_orders)
+        a("GET", rf"/orders/{ID}\.json", "com.read_orders",
+          lambda r: json_response({"order": _fields(r, [self.shop.get_order(_path_id(r))])[0]}))
+        a("POST", r"/orders\.json", "com.write_orders",
+          lambda r: json_response({"order": self.shop.create_order(self._body(r, "order"))}, 201))
+        a("PUT", rf"/orders/{ID}\.json", "com.write_orders",
+          lambda r: json_response({"order": self.shop.update_order(
+              _path_id(r), self._body(r, "order"))}))
+        a("POST", rf"/orders/{ID}/cancel\.json", "com.write_orders",
+          lambda r: json_response({"order": self.shop.cancel_order(_path_id(r), self._body(r))}))
+        a("GET", rf"/orders/{ID}/refunds\.json", "com.read_orders",
+          lambda r: json_response({"refunds": self.shop.get_order(_path_id(r))["refunds"]}))
+        a("GET", rf"/orders/{ID}/refunds/(?P<rid>\d+)\.json", "com.read_orders", self.get_refund)
+        a("POST", rf"/orders/{ID}/refunds\.json", "com.write_orders",
+          lambda r: json_response({"refund": self.shop.create_refund(
+              _path_id(r), self._body(r, "refund"))}, 201))
+        a("GET", rf"/orders/{ID}/transactions\.json", "com.read_orders",
+          lambda r: json_response({"transactions": [
+              self._tx_out(t) for t in self.shop.get_order(_path_id(r))["transactions"]]}))
+        a("GET", rf"/orders/{ID}/transactions/(?P<tid>\d+)\.json", "com.read_orders", self.get_transaction)
+        a("POST", rf"/orders/{ID}/transactions\.json", "com.write_orders",
+          lambda r: json_response({"transaction": self._tx_out(self.shop.add_transaction(
+              _path_id(r), self._body(r, "transaction")))}, 201))
+        # products and variants
+        a("GET", r"/products\.json", "com.read_products", self.list_products)
+        a("GET", r"/products/count\.json", "com.read_products",
+          lambda r: json_response({"count": len(self._product_matches(r))}))
+        a("GET", rf"/products/{ID}\.json", "com.read_products",
+          lambda r: json_response({"product": self.shop.product_json(self._get(self.shop.products, r))}))
+        a("POST", r"/products\.json", "com.write_products",
+          lambda r: json_response({"product": self.shop.product_json(
+              self.shop.create_product(self._body(r, "product")))}, 201))
+        a("PUT", rf"/products/{ID}\.json", "com.write_products",
+          lambda r: json_response({"product": self.shop.product_json(self.shop.update_product(
+              _path_id(r), self._body(r, "product")))}))
+        a("GET", rf"/products/{ID}/variants\.json", "com.read_products", self.list_variants)
+        a("GET", rf"/products/{ID}/variants/count\.json", "com.read_products",
+          lambda r: json_response({"count": len(self._get(self.shop.products, r)["variants"])}))
+        a("POST", rf"/products/{ID}/variants\.json", "com.write_products",
+          lambda r: json_response({"variant": self.shop.add_variant(
+              _path_id(r), self._body(r, "variant"))}, 201))
+        a("GET", rf"/variants/{ID}\.json", "com.read_products", self.get_variant)
+        a("PUT", rf"/variants/{ID}\.json", "com.write_products",
+          lambda r: json_response({"variant": self.shop.update_variant(
+              _path_id(r), self._body(r, "variant"))}))
+        # locations and stock
+        a("GET", r"/locations\.json", "com.read_shop",
+          lambda r: json_response({"locations": list(self.shop.locations.values())}))
+        a("GET", rf"/locations/{ID}\.json", "com.read_shop",
+          lambda r: json_response({"location": self._get(self.shop.locations, r)}))
+        a("GET", r"/inventory_locations\.json", "com.read_inventories", self.list_inventory)
+        a("POST", r"/inventories/adjustorset\.json", "com.write_inventories",
+          lambda r: json_response({"inventory": self.shop.adjust_or_set(self._body(r, "inventory"))}, 201))
+        a("GET", r"/inventories/adjustments\.json", "com.read_inventories", self.list_adjustments)
+        a("GET", r"/inventories/adjustments/count\.json", "com.read_inventories",
+          lambda r: json_response({"count": len(self.shop.adjustments)}))
+
+    @staticmethod
+    def _get(table: dict[int, dict[str, Any]], req: Request) -> dict[str, Any]:
+        record = table.get(_path_id(req))
+        if record is None:
+            raise ApiError(404, "Not Found")
+        return record
+
+    @staticmethod
+    def _tx_out(tx: dict[str, Any]) -> dict[str, Any]:
+        # The transaction endpoint capitalises kinds ("Capture"); inside orders they are
+        # lower-case ([DOC-EX]).
+        return dict(tx, kind=str(tx["kind"]).capitalize())
+
+    def _filter_simple(self, req: Request, records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """ids / since_id / created_at / updated_at filters, newest id first ([EMP] products)."""
+        ids = _ids(req)
+        since_id = _opt_int(req, "since_id")
+        bounds = [(name, _time_param(req, name)) for name in
+                  ("created_at_min", "created_at_max", "updated_at_min", "updated_at_max")]
+        out = []
+        for record in records:
+            if ids is not None and record["id"] not in ids:
+                continue
+            if since_id is not None and record["id"] <= since_id:
+                continue
+            keep = True
+            for name, bound in bounds:
+                if bound is None:
+                    continue
+                value = to_ms(record[name.rsplit("_", 1)[0]])
+                if (name.endswith("_min") and value < bound) or (name.endswith("_max") and value > bound):
+                    keep = False
+                    break
+            if keep:
+                out.append(record)
+        out.sort(key=lambda r: r["id"], reverse=since_id is None)
+        return out
+
+    def _page(self, req: Request, records: list[dict[str, Any]], cap: int = PAGE_CAP) -> list[dict[str, Any]]:
+        limit, page = _paging(req, cap)
+        return records[(page - 1) * limit: page * limit]
+
+    def list_customers(self, req: Request) -> Response:
+        records = self._page(req, self._filter_simple(req, self.shop.customers.values()))
+        return json_response({"customers": _fields(req, records)})
+
+    def search_customers(self, req: Request) -> Response:
+        text = (req.query.get("query") or "").strip().lower()
+        matches = [c for c in self.shop.customers.values()
+                   if not text or any(text in str(c.get(k) or "").lower()
+                                      for k in ("first_name", "last_name", "email", "phone", "tags"))]
+        created_min = _time_param(req, "created_at_min")
+        if created_min is not None:
+            matches = [c for c in matches if to_ms(c["created_at"]) >= created_min]
+        matches.sort(key=lambda c: c.get("last_order_date") or "", reverse=True)
+        return json_response({"customers": _fields(req, self._page(req, matches))})
+
+    def _product_matches(self, req: Request) -> list[dict[str, Any]]:
+        products = self._filter_simple(req, self.shop.products.values())
+        if "sku" in req.query:
+            sku = req.query["sku"]
+            if sku == "":
+                # The real API ignores an empty sku and answers 50 arbitrary products ([EMP]).
+                return products
+            products = [p for p in products if any(v.get("sku") == sku for v in p["variants"])]
+        for key in ("vendor", "handle", "product_type"):
+            if req.query.get(key):
+                products = [p for p in products if p.get(key) == req.query[key]]
+        if req.query.get("barcode"):
+            products = [p for p in products if any(v.get("barcode") == req.query["barcode"] for v in p["variants"])]
+        return products
+
+    def list_products(self, req: Request) -> Response:
+        records = [self.shop.product_json(p) for p in self._page(req, self._product_matches(req))]
+        return json_response({"products": _fields(req, records)})
+
+    def list_variants(self, req: Request) -> Response:
+        product = self.shop.product_json(self._get(self.shop.products, req))
+        variants = product["variants"]
+        ids = _ids(req)
+        if ids is not None:
+            variants = [v for v in variants if v["id"] in ids]
+        return json_response({"variants": _fields(req, self._page(req, variants))})
+
+    def get_variant(self, req: Request) -> Response:
+        vid = _path_id(req)
+        pid = self.shop.variant_product.get(vid)
+        if pid is None or pid not in self.shop.products:
+            raise ApiError(404, "Not Found")
+        product = self.shop.product_json(self.shop.products[pid])
+        return json_response({"variant": next(v for v in product["variants"] if v["id"] == vid)})
+
+    def get_refund(self, req: Request) -> Response:
+        order = self.shop.get_order(_path_id(req))
+        rid = _int(req.params["rid"], "refund id")
+        refund = next((r for r in order["refunds"] if r["id"] == rid), None)
+        if refund is None:
+            raise ApiError(404, "Not Found")
+        return json_response({"refund": refund})
+
+    def get_transaction(self, req: Request) -> Response:
+        order = self.shop.get_order(_path_id(req))
+        tid = _int(req.params["tid"], "transaction id")
+        tx = next((t for t in order["transactions"] if t["id"] == tid), None)
+        if tx is None:
+            raise ApiError(404, "Not Found")
+        return json_response({"transaction": self._tx_out(tx)})
+
+    def list_inventory(self, req: Request) -> Response:
+        locations = _ids(req, "location_ids")
+        variants = _ids(req, "variant_ids") or _ids(req, "vatiant_ids")   # the doc's typo too
+        for name, ids in (("location_ids", locations), ("variant_ids", variants)):
+            if ids is not None and len(ids) > 50:
+                raise ApiError(422, {name: ["at most 50 ids"]})
+        updated_min = _time_param(req, "updated_at_min")
+        since_id = _opt_int(req, "since_id")
+        levels = [lv for lv in self.shop.inventory.values()
+                  if (locations is None or lv["loc_id"] in locations)
+                  and (variants is None or lv["variant_id"] in variants)
+                  and (updated_min is None or lv["updated_ms"] >= updated_min)
+                  and (since_id is None or lv["id"] > since_id)]
+        key = "updated_ms" if req.query.get("order") == "updated_at" else "id"
+        levels.sort(key=lambda lv: lv[key], reverse=req.query.get("direction") == "desc")
+        page = self._page(req, levels, INVENTORY_PAGE_CAP)
+        return json_response({"inventory_locations": [self.shop.level_json(lv) for lv in page]})
+
+    def list_adjustments(self, req: Request) -> Response:
+        items = self.shop.adjustments
+        if req.query.get("location_id"):
+            items = [a for a in items if a["location_id"] == _int(req.query["location_id"], "location_id")]
+        return json_response({"inventory_adjustments": self._page(req, list(reversed(items)))})
+
+    # orders ------------------------------------------------------------------------------
+    def _order_filter(self, req: Request) -> Callable[[int, tuple], bool] | None:
+        status = (req.query.get("status") or self.default_status).lower()
+        if status not in ("open", "closed", "cancelled", "any"):
+            raise ApiError(400, "status must be open, closed, cancelled or any")
+        financial = (req.query.get("financial_status") or "any").lower()
+        fulfillment = (req.query.get("fulfillment_status") or "any").lower()
+        ids = _ids(req)
+        since_id = _opt_int(req, "since_id")
+        created_min = _time_param(req, "created_at_min") or _time_param(req, "processed_at_min")
+        created_max = _time_param(req, "created_at_max") or _time_param(req, "processed_at_max")
+        spelled = {"partiallypaid": "partially_paid"}
+        shipped = {"unshipped": ("notfulfilled", None), "shipped": ("fulfilled",), "partial": ("partial",)}
+        checks: list[Callable[[int, tuple], bool]] = []
+        if status == "open":
+            checks.append(lambda oid, s: not s[4] and not s[5])
+        elif status == "closed":
+            checks.append(lambda oid, s: s[5])
+        elif status == "cancelled":
+            checks.append(lambda oid, s: s[4])
+        if financial != "any":
+            checks.append(lambda oid, s: spelled.get(s[2], s[2]) == financial)
+        if fulfillment != "any":
+            wanted = shipped.get(fulfillment, (fulfillment,))
+            checks.append(lambda oid, s: s[3] in wanted)
+        if ids is not None:
+            checks.append(lambda oid, s: oid in ids)
+        if since_id is not None:
+            checks.append(lambda oid, s: oid > since_id)
+        if created_min is not None:
+            checks.append(lambda oid, s: s[0] >= created_min)
+        if created_max is not None:
+            checks.append(lambda oid, s: s[0] <= created_max)
+        if not checks:
+            return None
+        return lambda oid, s: all(check(oid, s) for check in checks)
+
+    def list_orders(self, req: Request) -> Response:
+        limit, page = _paging(req)
+        order = (req.query.get("order") or "id desc").strip().lower()
+        if order.split(" ")[0] not in ("created_at", "updated_at", "id"):
+            raise ApiError(400, "order must be created_at or updated_at, asc or desc")
+        if order.split(" ")[0] == "created_at":
+            order = "id " + (order.split(" ")[1] if " " in order else "desc")
+        ids = self.shop.orders.query(
+            order=order, updated_min=_time_param(req, "updated_at_min"),
+            updated_max=_time_param(req, "updated_at_max"), keep=self._order_filter(req),
+            offset=(page - 1) * limit, limit=limit)
+        return json_response({"orders": _fields(req, [self.shop.get_order(oid) for oid in ids])})
+
+    def count_orders(self, req: Request) -> Response:
+        return json_response({"count": self.shop.orders.count(
+            self._order_filter(req), _time_param(req, "updated_at_min"),
+            _time_param(req, "updated_at_max"))})
+
+    # -- admin routes -----------------------------------------------------------------
+    def _routes_admin(self) -> None:
+        self.add("POST", r"/_sandbox/reset", self.admin_reset)
+        self.add("GET", r"/_sandbox/state", self.admin_state)
+        self.add("POST", rf"/_sandbox/orders/{ID}/pay", self.admin_pay)
+        self.add("POST", rf"/_sandbox/orders/{ID}/fulfill", self.admin_fulfill)
+        self.add("POST", r"/_sandbox/webhooks", self.admin_webhook)
+        self.add("GET", r"/_sandbox/webhooks", lambda r: json_response(
+            {"webhooks": self.webhooks.registrations, "deliveries": list(self.webhooks.deliveries)}))
+
+    def _admin(self, fn: Callable[[], Any]) -> Response:
+        try:
+            with self.lock:
+                return json_response(fn())
+        except ApiError as exc:
+            return json_response({"errors": exc.errors}, exc.status)
+
+    def admin_reset(self, req: Request) -> Response:
+        body = req.json() or {}
+        data = body.get("data") or "empty"
+        if data not in ("empty", "demo"):
+            return json_response({"errors": "data must be empty or demo"}, 400)
+        orders = int(body.get("orders") or self.demo_orders)
+
+        def reset() -> dict[str, Any]:
+            self.shop.reset(data, orders)
+            self.bucket.level = 0.0
+            return {"data": data, "orders": len(self.shop.orders)}
+        return self._admin(reset)
+
+    def admin_state(self, req: Request) -> Response:
+        with self.lock:
+            state = self.shop.state()
+            state["rate_limit"] = self.rate_limit
+        return json_response(state)
+
+    def admin_pay(self, req: Request) -> Response:
+        body = req.json() or {}
+        return self._admin(lambda: {"order": self.shop.pay_order(int(req.params["id"]), body.get("gateway"))})
+
+    def admin_fulfill(self, req: Request) -> Response:
+        body = req.json() or {}
+        loc = body.get("location_id")
+        return self._admin(lambda: {"order": self.shop.fulfill_order(
+            int(req.params["id"]), int(loc) if loc is not None else None)})
+
+    def admin_webhook(self, req: Request) -> Response:
+        body = req.json() or {}
+        if not body.get("url"):
+            return json_response({"errors": {"url": ["can't be blank"]}}, 422)
+        topics = body.get("topics") or []
+        return json_response({"webhook": self.webhooks.register(body["url"], topics)}, 201)

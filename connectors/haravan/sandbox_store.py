@@ -1,0 +1,850 @@
+"""The Haravan sandbox's shop: the in-memory store behind the HTTP routes.
+
+Records are kept in the API's own shape (money as JSON-style floats, timestamps as Haravan
+renders them) so the routes only wrap them. Orders live in :class:`OrderIndex`, which keeps demo
+orders as plans until one is changed and answers list queries from sorted indexes, so 100,000
+orders cost no more per request than 100.
+
+Every change takes a timestamp from :meth:`HaravanShop.tick`, which is strictly increasing, and
+reports ``(topic, resource)`` to ``on_event`` for webhook delivery. Callers hold the app lock.
+"""
+from __future__ import annotations
+
+import bisect
+import copy
+import time
+from decimal import Decimal
+from typing import Any, Callable, Iterator
+
+from hexaflow.connectors.sandbox_world import WAREHOUSES
+from hexaflow.timeutil import parse_datetime
+
+from . import demo_data as demo
+from .demo_data import OrderPlan, money, render_time
+
+ORDER_TOPICS = ("orders/create", "orders/updated", "orders/paid", "orders/cancelled",
+                "orders/fulfilled", "refunds/create")
+
+
+class ApiError(Exception):
+    """An answer other than success: the route turns it into status + {"errors": ...}."""
+
+    def __init__(self, status: int, errors: Any):
+        super().__init__(str(errors))
+        self.status = status
+        self.errors = errors
+
+
+def not_found(kind: str) -> ApiError:
+    return ApiError(404, "Not Found")
+
+
+def to_ms(value: str) -> int:
+    return int(parse_datetime(value).timestamp() * 1000)
+
+
+def dec(value: Any) -> Decimal:
+    if value is None or value == "":
+        return Decimal(0)
+    return Decimal(str(value))
+
+
+class OrderIndex:
+    """Orders by id, with sorted (updated_at, id) and id indexes and a per-order summary used
+    by filters, so a list query never builds or sorts orders it does not return."""
+
+    def __init__(self, build: Callable[[OrderPlan], dict[str, Any]]):
+        self._build = build
+        self._plans: dict[int, int] = {}          # id -> demo index, until materialised
+        self._orders: dict[int, dict[str, Any]] = {}
+        self.summary: dict[int, tuple[int, int, str, str, bool, bool]] = {}
+        self.ids: list[int] = []                  # ascending; ids grow with creation
+        self.by_updated: list[tuple[int, int]] = []
+        self._seed = 0
+        self._count = 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def load_plans(self, seed: int, count: int) -> Iterator[OrderPlan]:
+        self._seed, self._count = seed, count
+        for index in range(count):
+            plan = demo.plan_order(seed, index, count)
+            fin, ful, cancelled = plan.statuses
+            if fin == "partially_refunded" and len(plan.lines) == 1:
+                ful = "restocked"
+            self._plans[plan.id] = index
+            self.summary[plan.id] = (plan.created_ms, plan.updated_ms, fin, ful, cancelled, False)
+            self.ids.append(plan.id)
+            self.by_updated.append((plan.updated_ms, plan.id))
+            yield plan
+        self.ids.sort()
+        self.by_updated.sort()
+
+    def get(self, order_id: int) -> dict[str, Any] | None:
+        """The order (a fresh build for a demo order nobody changed: do not mutate it)."""
+        if order_id in self._orders:
+            return self._orders[order_id]
+        if order_id in self._plans:
+            return self._build(demo.plan_order(self._seed, self._plans[order_id], self._count))
+        return None
+
+    def materialise(self, order_id: int) -> dict[str, Any]:
+        order = self.get(order_id)
+        if order is None:
+            raise not_found("order")
+        if order_id in self._plans:
+            del self._plans[order_id]
+            self._orders[order_id] = order
+        return order
+
+    def put(self, order: dict[str, Any], updated_ms: int) -> None:
+        """Store a new or changed order (already materialised) and re-index it."""
+        oid = order["id"]
+        old = self.summary.get(oid)
+        if old is None:
+            self.ids.append(oid)     # new ids are larger than every id so far
+        else:
+            pos = bisect.bisect_left(self.by_updated, (old[1], oid))
+            if pos < len(self.by_updated) and self.by_updated[pos] == (old[1], oid):
+                del self.by_updated[pos]
+        self._orders[oid] = order
+        bisect.insort(self.by_updated, (updated_ms, oid))
+        self.summary[oid] = (to_ms(order["created_at"]), updated_ms, order["financial_status"],
+                             order["fulfillment_status"], order["cancelled_status"] == "cancelled",
+                             order["closed_status"] == "closed")
+
+    def query(self, *, order: str, updated_min: int | None, updated_max: int | None,
+              keep: Callable[[int, tuple], bool] | None, offset: int, limit: int) -> list[int]:
+        """Ids of one page. ``order``: "updated_at asc|desc" or "id asc|desc" (ids grow with
+        created_at, so they stand for it)."""
+        field, _, direction = order.partition(" ")
+        descending = direction.strip().lower() == "desc"
+        if field == "updated_at":
+            lo = bisect.bisect_left(self.by_updated, (updated_min, -1)) if updated_min is not None else 0
+            hi = bisect.bisect_right(self.by_updated, (updated_max, 1 << 62)) \
+                if updated_max is not None else len(self.by_updated)
+            seq: Any = self.by_updated
+            positions = range(hi - 1, lo - 1, -1) if descending else range(lo, hi)
+            get_id = lambda p: seq[p][1]   # noqa: E731
+        else:
+            keep = self._within_updated(keep, updated_min, updated_max)
+            seq = self.ids
+            positions = range(len(seq) - 1, -1, -1) if descending else range(len(seq))
+            get_id = lambda p: seq[p]   # noqa: E731
+        if keep is None:
+            chosen = positions[offset:offset + limit]
+            return [get_id(p) for p in chosen]
+        out: list[int] = []
+        skipped = 0
+        for p in positions:
+            oid = get_id(p)
+            if not keep(oid, self.summary[oid]):
+                continue
+            if skipped < offset:
+                skipped += 1
+                continue
+            out.append(oid)
+            if len(out) >= limit:
+                break
+        return out
+
+    @staticmethod
+    def _within_updated(keep: Callable[[int, tuple], bool] | None, lo: int | None,
+                        hi: int | None) -> Callable[[int, tuple], bool] | None:
+        """``keep`` narrowed to an updated_at range (for scans that do not use by_updated)."""
+        if lo is None and hi is None:
+            return keep
+        return lambda oid, s: ((lo is None or s[1] >= lo) and (hi is None or s[1] <= hi)
+                               and (keep is None or keep(oid, s)))
+
+    def count(self, keep: Callable[[int, tuple], bool] | None, updated_min: int | None = None,
+              updated_max: int | None = None) -> int:
+        keep = self._within_updated(keep, updated_min, updated_max)
+        if keep is None:
+            return len(self.ids)
+        return sum(1 for oid in self.ids if keep(oid, self.summary[oid]))
+
+
+class HaravanShop:
+    def __init__(self, seed: int = 1, on_event: Callable[[str, dict[str, Any]], None] | None = None,
+                 set_target: str = "onhand"):
+        self.seed = seed
+        self.on_event = on_event or (lambda topic, body: None)
+        # Which figure adjustorset type=set overwrites is unverified ([UNK]); on-hand by default.
+        self.set_target = set_target
+        self.reset("empty")
+
+    # -- setup ------------------------------------------------------------------------
+    def reset(self, data: str = "empty", orders: int = 200) -> None:
+        self._last_ms = 0
+        self._next_id = 2_000_000_000_000
+        self.customers: dict[int, dict[str, Any]] = {}
+        self.products: dict[int, dict[str, Any]] = {}
+        self.variant_product: dict[int, int] = {}
+        self.inventory: dict[tuple[int, int], dict[str, Any]] = {}
+        self.adjustments: list[dict[str, Any]] = []
+        self.locations = {w.location_id: self._location(w, n) for n, w in enumerate(WAREHOUSES)}
+        self._demo_customers: list[dict[str, Any]] = []
+        self._demo_variants: dict[str, tuple[int, int]] = {}
+        self.orders = OrderIndex(self._build_demo_order)
+        if data == "demo":
+            self._load_demo(orders)
+
+    def _location(self, w: Any, n: int) -> dict[str, Any]:
+        stamp = render_time(demo.DEMO_END_MS - 900 * 86_400_000 + n * 1000, n)
+        return {"id": w.location_id, "name": w.location_name, "type": "default",
+                "location_type": "default", "is_primary": w.is_primary,
+                "is_unavailable_quantity": False, "email": None, "phone": None,
+                "address1": None, "address2": None, "zip": None, "city": None,
+                "province": None, "province_code": None, "district": None,
+                "district_code": None, "ward": None, "ward_code": None, "country": "Vietnam",
+                "country_code": "VN", "country_name": "Vietnam",
+                "created_at": stamp, "updated_at": stamp}
+
+    def _load_demo(self, order_count: int) -> None:
+        self._demo_customers = demo.demo_customers(self.seed)
+        for c in self._demo_customers:
+            self.customers[c["id"]] = copy.deepcopy(c)
+        products, stock = demo.demo_products(self.seed)
+        for p in products:
+            self._index_product(p)
+            for v in p["variants"]:
+                self._demo_variants[v["sku"]] = (p["id"], v["id"])
+        for (loc, vid), qty in stock.items():
+            self._level(loc, vid)["qty_onhand"] = qty
+        newest = 0
+        stats: dict[int, list] = {}
+        for plan in self.orders.load_plans(self.seed, order_count):
+            newest = max(newest, plan.updated_ms)
+            if plan.customer is not None:
+                cid = demo.GUEST_CUSTOMER_ID if plan.customer == -1 else demo.CUSTOMER_ID_BASE + plan.customer
+                entry = stats.setdefault(cid, [0, 0, None])
+                entry[0] += 1
+                if not plan.statuses[2]:
+                    entry[1] += plan.total
+                entry[2] = plan
+        for cid, (n, spent, last) in stats.items():
+            c = self.customers[cid]
+            c.update(orders_count=n, total_spent=money(spent), last_order_id=last.id,
+                     last_order_name=f"#{100001 + last.index}",
+                     last_order_date=render_time(last.created_ms, last.index))
+        self._last_ms = newest
+
+    def _build_demo_order(self, plan: OrderPlan) -> dict[str, Any]:
+        return demo.build_order(plan, self._demo_customers, self._demo_variants)
+
+    # -- time and ids -----------------------------------------------------------------
+    def tick(self) -> int:
+        """Now in ms, strictly after every stamp handed out, so each change is orderable."""
+        self._last_ms = max(int(time.time() * 1000), self._last_ms + 1)
+        return self._last_ms
+
+    def new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def stamp(self, record: dict[str, Any], salt: int = 0) -> int:
+        ms = self.tick()
+        record["updated_at"] = render_time(ms, salt or record.get("id", 0))
+        return ms
+
+    # -- customers --------------------------------------------------------------------
+    def create_customer(self, body: dict[str, Any]) -> dict[str, Any]:
+        errors = {}
+        for field in ("email", "phone"):
+            value = body.get(field)
+            if value and any(c.get(field) == value for c in self.customers.values()):
+                errors[field] = [f"{field} has already been taken"]
+        if not (body.get("email") or body.get("phone") or body.get("first_name") or body.get("last_name")):
+            errors["customer"] = ["must have a name, email or phone"]
+        if errors:
+            raise ApiError(422, errors)
+        cid = self.new_id()
+        ms = self.tick()
+        addresses = []
+        for n, a in enumerate(body.get("addresses") or []):
+            addresses.append(dict(a, id=self.new_id(), default=n == 0))
+        customer = {
+            "id": cid, "email": body.get("email"), "phone": body.get("phone"),
+            "first_name": body.get("first_name"), "last_name": body.get("last_name"),
+            "gender": body.get("gender"), "birthday": body.get("birthday"),
+            "accepts_marketing": bool(body.get("accepts_marketing")),
+            "verified_email": bool(body.get("verified_email")), "state": "Disabled",
+            "tags": body.get("tags"), "note": body.get("note"), "group_name": None,
+            "multipass_identifier": None, "orders_count": 0, "total_spent": 0.0,
+            "total_paid": 0.0, "last_order_id": None, "last_order_name": None,
+            "last_order_date": None, "created_at": render_time(ms, cid),
+            "updated_at": render_time(ms, cid), "addresses": addresses,
+            "default_address": addresses[0] if addresses else None}
+        self.customers[cid] = customer
+        self.on_event("customers/create", customer)
+        return customer
+
+    def update_customer(self, cid: int, body: dict[str, Any]) -> dict[str, Any]:
+        customer = self.customers.get(cid)
+        if customer is None:
+            raise not_found("customer")
+        for field in ("email", "phone"):
+            value = body.get(field)
+            if value and any(c.get(field) == value and c["id"] != cid for c in self.customers.values()):
+                raise ApiError(422, {field: [f"{field} has already been taken"]})
+        for key in ("email", "phone", "first_name", "last_name", "tags", "note", "gender",
+                    "birthday", "accepts_marketing", "verified_email"):
+            if key in body:
+                customer[key] = body[key]
+        self.stamp(customer)
+        self.on_event("customers/update", customer)
+        return customer
+
+    # -- products and stock -----------------------------------------------------------
+    def _index_product(self, product: dict[str, Any]) -> None:
+        self.products[product["id"]] = product
+        for v in product["variants"]:
+            self.variant_product[v["id"]] = product["id"]
+
+    def _level(self, loc: int, vid: int) -> dict[str, Any]:
+        level = self.inventory.get((loc, vid))
+        if level is None:
+            level = self.inventory[(loc, vid)] = {
+                "id": self.new_id(), "loc_id": loc, "product_id": self.variant_product.get(vid),
+                "variant_id": vid, "qty_onhand": 0, "qty_commited": 0, "qty_incoming": 0,
+                "updated_ms": self._last_ms or demo.DEMO_END_MS}
+        return level
+
+    def level_json(self, level: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in level.items() if k != "updated_ms"}
+        out["qty_available"] = level["qty_onhand"] - level["qty_commited"]
+        out["updated_at"] = render_time(level["updated_ms"], level["id"])
+        return out
+
+    def product_json(self, product: dict[str, Any]) -> dict[str, Any]:
+        """The product with each variant's read-only stock figures filled in."""
+        out = copy.deepcopy(product)
+        for v in out["variants"]:
+            levels = [lv for (loc, vid), lv in self.inventory.items() if vid == v["id"]]
+            onhand = sum(lv["qty_onhand"] for lv in levels)
+            committed = sum(lv["qty_commited"] for lv in levels)
+            v["inventory_quantity"] = onhand - committed
+            v["old_inventory_quantity"] = onhand - committed
+            v["inventory_advance"] = {"qty_available": onhand - committed, "qty_onhand": onhand,
+                                      "qty_commited": committed,
+                                      "qty_incoming": sum(lv["qty_incoming"] for lv in levels)}
+        return out
+
+    def _variant(self, data: dict[str, Any], product_id: int, position: int, stamp: str) -> dict[str, Any]:
+        return {
+            "id": self.new_id(), "product_id": product_id,
+            "title": " / ".join(str(data[o]) for o in ("option1", "option2", "option3") if data.get(o))
+                     or "Default Title",
+            "option1": data.get("option1") or "Default Title", "option2": data.get("option2"),
+            "option3": data.get("option3"), "sku": data.get("sku"), "barcode": data.get("barcode"),
+            "price": money(dec(data.get("price"))),
+            "compare_at_price": money(dec(data.get("compare_at_price"))),
+            "grams": float(data.get("grams") or 0),
+            # New variants come back untracked unless asked ([DOC-EX]).
+            "inventory_management": data.get("inventory_management") or None,
+            "inventory_policy": data.get("inventory_policy") or "deny",
+            "requires_shipping": data.get("requires_shipping", True),
+            "taxable": data.get("taxable", False), "position": position,
+            "created_at": stamp, "updated_at": stamp}
+
+    def _check_product(self, body: dict[str, Any], product_id: int | None) -> None:
+        errors: dict[str, list[str]] = {}
+        if product_id is None and not (body.get("title") or "").strip():
+            errors["title"] = ["can't be blank"]
+        variants = body.get("variants") or []
+        if len(variants) > 100:
+            errors["variants"] = ["a product has at most 100 variants"]
+        if len(body.get("options") or []) > 3:
+            errors["options"] = ["a product has at most 3 options"]
+        if errors:
+            raise ApiError(422, errors)
+
+    def create_product(self, body: dict[str, Any]) -> dict[str, Any]:
+        self._check_product(body, None)
+        pid = self.new_id()
+        ms = self.tick()
+        stamp = render_time(ms, pid)
+        variants_in = body.get("variants") or [{}]    # omitted: one "Default Title" variant
+        product = {
+            "id": pid, "title": body["title"], "handle": body.get("handle") or f"san-pham-{pid}",
+            "body_html": body.get("body_html") or "", "body_plain": None,
+            "vendor": body.get("vendor") or "Khác", "product_type": body.get("product_type") or "",
+            "tags": body.get("tags") or "",
+            "published_at": None if body.get("published") is False else stamp,
+            "published_scope": "global", "template_suffix": None, "only_hide_from_list": False,
+            "not_allow_promotion": False, "images": [],
+            "options": body.get("options") or [{"name": "Title", "position": 1}],
+            "variants": [], "created_at": stamp, "updated_at": stamp}
+        for n, v in enumerate(variants_in):
+            product["variants"].append(self._variant(v, pid, n + 1, stamp))
+        self._index_product(product)
+        self.on_event("products/create", self.product_json(product))
+        return product
+
+    def update_product(self, pid: int, body: dict[str, Any]) -> dict[str, Any]:
+        product = self.products.get(pid)
+        if product is None:
+            raise not_found("product")
+        self._check_product(body, pid)
+        ms = self.tick()
+        stamp = render_time(ms, pid)
+        for key in ("title", "body_html", "vendor", "product_type", "tags", "handle", "options"):
+            if key in body:
+                product[key] = body[key]
+        if "variants" in body:
+            by_id = {v["id"]: v for v in product["variants"]}
+            kept = []
+            for n, data in enumerate(body["variants"] or []):
+                existing = by_id.get(data.get("id")) if data.get("id") else None
+                if data.get("id") and existing is None:
+                    raise ApiError(422, {"variants": [f"variant {data['id']} is not in product {pid}"]})
+                if existing is None:
+                    existing = self._variant(data, pid, n + 1, stamp)
+                    self.variant_product[existing["id"]] = pid
+                else:
+                    self._apply_variant(existing, data)
+                existing["position"] = n + 1
+                existing["updated_at"] = stamp
+                kept.append(existing)
+            # Like Shopify, a PUT with variants replaces the list ([INF]).
+            product["variants"] = kept
+        product["updated_at"] = stamp
+        self.on_event("products/update", self.product_json(product))
+        return product
+
+    @staticmethod
+    def _apply_variant(variant: dict[str, Any], data: dict[str, Any]) -> None:
+        for key in ("option1", "option2", "option3", "sku", "barcode", "grams",
+                    "inventory_management", "inventory_policy", "requires_shipping", "taxable"):
+            if key in data:
+                variant[key] = data[key]
+        for key in ("price", "compare_at_price"):
+            if key in data:
+                variant[key] = money(dec(data[key]))
+
+    def update_variant(self, vid: int, body: dict[str, Any]) -> dict[str, Any]:
+        pid = self.variant_product.get(vid)
+        if pid is None or pid not in self.products:
+            raise not_found("variant")
+        product = self.products[pid]
+        variant = next(v for v in product["variants"] if v["id"] == vid)
+        self._apply_variant(variant, body)
+        ms = self.tick()
+        variant["updated_at"] = product["updated_at"] = render_time(ms, vid)
+        self.on_event("products/update", self.product_json(product))
+        return variant
+
+    def add_variant(self, pid: int, body: dict[str, Any]) -> dict[str, Any]:
+        product = self.products.get(pid)
+        if product is None:
+            raise not_found("product")
+        if len(product["variants"]) >= 100:
+            raise ApiError(422, {"variants": ["a product has at most 100 variants"]})
+        ms = self.tick()
+        stamp = render_time(ms, pid)
+        variant = self._variant(body, pid, len(product["variants"]) + 1, stamp)
+        product["variants"].append(variant)
+        self.variant_product[variant["id"]] = pid
+        product["updated_at"] = stamp
+        self.on_event("products/update", self.product_json(product))
+        return variant
+
+    def adjust_or_set(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /inventories/adjustorset.json. ``set`` overwrites on-hand (or, with
+        set_target="available", makes on-hand − committed equal the quantity)."""
+        errors: dict[str, list[str]] = {}
+        loc = body.get("location_id")
+        kind = body.get("type") or "adjust"
+        reason = body.get("reason") or "newproduct"
+        lines = body.get("line_items") or []
+        if loc not in self.locations:
+            errors["location_id"] = [f"location {loc} not found"]
+        if kind not in ("adjust", "set"):
+            errors["type"] = ["must be adjust or set"]
+        if reason not in ("newproduct", "returned", "productionofgoods", "damaged", "shrinkage",
+                          "promotion", "transfer"):
+            errors["reason"] = [f"unknown reason {reason}"]
+        if not lines:
+            errors["line_items"] = ["can't be blank"]
+        if len(lines) > 200:    # [DOC] the rate-limit page allows 200, the page itself 100
+            errors["line_items"] = ["at most 200 line items per call"]
+        resolved = []
+        for n, line in enumerate(lines):
+            vid = line.get("product_variant_id") or line.get("variant_id")
+            qty = line.get("quantity")
+            if vid not in self.variant_product or (line.get("product_id") not in (None, self.variant_product.get(vid))):
+                errors.setdefault("line_items", []).append(f"line {n}: variant {vid} not found")
+                continue
+            if not isinstance(qty, int) or isinstance(qty, bool):
+                if isinstance(qty, Decimal) and qty == qty.to_integral_value():
+                    qty = int(qty)
+                else:
+                    errors.setdefault("line_items", []).append(f"line {n}: quantity must be an integer")
+                    continue
+            resolved.append((vid, qty))
+        if errors:
+            raise ApiError(422, errors)
+        ms = self.tick()
+        out_lines = []
+        total = 0
+        for vid, qty in resolved:
+            level = self._level(loc, vid)
+            level["product_id"] = self.variant_product[vid]
+            if kind == "set":
+                target = qty + (level["qty_commited"] if self.set_target == "available" else 0)
+                change = target - level["qty_onhand"]
+                level["qty_onhand"] = target
+            else:
+                change = qty
+                level["qty_onhand"] += qty
+            level["updated_ms"] = ms
+            total += change
+            variant = next(v for v in self.products[self.variant_product[vid]]["variants"] if v["id"] == vid)
+            out_lines.append({"product_id": self.variant_product[vid], "product_variant_id": vid,
+                              "quantity": change, "cost_amount": 0.0, "sku": variant.get("sku"),
+                              "barcode": variant.get("barcode")})
+        adjustment = {"id": self.new_id(), "adjust_number": f"IA{100001 + len(self.adjustments)}",
+                      "location_id": loc, "type": kind, "reason": reason, "note": body.get("note"),
+                      "tags": body.get("tags"), "tran_date": render_time(ms, loc),
+                      "total_quantity": total, "total_cost": 0.0, "line_items": out_lines,
+                      "created_at": render_time(ms, loc)}
+        self.adjustments.append(adjustment)
+        return adjustment
+
+    def move_stock(self, loc: int, vid: int, change: int) -> None:
+        if vid in self.variant_product:
+            level = self._level(loc, vid)
+            level["qty_onhand"] += change
+            level["updated_ms"] = self.tick()
+
+    # -- orders -----------------------------------------------------------------------
+    def get_order(self, oid: int) -> dict[str, Any]:
+        order = self.orders.get(oid)
+        if order is None:
+            raise not_found("order")
+        return order
+
+    def _save(self, order: dict[str, Any], *topics: str) -> dict[str, Any]:
+        ms = self.tick()
+        order["updated_at"] = render_time(ms, order["id"] + ms)
+        self.orders.put(order, ms)
+        for topic in topics + ("orders/updated",):
+            self.on_event(topic, order)
+        return order
+
+    def create_order(self, body: dict[str, Any]) -> dict[str, Any]:
+        lines_in = body.get("line_items") or []
+        if not lines_in:
+            raise ApiError(422, {"line_items": ["can't be blank"]})
+        oid = self.new_id()
+        ms = self.tick()
+        stamp = render_time(ms, oid)
+        line_items = []
+        for k, data in enumerate(lines_in):
+            vid = data.get("variant_id")
+            variant = product = None
+            if vid is None and data.get("sku"):
+                for p in self.products.values():
+                    for v in p["variants"]:
+                        if v.get("sku") == data["sku"]:
+                            variant, product = v, p
+            elif vid in self.variant_product:
+                product = self.products[self.variant_product[vid]]
+                variant = next(v for v in product["variants"] if v["id"] == vid)
+            if variant is None and data.get("price") is None:
+                raise ApiError(422, {"line_items": [f"line {k}: unknown variant and no price"]})
+            qty = int(data.get("quantity") or 1)
+            original = dec(data.get("price", variant["price"] if variant else 0))
+            promo = dec(data.get("total_discount"))
+            line_items.append({
+                "id": oid * 10 + k, "product_id": product["id"] if product else None,
+                "variant_id": variant["id"] if variant else None,
+                "sku": variant.get("sku") if variant else data.get("sku"),
+                "barcode": variant.get("barcode") if variant else None,
+                "title": product["title"] if product else data.get("title", "Custom item"),
+                "variant_title": variant["title"] if variant else None,
+                "name": product["title"] if product else data.get("title", "Custom item"),
+                "vendor": product["vendor"] if product else None,
+                "type": product["product_type"] if product else None,
+                "quantity": qty, "price": money(original - promo), "price_original": money(original),
+                "price_promotion": 0.0, "total_discount": money(promo),
+                "applied_discounts": [{"description": "Khuyến mãi", "amount": money(promo)}] if promo else [],
+                "properties": None, "fulfillable_quantity": qty,
+                "fulfillment_status": "notfulfilled", "grams": 0.0, "requires_shipping": True,
+                "taxable": False, "tax_lines": [], "gift_card": False,
+                "product_exists": product is not None, "not_allow_promotion": False,
+                "ma_cost_amount": 0.0, "image": None})
+        line_total = sum(dec(li["price"]) * li["quantity"] for li in line_items)
+        codes = body.get("discount_codes") or []
+        discount = sum(dec(c.get("amount")) for c in codes)
+        shipping_lines = [{"code": s.get("code"), "title": s.get("title"), "price": money(dec(s.get("price"))),
+                           "source": s.get("source")} for s in body.get("shipping_lines") or []]
+        shipping = sum(dec(s["price"]) for s in shipping_lines)
+        total = line_total - discount + shipping
+        customer = None
+        cust_in = body.get("customer")
+        if cust_in:
+            match = self.customers.get(cust_in.get("id")) or next(
+                (c for c in self.customers.values() if cust_in.get("email") and c.get("email") == cust_in.get("email")), None)
+            if match is None:
+                match = self.create_customer(cust_in)
+            customer = {k: match[k] for k in demo.EMBEDDED_CUSTOMER_FIELDS}
+        location_id = body.get("location_id") or next(w.location_id for w in WAREHOUSES if w.is_primary)
+        gateway = body.get("gateway") or ""
+        order = {
+            "id": oid, "order_number": f"#{200000 + oid % 100000}", "name": f"#{200000 + oid % 100000}",
+            "number": oid, "token": f"t{oid:x}", "created_at": stamp, "updated_at": stamp,
+            "processed_at": stamp, "confirmed_at": None, "closed_at": None, "cancelled_at": None,
+            "currency": "VND", "email": body.get("email") or (customer or {}).get("email"),
+            "contact_email": body.get("email") or (customer or {}).get("email"),
+            "phone": body.get("phone"), "source_name": body.get("source_name") or "api",
+            "source": body.get("source_name") or "api", "gateway": gateway,
+            "gateway_code": body.get("gateway_code") or "", "processing_method": None,
+            "financial_status": "pending", "fulfillment_status": "notfulfilled",
+            "cancelled_status": "uncancelled", "confirmed_status": "unconfirmed",
+            "closed_status": "unclosed", "cancel_reason": None,
+            "order_processing_status": "confirmed", "omni_order_status": 0,
+            "omni_order_status_name": None, "location_id": location_id,
+            "location_name": self.locations.get(location_id, {}).get("name"),
+            "assigned_location_id": location_id, "assigned_location_name": None,
+            "user_id": 0, "confirm_user": None, "note": body.get("note"),
+            "note_attributes": body.get("note_attributes") or [], "tags": body.get("tags") or "",
+            "discount_codes": [{"code": c.get("code"), "amount": money(dec(c.get("amount"))),
+                                "type": c.get("type") or "fixed_amount", "is_coupon_code": True}
+                               for c in codes],
+            "total_line_items_price": money(line_total), "subtotal_price": money(line_total),
+            "total_discounts": money(discount), "total_tax": 0.0, "tax_lines": [],
+            "taxes_included": False, "total_price": money(total), "total_weight": 0.0,
+            "shipping_lines": shipping_lines, "line_items": line_items, "customer": customer,
+            "shipping_address": body.get("shipping_address"),
+            "billing_address": body.get("billing_address"),
+            "transactions": [], "fulfillments": [], "refunds": [],
+            "ref_order_id": 0, "ref_order_number": None, "prev_order_id": 0, "prev_order_number": None}
+        # Creating an order takes no payment ([DOC]); a pending transaction records the amount due.
+        order["transactions"].append(self._transaction(order, "pending", total, gateway, status=None))
+        self.orders.put(order, ms)
+        if customer:
+            c = self.customers[customer["id"]]
+            c["orders_count"] += 1
+            c["total_spent"] = money(dec(c["total_spent"]) + total)
+            c.update(last_order_id=oid, last_order_name=order["name"], last_order_date=stamp)
+            self.stamp(c)
+        self.on_event("orders/create", order)
+        return order
+
+    def update_order(self, oid: int, body: dict[str, Any]) -> dict[str, Any]:
+        order = self.orders.materialise(oid)
+        # Only a few attributes are editable ([DOC]); items and quantities never are.
+        for key in ("note", "note_attributes", "tags", "email", "phone"):
+            if key in body:
+                order[key] = body[key]
+        return self._save(order)
+
+    def _transaction(self, order: dict[str, Any], kind: str, amount: Decimal, gateway: str | None = None,
+                     status: str | None = "success", parent_id: int | None = None) -> dict[str, Any]:
+        ms = self._last_ms or self.tick()
+        return {"id": self.new_id(), "order_id": order["id"], "kind": kind, "amount": money(amount),
+                "status": status, "gateway": gateway if gateway is not None else order.get("gateway"),
+                "currency": "VND", "parent_id": parent_id, "location_id": order.get("location_id"),
+                "user_id": demo.STAFF_USER_ID, "is_cod_gateway": order.get("gateway_code") == "COD",
+                "test": False, "external_transaction_id": None,
+                "created_at": render_time(ms, order["id"] + len(order["transactions"]))}
+
+    @staticmethod
+    def paid_amount(order: dict[str, Any]) -> tuple[Decimal, Decimal]:
+        """(captured, refunded) money of an order, from its transactions."""
+        captured = sum((dec(t["amount"]) for t in order["transactions"]
+                        if str(t["kind"]).lower() in ("capture", "sale") and t.get("status") != "failure"),
+                       Decimal(0))
+        refunded = -sum((dec(t["amount"]) for t in order["transactions"]
+                         if str(t["kind"]).lower() == "refund"), Decimal(0))
+        return captured, refunded
+
+    def _settle_financial_status(self, order: dict[str, Any]) -> None:
+        captured, refunded = self.paid_amount(order)
+        total = dec(order["total_price"])
+        if refunded > 0:
+            order["financial_status"] = "refunded" if refunded >= captured else "partially_refunded"
+        elif captured >= total and total > 0:
+            order["financial_status"] = "paid"
+        elif captured > 0:
+            order["financial_status"] = "partiallypaid"     # as the API spells it ([DOC-EX])
+        elif any(str(t["kind"]).lower() == "void" for t in order["transactions"]):
+            order["financial_status"] = "voided"
+
+    def add_transaction(self, oid: int, body: dict[str, Any]) -> dict[str, Any]:
+        order = self.orders.materialise(oid)
+        kind = str(body.get("kind") or "").lower()
+        if kind not in ("pending", "authorization", "sale", "capture", "void", "refund"):
+            raise ApiError(422, {"kind": ["must be one of Pending, Authorization, Sale, Capture, Void, Refund"]})
+        amount = dec(body.get("amount"))
+        if kind in ("capture", "sale"):
+            captured, _ = self.paid_amount(order)
+            if amount <= 0:
+                amount = dec(order["total_price"]) - captured
+            if amount <= 0 or captured + amount > dec(order["total_price"]):
+                raise ApiError(422, {"amount": ["exceeds the amount still due"]})
+        if kind == "refund":
+            captured, refunded = self.paid_amount(order)
+            amount = abs(amount)
+            if amount <= 0 or amount > captured - refunded:
+                raise ApiError(422, {"amount": ["exceeds the amount that can be refunded"]})
+            amount = -amount
+        parent = next((t["id"] for t in order["transactions"] if t["kind"] == "pending"), None)
+        tx = self._transaction(order, kind, amount, body.get("gateway"), parent_id=parent)
+        order["transactions"].append(tx)
+        before = order["financial_status"]
+        self._settle_financial_status(order)
+        topics = ("orders/paid",) if order["financial_status"] == "paid" and before != "paid" else ()
+        self._save(order, *topics)
+        return tx
+
+    def _refund(self, order: dict[str, Any], data: dict[str, Any]) -> dict[str, Any] | None:
+        """Apply a refund (lines, restock, money); None when it returns nothing."""
+        lines_by_id = {li["id"]: li for li in order["line_items"]}
+        already: dict[int, int] = {}
+        for r in order["refunds"]:
+            for rl in r["refund_line_items"]:
+                already[rl["line_item_id"]] = already.get(rl["line_item_id"], 0) + rl["quantity"]
+        refund_lines = []
+        for rl in data.get("refund_line_items") or []:
+            li = lines_by_id.get(rl.get("line_item_id"))
+            qty = int(rl.get("quantity") or 0)
+            if li is None:
+                raise ApiError(422, {"refund_line_items": [f"line item {rl.get('line_item_id')} not in order"]})
+            if qty <= 0 or qty + already.get(li["id"], 0) > li["quantity"]:
+                raise ApiError(422, {"refund_line_items": [f"quantity {qty} exceeds what can be refunded of line {li['id']}"]})
+            refund_lines.append({"id": self.new_id(), "line_item_id": li["id"], "quantity": qty,
+                                 "line_item": copy.deepcopy(li)})
+        captured, refunded = self.paid_amount(order)
+        transactions = []
+        for t in data.get("transactions") or []:
+            amount = abs(dec(t.get("amount")))
+            if amount > captured - refunded:
+                raise ApiError(422, {"transactions": ["refund exceeds the amount paid"]})
+            if amount:
+                refunded += amount
+                transactions.append(self._transaction(order, "refund", -amount, t.get("gateway")))
+        if not refund_lines and not transactions:
+            return None
+        restock = bool(data.get("restock"))
+        location = order.get("location_id")
+        if restock:
+            fulfilled_by_line: dict[int, int] = {}
+            for f in order["fulfillments"]:
+                for fl in f["line_items"]:
+                    fulfilled_by_line[fl["id"]] = fulfilled_by_line.get(fl["id"], 0) + fl["quantity"]
+            for rl in refund_lines:
+                li = lines_by_id[rl["line_item_id"]]
+                # Only goods that left the warehouse come back into it.
+                back = min(rl["quantity"], fulfilled_by_line.get(li["id"], 0))
+                if back and li.get("variant_id"):
+                    self.move_stock(location, li["variant_id"], back)
+                li["fulfillment_status"] = "restock"
+                li["fulfillable_quantity"] = max(0, li["fulfillable_quantity"] - rl["quantity"])
+            if all(l["fulfillment_status"] == "restock" for l in order["line_items"]):
+                order["fulfillment_status"] = "restocked"
+        ms = self.tick()
+        refund = {"id": self.new_id(), "order_id": order["id"], "created_at": render_time(ms, order["id"]),
+                  "note": data.get("note"), "restock": restock, "user_id": demo.STAFF_USER_ID,
+                  "location_id": location if restock else None,
+                  "refund_line_items": refund_lines, "transactions": transactions}
+        order["refunds"].append(refund)
+        order["transactions"].extend(transactions)
+        self._settle_financial_status(order)
+        return refund
+
+    def create_refund(self, oid: int, body: dict[str, Any]) -> dict[str, Any]:
+        order = self.orders.materialise(oid)
+        if not body.get("refund_line_items") and not body.get("transactions"):
+            raise ApiError(422, {"refund": ["needs refund_line_items or transactions"]})
+        refund = self._refund(order, body)
+        self._save(order, "refunds/create")
+        return refund
+
+    def cancel_order(self, oid: int, body: dict[str, Any]) -> dict[str, Any]:
+        order = self.orders.materialise(oid)
+        if order["cancelled_status"] == "cancelled":
+            raise ApiError(422, {"order": ["order is already cancelled"]})
+        reason = body.get("reason")
+        if reason is not None and reason not in ("customer", "inventory", "fraud", "declined", "other"):
+            raise ApiError(422, {"reason": ["must be customer, inventory, fraud, declined or other"]})
+        refund_data = dict(body.get("refund") or {})
+        if body.get("amount") not in (None, "", 0, "0"):
+            refund_data.setdefault("transactions", []).append({"amount": body["amount"], "kind": "refund"})
+        if body.get("restock"):
+            refund_data["restock"] = True
+            if not refund_data.get("refund_line_items"):
+                refund_data["refund_line_items"] = [
+                    {"line_item_id": li["id"], "quantity": li["quantity"]} for li in order["line_items"]
+                    if li["fulfillment_status"] != "restock"]
+        refund_data.setdefault("note", body.get("note"))
+        if refund_data.get("refund_line_items") or refund_data.get("transactions"):
+            self._refund(order, refund_data)
+        ms = self.tick()
+        order["cancelled_status"] = "cancelled"
+        order["cancelled_at"] = render_time(ms, oid)
+        # With only an amount the documentation's example shows "other" ([DOC-EX]).
+        order["cancel_reason"] = reason or "other"
+        for li in order["line_items"]:
+            li["fulfillable_quantity"] = 0
+        return self._save(order, "orders/cancelled")
+
+    def pay_order(self, oid: int, gateway: str | None) -> dict[str, Any]:
+        order = self.orders.materialise(oid)
+        captured, _ = self.paid_amount(order)
+        due = dec(order["total_price"]) - captured
+        if due <= 0:
+            raise ApiError(422, {"order": ["order is already paid"]})
+        if gateway:
+            order["gateway"] = gateway
+        order["transactions"].append(self._transaction(
+            order, "capture", due, gateway,
+            parent_id=next((t["id"] for t in order["transactions"] if t["kind"] == "pending"), None)))
+        self._settle_financial_status(order)
+        return self._save(order, "orders/paid")
+
+    def fulfill_order(self, oid: int, location_id: int | None) -> dict[str, Any]:
+        order = self.orders.materialise(oid)
+        if order["cancelled_status"] == "cancelled":
+            raise ApiError(422, {"order": ["a cancelled order cannot be fulfilled"]})
+        loc = location_id or order.get("location_id")
+        if loc not in self.locations:
+            raise ApiError(422, {"location_id": [f"location {loc} not found"]})
+        lines = [li for li in order["line_items"] if li["fulfillable_quantity"] > 0]
+        if not lines:
+            raise ApiError(422, {"order": ["nothing left to fulfil"]})
+        ms = self.tick()
+        captured, _ = self.paid_amount(order)
+        unpaid_cod = order.get("gateway_code") == "COD" and captured < dec(order["total_price"])
+        fulfillment = {
+            "id": self.new_id(), "order_id": oid, "status": "success", "location_id": loc,
+            "tracking_company": "Giao hàng tiết kiệm", "tracking_number": f"S{oid % 10_000_000}",
+            "tracking_numbers": [f"S{oid % 10_000_000}"], "tracking_url": None, "tracking_urls": [],
+            "cod_amount": money(dec(order["total_price"]) - captured if unpaid_cod else 0),
+            "carrier_status_code": "readytopick",
+            "carrier_cod_status_code": "codpending" if unpaid_cod else "none",
+            "created_at": render_time(ms, oid), "updated_at": render_time(ms, oid + 1),
+            "line_items": [{"id": li["id"], "variant_id": li["variant_id"], "sku": li["sku"],
+                            "quantity": li["fulfillable_quantity"]} for li in lines]}
+        for li in lines:
+            if li.get("variant_id"):
+                self.move_stock(loc, li["variant_id"], -li["fulfillable_quantity"])
+            li["fulfillable_quantity"] = 0
+            li["fulfillment_status"] = "fulfilled"
+        order["fulfillments"].append(fulfillment)
+        order["fulfillment_status"] = "fulfilled"
+        return self._save(order, "orders/fulfilled")
+
+    # -- whole store ------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "customers": list(self.customers.values()),
+            "orders": [self.orders.get(oid) for oid in self.orders.ids],
+            "products": [self.product_json(p) for p in self.products.values()],
+            "locations": list(self.locations.values()),
+            "inventory": [self.level_json(lv) for lv in self.inventory.values()],
+            "adjustments": self.adjustments,
+        }

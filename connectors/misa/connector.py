@@ -1,0 +1,358 @@
+"""MisaConnector: the engine's view of MISA AMIS Kế toán.
+
+Writes are asynchronous in MISA: ``save`` only queues a *voucher request*, so every accepted write
+is reported QUEUED and its outcome arrives later, through a callback (see ``callbacks.py``) or
+:meth:`MisaConnector.poll`. Target refs: a voucher's ``org_refid``; a dictionary entry's
+``dictionary:<dictionary_type>:<code>``.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from hexaflow.connector import (ACCEPTED, CONFLICT, FAILED, QUEUED, REJECTED, AsyncResult,
+                                Catalogue, Connector, ConnectorContext, DocumentInfo, Page,
+                                ResourceInfo, WriteItem, WriteResult)
+from hexaflow.timeutil import get_zone
+
+from .callbacks import results_from_data
+from .client import MisaClient, MisaSettings
+from .errors import AUTH_CODES, MisaAuthError, MisaError, MisaTokenError, MisaTransportError
+from .records import normalise
+
+log = logging.getLogger("hexaflow.misa")
+
+VOUCHER = "voucher"
+DICTIONARY = "dictionary"
+
+# get_dictionary data_type (read numbering) per resource.
+DICTIONARY_RESOURCES = {"customers": 1, "items": 2, "stocks": 3, "units": 4}
+# save_dictionary dictionary_type (push numbering) -> (read data_type, code field).
+PUSH_TYPES = {1: (1, "account_object_code"), 3: (2, "inventory_item_code"),
+              5: (3, "stock_code"), 6: (4, "unit_name")}
+
+_CUSTOMER_FIELDS = ("account_object_id", "account_object_code", "account_object_name",
+                    "account_object_type", "is_customer", "is_vendor", "is_employee", "address",
+                    "tel", "mobile", "email_address", "company_tax_code", "receive_account",
+                    "pay_account", "branch_id", "inactive", "modified_date")
+_ITEM_FIELDS = ("inventory_item_id", "inventory_item_code", "inventory_item_name",
+                "inventory_item_type", "unit_id", "unit_name", "unit_price", "sale_price1",
+                "fixed_sale_price", "tax_rate", "inventory_account", "cogs_account",
+                "sale_account", "discount_account", "return_account", "default_stock_id",
+                "inactive", "branch_id", "created_date", "modified_date")
+_STOCK_FIELDS = ("stock_id", "stock_code", "stock_name", "branch_id", "inventory_account",
+                 "inactive", "description")
+_UNIT_FIELDS = ("unit_id", "unit_name", "description", "inactive")
+_BALANCE_FIELDS = ("inventory_item_id", "inventory_item_code", "inventory_item_name", "stock_id",
+                   "stock_code", "stock_name", "organization_unit_id", "organization_unit_code",
+                   "organization_unit_name", "quantity_balance", "amount_balance", "unit_price")
+
+_INCREMENTAL = {"since": "CustomData.LastSyncTime from the previous run (opaque string)"}
+_BRANCH = {"branch_id": "restrict to one branch (GUID from get_dictionary data_type 6)"}
+
+
+def _resources() -> dict[str, ResourceInfo]:
+    fields = {"customers": _CUSTOMER_FIELDS, "items": _ITEM_FIELDS, "stocks": _STOCK_FIELDS,
+              "units": _UNIT_FIELDS}
+    names = {"customers": "account objects (customers, vendors, employees)",
+             "items": "inventory items (vật tư hàng hóa)", "stocks": "warehouses (kho)",
+             "units": "units of measure (ĐVT)"}
+    out: dict[str, ResourceInfo] = {}
+    for resource, data_type in DICTIONARY_RESOURCES.items():
+        out[resource] = ResourceInfo(
+            resource, f"MISA {names[resource]}: get_dictionary data_type {data_type}",
+            params=_BRANCH, incremental=("LastSyncTime",), fields=fields[resource])
+        out[f"deleted_{resource}"] = ResourceInfo(
+            f"deleted_{resource}",
+            f"{names[resource]} deleted in MISA: get_dictionary_delete data_type {data_type}",
+            params=_BRANCH, incremental=("LastSyncTime",))
+    out["inventory_balance"] = ResourceInfo(
+        "inventory_balance", "on-hand quantity and value per item × warehouse "
+        "(get_list_inventory_balance; a full snapshot every run)",
+        params={"stock_id": "restrict to one warehouse (GUID)", **_BRANCH},
+        fields=_BALANCE_FIELDS)
+    return out
+
+
+CATALOGUE = Catalogue(
+    resources=_resources(),
+    documents={
+        VOUCHER: DocumentInfo(
+            VOUCHER, "A voucher request (đề nghị lập chứng từ): the payload is MISA's voucher "
+            "object with voucher_type, reftype, org_refid, detail, ... Processed asynchronously.",
+            actions=("upsert", "create", "delete"),
+            forbidden_fields={"app_id": "added by the connector from MISA_APP_ID",
+                              "org_company_code": "added by the connector from "
+                                                  "MISA_ORG_COMPANY_CODE"}),
+        DICTIONARY: DocumentInfo(
+            DICTIONARY, "A master-data entry for save_dictionary: the payload carries "
+            "dictionary_type (1 account object, 3 inventory item, 5 stock, 6 unit) and MISA's "
+            "fields; matched by code.",
+            actions=("upsert", "create"),
+            forbidden_fields={"app_id": "added by the connector from MISA_APP_ID",
+                              "org_company_code": "added by the connector"}),
+    })
+
+
+def dictionary_ref(entry: Mapping[str, Any]) -> str:
+    dtype = entry.get("dictionary_type")
+    try:
+        code_field = PUSH_TYPES[int(dtype)][1]
+        code = entry.get(code_field)
+    except (KeyError, TypeError, ValueError):
+        code = None
+    if not code:
+        code = next((v for k, v in entry.items() if k.endswith("_code") and v), None)
+    return f"dictionary:{dtype}:{code}"
+
+
+def _chunks(seq: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [seq[i:i + size] for i in range(0, len(seq), size)]
+
+
+def _vn_now() -> datetime:
+    return datetime.now(get_zone("Asia/Ho_Chi_Minh"))
+
+
+class MisaConnector(Connector):
+    name = "misa"
+    catalogue = CATALOGUE
+
+    def __init__(self, context: ConnectorContext | None = None, *,
+                 settings: MisaSettings | None = None):
+        super().__init__(context or ConnectorContext())
+        self.settings = settings or MisaSettings.from_config(self.context.config)
+        self.client = MisaClient(self.settings)
+
+    # -- reads ------------------------------------------------------------------------
+    def read(self, resource: str, params: Mapping[str, Any], since: Any = None) -> Iterator[Page]:
+        params = params or {}
+        if resource == "inventory_balance":
+            yield from self._read_balance(params)
+            return
+        deleted = resource.startswith("deleted_")
+        base = resource[len("deleted_"):] if deleted else resource
+        if base not in DICTIONARY_RESOURCES:
+            raise MisaError("InvalidParam", f"unknown MISA resource {resource!r}; known: "
+                                            f"{sorted(self.catalogue.resources)}")
+        function = "get_dictionary_delete" if deleted else "get_dictionary"
+        body = {**self.client.base_body(company=False), "data_type": DICTIONARY_RESOURCES[base],
+                "branch_id": params.get("branch_id"), "last_sync_time": since}
+        yield from self._paged(function, body, since, incremental=True)
+
+    def _read_balance(self, params: Mapping[str, Any]) -> Iterator[Page]:
+        # The endpoint ignores last_sync_time (reference §2.5): always a full snapshot.
+        body = {**self.client.base_body(), "stock_id": params.get("stock_id"),
+                "branch_id": params.get("branch_id"), "last_sync_time": None}
+        yield from self._paged("get_list_inventory_balance", body, None, incremental=False)
+
+    def _paged(self, function: str, body: dict[str, Any], since: Any,
+               incremental: bool) -> Iterator[Page]:
+        take = self.settings.page_size
+        skip = 0
+        while True:
+            envelope = self.client.call(function, {**body, "skip": skip, "take": take})
+            envelope.raise_for_error()
+            rows = envelope.data if isinstance(envelope.data, list) else []
+            records = [normalise(r) for r in rows if isinstance(r, Mapping)]
+            last = len(rows) < take
+            # Only the last page moves the watermark: resuming from a later LastSyncTime
+            # after a crash mid-way would skip the pages not yet handled.
+            cursor = None
+            if incremental:
+                cursor = (envelope.custom("LastSyncTime") or since) if last else since
+            yield Page(records, cursor=cursor)
+            if last:
+                return
+            skip += take
+
+    # -- writes -----------------------------------------------------------------------
+    def write(self, items: Sequence[WriteItem]) -> list[WriteResult]:
+        results: dict[str, WriteResult] = {}
+        saves: list[WriteItem] = []
+        deletes: list[WriteItem] = []
+        entries: list[WriteItem] = []
+        for item in items:
+            problem = self._check(item)
+            if problem:
+                results[item.ref] = WriteResult(item.ref, REJECTED, self._target_ref(item),
+                                                "InvalidParam", problem)
+            elif item.document == DICTIONARY:
+                entries.append(item)
+            elif item.action == "delete":
+                deletes.append(item)
+            else:
+                saves.append(item)
+
+        save_batches = _chunks(saves, self.settings.save_batch)
+        dict_chunks = _chunks(entries, self.settings.dictionary_batch)
+        # Dictionary entries ride along with vouchers (MISA creates them first); chunks beyond
+        # the voucher batches go first through save_dictionary so they exist before any voucher.
+        riding = dict_chunks[:len(save_batches)]
+        for chunk in dict_chunks[len(save_batches):]:
+            self._send(chunk, "save_dictionary", results)
+        for index, batch in enumerate(save_batches):
+            ride = riding[index] if index < len(riding) else []
+            self._send(list(ride) + list(batch), "save", results)
+        for batch in _chunks(deletes, self.settings.save_batch):
+            self._send(batch, "delete", results)
+        return [results[item.ref] for item in items]
+
+    def _check(self, item: WriteItem) -> str | None:
+        if item.document not in self.catalogue.documents:
+            return f"MISA has no document {item.document!r}; use 'voucher' or 'dictionary'"
+        if item.action not in self.catalogue.documents[item.document].actions:
+            return f"action {item.action!r} is not supported for MISA {item.document}"
+        payload = item.payload or {}
+        if item.document == VOUCHER:
+            missing = [f for f in ("voucher_type", "org_refid") if not payload.get(f)]
+            if missing:
+                return f"voucher payload lacks {', '.join(missing)}"
+        elif not payload.get("dictionary_type"):
+            return "dictionary payload lacks dictionary_type"
+        return None
+
+    @staticmethod
+    def _target_ref(item: WriteItem) -> str | None:
+        if item.document == DICTIONARY:
+            return dictionary_ref(item.payload or {})
+        return (item.payload or {}).get("org_refid") or None
+
+    @staticmethod
+    def _strip(item: WriteItem) -> dict[str, Any]:
+        # The connector owns the credentials fields; a mapping cannot override them.
+        return {k: v for k, v in item.payload.items() if k not in ("app_id", "org_company_code")}
+
+    def _body_for(self, batch: Sequence[WriteItem], function: str) -> dict[str, Any]:
+        if function == "delete":
+            return {"voucher": [{"voucher_type": i.payload.get("voucher_type"),
+                                 "org_refid": i.payload.get("org_refid")} for i in batch]}
+        entries = [self._strip(i) for i in batch if i.document == DICTIONARY]
+        if function == "save_dictionary":
+            return {"dictionary": entries}
+        return {"voucher": [self._strip(i) for i in batch if i.document == VOUCHER],
+                "dictionary": entries}
+
+    def _send(self, batch: Sequence[WriteItem], function: str,
+              results: dict[str, WriteResult]) -> None:
+        body = {**self.client.base_body(), **self._body_for(batch, function)}
+        method = "DELETE" if function == "delete" else "POST"
+        try:
+            envelope = self.client.call(function, body, method=method)
+        except MisaAuthError:
+            raise                                   # nothing can work: tell the user now
+        except MisaTokenError as exc:
+            raise MisaAuthError(exc.code, exc.misa_message, str(exc)) from None
+        except MisaTransportError as exc:
+            for item in batch:
+                results[item.ref] = WriteResult(item.ref, FAILED, self._target_ref(item),
+                                                exc.code, exc.misa_message)
+            return
+        if envelope.success:
+            for item in batch:
+                results[item.ref] = WriteResult(item.ref, QUEUED, self._target_ref(item))
+            return
+        if envelope.error_code in AUTH_CODES:
+            raise MisaAuthError(envelope.error_code, envelope.error_message,
+                                self.client.connect_hint(envelope.error_code, ""))
+        if len(batch) > 1:
+            # MISA names no item when it refuses a call; halve until the culprit stands alone.
+            half = len(batch) // 2
+            for part in (batch[:half], batch[half:]):
+                dictionary_only = all(i.document == DICTIONARY for i in part)
+                self._send(part, "save_dictionary" if function == "save" and dictionary_only
+                           else function, results)
+            return
+        item = batch[0]
+        status = CONFLICT if envelope.error_code == "IsCreatedVoucher" else REJECTED
+        results[item.ref] = WriteResult(item.ref, status, self._target_ref(item),
+                                        envelope.error_code, envelope.error_message)
+
+    # -- async results ----------------------------------------------------------------
+    def poll(self, target_refs: Iterable[str]) -> list[AsyncResult]:
+        """Latest known outcome per ref, from get_call_back_detail_error (and get_dictionary
+        for dictionary refs). Refs with nothing known yet are left out."""
+        wanted = set(target_refs)
+        vouchers = {r for r in wanted if not r.startswith("dictionary:")}
+        results: list[AsyncResult] = []
+        if vouchers:
+            results.extend(self._poll_vouchers(vouchers))
+        dictionary_refs = wanted - vouchers
+        if dictionary_refs:
+            results.extend(self._poll_dictionary(dictionary_refs))
+        return results
+
+    def _poll_vouchers(self, refs: set[str]) -> list[AsyncResult]:
+        now = _vn_now()
+        body = {**self.client.base_body(company=False),
+                "from_date": (now - timedelta(hours=self.settings.poll_lookback_h)).isoformat(),
+                "to_date": (now + timedelta(hours=1)).isoformat()}
+        latest: dict[str, AsyncResult] = {}
+        take = min(self.settings.page_size, 100)
+        skip = 0
+        while True:
+            envelope = self.client.call("get_call_back_detail_error",
+                                        {**body, "skip": skip, "take": take})
+            envelope.raise_for_error()
+            rows = envelope.data if isinstance(envelope.data, list) else []
+            # Rows come oldest first, so a later row for the same ref supersedes an earlier one.
+            for row in rows:
+                if not isinstance(row, Mapping) or row.get("org_refid") not in refs:
+                    continue
+                data_type = int(row.get("data_type") or 1)
+                if data_type == 22:
+                    data = {"voucher": [row], "custom_param": {"ModelState": row.get("model_state")}}
+                else:
+                    data = [row]
+                for result in results_from_data(data_type, data):
+                    latest[result.target_ref] = result
+            if len(rows) < take:
+                break
+            skip += take
+        return list(latest.values())
+
+    def _poll_dictionary(self, refs: set[str]) -> list[AsyncResult]:
+        # One read per dictionary type, however many refs ask about it.
+        wanted: dict[int, dict[str, str]] = {}
+        for ref in refs:
+            parsed = _parse_dictionary_ref(ref)
+            if parsed:
+                wanted.setdefault(parsed[0], {})[parsed[1]] = ref
+        results = []
+        for push_type, codes in wanted.items():
+            data_type, code_field = PUSH_TYPES[push_type]
+            found = self._codes(data_type, code_field)
+            results.extend(AsyncResult(ref, ACCEPTED) for code, ref in codes.items()
+                           if code in found)
+        return results
+
+    def _codes(self, data_type: int, code_field: str) -> set[str]:
+        resource = {v: k for k, v in DICTIONARY_RESOURCES.items()}[data_type]
+        return {str(r.get(code_field)) for page in self.read(resource, {}) for r in page.records}
+
+    def exists(self, document: str, key: str) -> bool | None:
+        """Dictionary entries can be looked up (key: ``dictionary:<type>:<code>`` or
+        ``<type>:<code>``); vouchers cannot, MISA has no voucher listing."""
+        if document != DICTIONARY:
+            return None
+        parsed = _parse_dictionary_ref(key if key.startswith("dictionary:") else f"dictionary:{key}")
+        if parsed is None:
+            return None
+        data_type, code_field = PUSH_TYPES[parsed[0]]
+        return parsed[1] in self._codes(data_type, code_field)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _parse_dictionary_ref(ref: str) -> tuple[int, str] | None:
+    """(push dictionary_type, code) from ``dictionary:<type>:<code>``; None if not one we read."""
+    parts = ref.split(":", 2)
+    if len(parts) != 3 or parts[0] != "dictionary":
+        return None
+    try:
+        push_type = int(parts[1])
+    except ValueError:
+        return None
+    return (push_type, parts[2]) if push_type in PUSH_TYPES else None

@@ -1,0 +1,94 @@
+"""The MISA company the sandbox starts with.
+
+``empty``: what a fresh company holds before any sync (stocks, units and the shipping service
+item from ``sandbox_world``). ``demo`` adds one inventory item per catalogue SKU, a few customers
+and a stock balance per item × stock. Ids are uuid5 of the code so that a reset gives the same
+ids every time.
+"""
+from __future__ import annotations
+
+import random
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from hexaflow.connectors.sandbox_world import (CATALOGUE, SHIPPING_ITEM_CODE, SHIPPING_ITEM_NAME,
+                                               SHIPPING_ITEM_UNIT, UNITS, WAREHOUSES)
+
+_NS = uuid.UUID("1b6f0a52-7e0c-5c5e-8f43-6d6973616462")
+BRANCH_ID = str(uuid.uuid5(_NS, "branch"))
+
+DEMO_CUSTOMERS = (
+    ("KHACHLE", "Khách lẻ", "", "", ""),
+    ("KH00001", "Nguyễn Văn An", "12 Lê Lợi, Quận 1, TP Hồ Chí Minh", "0901234567", "an@example.com"),
+    ("KH00002", "Trần Thị Bình", "45 Hàng Bài, Hoàn Kiếm, Hà Nội", "0912345678", "binh@example.com"),
+    ("KH00003", "Lê Minh Châu", "8 Bạch Đằng, Hải Châu, Đà Nẵng", "0935123456", "chau@example.com"),
+)
+
+
+def make_id(kind: str, code: str) -> str:
+    return str(uuid.uuid5(_NS, f"{kind}:{code}"))
+
+
+def stock(code: str, name: str) -> dict[str, Any]:
+    return {"stock_id": make_id("stock", code), "stock_code": code, "stock_name": name,
+            "branch_id": BRANCH_ID, "inventory_account": "1561", "inactive": False,
+            "description": "", "dictionary_type": 5}
+
+
+def unit(name: str) -> dict[str, Any]:
+    return {"unit_id": make_id("unit", name), "unit_name": name, "description": "",
+            "inactive": False, "dictionary_type": 6}
+
+
+def inventory_item(code: str, name: str, unit_name: str, *, item_type: int = 0,
+                   sale_price: Decimal = Decimal(0), cost: Decimal = Decimal(0),
+                   tax_rate: int = 8) -> dict[str, Any]:
+    return {"inventory_item_id": make_id("item", code), "inventory_item_code": code,
+            "inventory_item_name": name, "inventory_item_type": item_type,
+            "unit_id": make_id("unit", unit_name), "unit_name": unit_name, "unit_list": "[]",
+            "unit_price": cost, "sale_price1": sale_price, "sale_price2": Decimal(0),
+            "sale_price3": Decimal(0), "fixed_sale_price": sale_price, "tax_rate": tax_rate,
+            "inventory_account": "1561" if item_type != 2 else "",
+            "cogs_account": "632", "sale_account": "5113" if item_type == 2 else "5111",
+            "discount_account": "5211", "sale_off_account": "5213", "return_account": "5212",
+            "default_stock_id": None, "minimum_stock": Decimal(0), "inactive": False,
+            "is_follow_serial_number": False, "branch_id": BRANCH_ID, "dictionary_type": 3}
+
+
+def account_object(code: str, name: str, address: str = "", tel: str = "",
+                   email: str = "") -> dict[str, Any]:
+    return {"account_object_id": make_id("account_object", code), "account_object_code": code,
+            "account_object_name": name, "account_object_type": 1, "is_customer": True,
+            "is_vendor": False, "is_employee": False, "address": address, "tel": tel,
+            "mobile": tel, "email_address": email, "company_tax_code": "",
+            "receive_account": "1311", "pay_account": "3311", "branch_id": BRANCH_ID,
+            "inactive": False, "dictionary_type": 1}
+
+
+def empty_company() -> dict[str, list[dict[str, Any]]]:
+    return {
+        "stocks": [stock(w.stock_code, w.stock_name) for w in WAREHOUSES],
+        "units": [unit(u) for u in UNITS],
+        "inventory_items": [inventory_item(SHIPPING_ITEM_CODE, SHIPPING_ITEM_NAME,
+                                           SHIPPING_ITEM_UNIT, item_type=2)],
+        "account_objects": [],
+    }
+
+
+def demo_company(seed: int = 1) -> tuple[dict[str, list[dict[str, Any]]],
+                                         list[tuple[str, str, Decimal, Decimal]]]:
+    """The demo dictionaries, and balances as (item_code, stock_code, quantity, unit cost)."""
+    company = empty_company()
+    rng = random.Random(seed)
+    balances = []
+    for product in CATALOGUE:
+        name = product.title if product.variant_title == "Default Title" \
+            else f"{product.title} - {product.variant_title}"
+        company["inventory_items"].append(inventory_item(
+            product.sku, name, product.unit, sale_price=product.price, cost=product.cost))
+        for warehouse in WAREHOUSES:
+            balances.append((product.sku, warehouse.stock_code, Decimal(rng.randint(0, 60)),
+                             product.cost))
+    company["account_objects"] = [account_object(*row) for row in DEMO_CUSTOMERS]
+    return company, balances

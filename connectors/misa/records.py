@@ -1,0 +1,23 @@
+"""Records as the engine sees them: MISA's own field names, numbers as Decimal."""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Mapping
+
+from hexaflow.money import to_decimal
+
+# Numeric fields that are not money or quantities keep their int form.
+_NUMERIC_SUFFIXES = ("price", "amount", "balance", "quantity", "price1", "price2", "price3",
+                     "_stock", "rate")
+_NOT_DECIMAL = frozenset({"exchange_rate_operator"})
+
+
+def normalise(record: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if (key not in _NOT_DECIMAL and key.endswith(_NUMERIC_SUFFIXES)
+                and isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)):
+            out[key] = to_decimal(value)
+        else:
+            out[key] = value
+    return out

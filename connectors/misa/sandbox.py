@@ -1,0 +1,747 @@
+"""A MISA AMIS Kế toán sandbox: the open API's paths, envelope and asynchronous processing.
+
+Real routes (reference §1–2): ``POST /api/oauth/actopen/connect`` and, with the
+``X-MISA-AccessToken`` header, ``/apir/sync/actopen/{save, delete (HTTP DELETE), save_dictionary,
+get_dictionary, get_dictionary_delete, get_list_inventory_balance, get_call_back_detail_error,
+get_company_info}``. Business errors are HTTP 200 with ``Success: false``; ``Data`` is a JSON
+string. ``save``, ``delete`` and ``save_dictionary`` only queue: a worker handles the calls one at
+a time in arrival order, validates each voucher like MISA, keeps the result for
+``get_call_back_detail_error`` and POSTs a signed callback to the configured URL.
+
+Admin routes (``/_sandbox/``; the first ones are contracts in design.md):
+- ``POST reset`` ``{"data": "demo"|"empty"}``; ``GET dictionary``; ``POST dictionary``
+  ``{"dictionary": [push-shaped entries], "delete": [{"dictionary_type", "code"}]}``
+- ``GET requests``; ``POST requests/{org_refid}/generate | post | delete`` (the accountant)
+- ``POST stock`` ``{"inventory_item_code", "stock_code", "quantity"}``; ``GET stock``
+- ``POST faults`` (shared toolkit, plus ``token_ttl_s``); ``POST tokens/expire``
+- ``POST callback`` ``{"url", "enabled", "key"}``; ``GET callback`` (delivery counts)
+- ``POST options`` ``{"reject_duplicate_refno", "processing_delay_ms"}``
+- ``POST drain`` ``{"timeout_s"}`` waits until every queued call is processed; ``GET calls``
+  lists the API calls received (function and batch sizes).
+"""
+from __future__ import annotations
+
+import collections
+import copy
+import hmac
+import logging
+import secrets
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Mapping
+
+import httpx
+
+from hexaflow.connectors.sandbox_server import (Request, Response, SandboxApp, dumps,
+                                                json_response)
+from hexaflow.money import round_money, to_decimal
+from hexaflow.timeutil import get_zone, parse_datetime
+
+from . import demo_data
+from .callbacks import (DELETE_PROCESSED, MODEL_STATE_POSTED, SAVE_PROCESSED, VOUCHER_CHANGED,
+                        VOUCHER_GENERATED, build_callback)
+from .validation import Lookup, validate_voucher
+
+log = logging.getLogger("hexaflow.sandbox.misa")
+
+VN = get_zone("Asia/Ho_Chi_Minh")
+DEFAULT_TOKEN_TTL_S = 12 * 3600
+MAX_TAKE = 100
+MAX_SAVE = 100
+MAX_DICTIONARY = 200
+TICKS_AT_EPOCH = 621355968000000000
+IS_CREATED_MESSAGE = "Đã sinh chứng từ kế toán, không thể cập nhật được."
+
+# Read numbering (get_dictionary data_type) and push numbering (dictionary_type) -> table, key.
+READ_TABLES = {1: ("account_objects", "account_object_code"),
+               2: ("inventory_items", "inventory_item_code"),
+               3: ("stocks", "stock_code"), 4: ("units", "unit_name")}
+PUSH_TABLES = {1: READ_TABLES[1], 3: READ_TABLES[2], 5: READ_TABLES[3], 6: READ_TABLES[4]}
+ID_FIELDS = {"account_objects": "account_object_id", "inventory_items": "inventory_item_id",
+             "stocks": "stock_id", "units": "unit_id"}
+STOCK_OUT = frozenset({8})          # in_outward; sa_voucher 13 only with is_sale_with_outward
+STOCK_IN = frozenset({7, 12, 18})   # in_inward, sa_return, pu_voucher
+
+
+def ok(data: Any = None, custom: Any = None) -> Response:
+    return json_response({"Success": True, "ErrorCode": None, "ErrorMessage": None,
+                          "Data": None if data is None else dumps(data), "CustomData": custom})
+
+
+def fail(code: str, message: str) -> Response:
+    # MISA answers business errors with HTTP 200.
+    return json_response({"Success": False, "ErrorCode": code, "ErrorMessage": message,
+                          "Data": None, "CustomData": None})
+
+
+def _stamp_text(dt: datetime) -> str:
+    return dt.isoformat(timespec="microseconds")
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    text = str(value)
+    try:
+        if len(text) > 10 and ("+" in text[10:] or text.endswith("Z") or "-" in text[10:]):
+            return parse_datetime(text)
+        return datetime.fromisoformat(text[:26]).replace(tzinfo=VN)
+    except ValueError:
+        return None
+
+
+class MisaSandbox(SandboxApp):
+    name = "misa"
+
+    def __init__(self, app_id: str, access_code: str, org_company_code: str, data: str = "demo",
+                 seed: int = 1, *, token_ttl_s: float = DEFAULT_TOKEN_TTL_S,
+                 callback_url: str | None = None, callback_delay_s: float = 0.02,
+                 callback_key: str | None = None, reject_duplicate_refno: bool = True):
+        super().__init__()
+        self.app_id = app_id
+        self.access_code = access_code
+        self.org_company_code = org_company_code
+        self.seed = seed
+        self.token_ttl_s = float(token_ttl_s)
+        self.callback_url = callback_url
+        self.callback_enabled = callback_url is not None
+        self.callback_key = callback_key
+        self.callback_stats = {"delivered": 0, "failed": 0, "last_error": None}
+        self.processing_delay_s = float(callback_delay_s)
+        self.reject_duplicate_refno = reject_duplicate_refno
+        self.tokens: dict[str, float] = {}
+        self._work = threading.Condition(self.lock)
+        self._queue: collections.deque[dict[str, Any]] = collections.deque()
+        self._busy = False
+        self._stopping = False
+        self._last_stamp = datetime(2020, 1, 1, tzinfo=VN)
+        self._seq = 0
+        self.reset(data)
+        self._routes_setup()
+        self._worker = threading.Thread(target=self._run_worker, name="misa-sandbox-worker",
+                                        daemon=True)
+        self._worker.start()
+
+    # -- state ------------------------------------------------------------------------
+    def reset(self, data: str = "empty") -> None:
+        with self.lock:
+            self._queue.clear()
+            self.tables: dict[str, dict[str, dict[str, Any]]] = {
+                t: {} for t in ("account_objects", "inventory_items", "stocks", "units")}
+            self.synced: dict[tuple[str, str], datetime] = {}
+            self.deleted: list[tuple[str, dict[str, Any], datetime]] = []
+            self.balances: dict[tuple[str, str], Decimal] = {}
+            self.requests: dict[str, dict[str, Any]] = {}
+            self.results: list[dict[str, Any]] = []
+            self.calls: list[dict[str, Any]] = []
+            self.dictionary_errors: list[dict[str, Any]] = []
+            if data == "demo":
+                company, balances = demo_data.demo_company(self.seed)
+            else:
+                company, balances = demo_data.empty_company(), []
+            for table, rows in company.items():
+                for row in rows:
+                    self._store(table, row)
+            for item, stock, quantity, _cost in balances:
+                self.balances[(item, stock)] = quantity
+
+    def _tick(self) -> datetime:
+        now = datetime.now(VN)
+        if now <= self._last_stamp:
+            now = self._last_stamp + timedelta(microseconds=1)
+        self._last_stamp = now
+        return now
+
+    def _store(self, table: str, entry: Mapping[str, Any]) -> None:
+        key_field = READ_TABLES[[k for k, v in READ_TABLES.items() if v[0] == table][0]][1]
+        code = str(entry[key_field])
+        stamp = self._tick()
+        existing = self.tables[table].get(code)
+        record = dict(existing or {})
+        record.update({k: v for k, v in entry.items() if k not in ("app_id", "org_company_code")})
+        id_field = ID_FIELDS[table]
+        if not record.get(id_field):
+            record[id_field] = demo_data.make_id(table, code)
+        record.setdefault("inactive", False)
+        record.setdefault("branch_id", demo_data.BRANCH_ID)
+        if table == "inventory_items":
+            record.setdefault("inventory_item_type", 0)
+            record.setdefault("unit_price", Decimal(0))
+        record.setdefault("created_date", _stamp_text(stamp))
+        record["modified_date"] = _stamp_text(stamp)
+        self.tables[table][code] = record
+        self.synced[(table, code)] = stamp
+
+    def _delete_entry(self, table: str, code: str) -> bool:
+        record = self.tables[table].pop(code, None)
+        if record is None:
+            return False
+        self.synced.pop((table, code), None)
+        key_field = [v[1] for v in READ_TABLES.values() if v[0] == table][0]
+        id_field = ID_FIELDS[table]
+        self.deleted.append((table, {id_field: record.get(id_field), key_field: code},
+                             self._tick()))
+        return True
+
+    def apply_dictionary(self, entries: list[Any]) -> None:
+        for entry in entries:
+            problem = None
+            if not isinstance(entry, Mapping):
+                problem = "entry is not an object"
+            else:
+                try:
+                    table, key_field = PUSH_TABLES[int(entry.get("dictionary_type"))]
+                except (KeyError, TypeError, ValueError):
+                    table, key_field = "", ""
+                    problem = f"dictionary_type {entry.get('dictionary_type')!r} is not supported"
+                if not problem and not entry.get(key_field):
+                    problem = f"{key_field} is required"
+            if problem:
+                self.dictionary_errors.append({"entry": entry, "error_code": "InvalidParam",
+                                               "error_message": problem})
+                continue
+            self._store(table, entry)
+
+    def _lookup(self) -> Lookup:
+        def refno_owner(refno: str) -> str | None:
+            for ref, req in self.requests.items():
+                if req["refno_finance"] == refno and req["status"] in (
+                        "accepted", "generated", "posted"):
+                    return ref
+            return None
+        return Lookup(has_customer=lambda c: c in self.tables["account_objects"],
+                      has_item=lambda c: c in self.tables["inventory_items"],
+                      has_stock=lambda c: c in self.tables["stocks"],
+                      refno_owner=refno_owner,
+                      reject_duplicate_refno=self.reject_duplicate_refno)
+
+    # -- routes -----------------------------------------------------------------------
+    def _routes_setup(self) -> None:
+        api = "/apir/sync/actopen/"
+        self.add("POST", "/api/oauth/actopen/connect", self.connect)
+        self.add("POST", api + "save", self.save)
+        self.add("DELETE", api + "delete", self.delete)
+        self.add("POST", api + "save_dictionary", self.save_dictionary)
+        self.add("POST", api + "get_dictionary", lambda r: self.get_dictionary(r, False))
+        self.add("POST", api + "get_dictionary_delete", lambda r: self.get_dictionary(r, True))
+        self.add("POST", api + "get_list_inventory_balance", self.get_inventory_balance)
+        self.add("POST", api + "get_call_back_detail_error", self.get_callback_results)
+        self.add("POST", api + "get_company_info", self.get_company_info)
+        admin = "/_sandbox/"
+        self.add("POST", admin + "reset", self._admin_reset)
+        self.add("GET", admin + "dictionary", self._admin_dictionary)
+        self.add("POST", admin + "dictionary", self._admin_set_dictionary)
+        self.add("GET", admin + "requests", self._admin_requests)
+        self.add("POST", admin + r"requests/(?P<org_refid>[^/]+)/(?P<action>generate|post|delete)",
+                 self._admin_request_action)
+        self.add("POST", admin + "stock", self._admin_set_stock)
+        self.add("GET", admin + "stock", self._admin_stock)
+        self.add("POST", admin + "tokens/expire", self._admin_expire_tokens)
+        self.add("POST", admin + "callback", self._admin_set_callback)
+        self.add("GET", admin + "callback", lambda r: json_response(self._callback_public()))
+        self.add("POST", admin + "options", self._admin_options)
+        self.add("POST", admin + "drain", self._admin_drain)
+        self.add("GET", admin + "calls", lambda r: json_response({"calls": list(self.calls)}))
+
+    def on_faults(self, body: dict[str, Any]) -> None:
+        # Like the other fault switches, a faults call without token_ttl_s restores the default.
+        ttl = body.get("token_ttl_s")
+        self.token_ttl_s = float(ttl) if ttl else float(DEFAULT_TOKEN_TTL_S)
+
+    # -- auth -------------------------------------------------------------------------
+    def connect(self, req: Request) -> Response:
+        body = self._body(req)
+        if body is None:
+            return fail("InvalidParam", "Dữ liệu đầu vào không hợp lệ (body is not JSON)")
+        for name in ("app_id", "access_code", "org_company_code"):
+            if not body.get(name):
+                return fail("InvalidParam", f"{name} không được để trống")
+        if body["app_id"] != self.app_id:
+            return fail("InvalidAppID", "Mã ứng dụng (app_id) không hợp lệ")
+        if not hmac.compare_digest(str(body["access_code"]), self.access_code):
+            return fail("InvalidAccessToken", "Mã kết nối (access_code) không hợp lệ")
+        if body["org_company_code"] != self.org_company_code:
+            return fail("InvalidParam",
+                        f"org_company_code = {body['org_company_code']} không hợp lệ")
+        now = time.time()
+        with self.lock:
+            token = secrets.token_urlsafe(32)
+            expires = now + self.token_ttl_s
+            self.tokens[token] = expires
+        expires_vn = datetime.fromtimestamp(expires, VN)
+        ticks = TICKS_AT_EPOCH + int(expires * 10_000_000)
+        return ok({"access_token": token, "expired_time": expires_vn.isoformat(timespec="seconds"),
+                   "expired_time_ticks": ticks, "app_name": "hexaflow sandbox",
+                   "tenant_code": self.org_company_code})
+
+    @staticmethod
+    def _body(req: Request) -> dict[str, Any] | None:
+        try:
+            body = req.json()
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
+    def _authorise(self, req: Request,
+                   company: bool = True) -> tuple[dict[str, Any] | None, Response | None]:
+        token = req.header("X-MISA-AccessToken")
+        with self.lock:
+            expires = self.tokens.get(token or "")
+        if not token or expires is None:
+            return None, fail("InvalidToken", "Token không hợp lệ")
+        if time.time() >= expires:
+            return None, fail("ExpiredToken", "Token đã hết hạn")
+        body = self._body(req)
+        if body is None:
+            return None, fail("InvalidParam", "Dữ liệu đầu vào không hợp lệ (body is not JSON)")
+        if body.get("app_id") != self.app_id:
+            return None, fail("InvalidAppID", "Mã ứng dụng (app_id) không hợp lệ")
+        if company and body.get("org_company_code") != self.org_company_code:
+            return None, fail("InvalidParam",
+                              f"org_company_code = {body.get('org_company_code')} không hợp lệ")
+        return body, None
+
+    def _paging(self, body: Mapping[str, Any]) -> tuple[int, int] | Response:
+        try:
+            skip, take = int(body.get("skip") or 0), int(body.get("take") or 0)
+        except (TypeError, ValueError):
+            return fail("InvalidParam", "skip/take không hợp lệ")
+        if take <= 0 or take > MAX_TAKE or skip < 0:
+            return fail("InvalidParam", f"take phải từ 1 đến {MAX_TAKE} (take must be 1..{MAX_TAKE})")
+        return skip, take
+
+    def _log_call(self, function: str, **sizes: int) -> None:
+        self.calls.append({"function": function, "at": _stamp_text(datetime.now(VN)), **sizes})
+
+    # -- writes (queued) --------------------------------------------------------------
+    def save(self, req: Request) -> Response:
+        body, error = self._authorise(req)
+        if error:
+            return error
+        vouchers, dictionary = body.get("voucher") or [], body.get("dictionary") or []
+        if not isinstance(vouchers, list) or not isinstance(dictionary, list):
+            return fail("InvalidParam", "voucher và dictionary phải là mảng")
+        with self.lock:      # refused calls are logged too: the log shows what clients sent
+            self._log_call("save", vouchers=len(vouchers), dictionary=len(dictionary))
+        if not vouchers and not dictionary:
+            return fail("InvalidParam", "Không có dữ liệu chứng từ (voucher is empty)")
+        if len(vouchers) > MAX_SAVE:
+            return fail("InvalidParam", f"Số chứng từ tối đa mỗi lần gọi là {MAX_SAVE} "
+                                        f"(at most {MAX_SAVE} vouchers per call)")
+        if len(dictionary) > MAX_DICTIONARY:
+            return fail("InvalidParam", f"Số danh mục tối đa mỗi lần gọi là {MAX_DICTIONARY}")
+        for voucher in vouchers:
+            if not isinstance(voucher, dict) or not voucher.get("org_refid"):
+                return fail("InvalidParam", "org_refid không được để trống")
+        with self._work:
+            self._seq += 1
+            for voucher in vouchers:
+                ref = str(voucher["org_refid"])
+                existing = self.requests.get(ref)
+                if existing and existing["status"] in ("generated", "posted"):
+                    continue          # the worker reports IsCreatedVoucher
+                self.requests[ref] = self._request_entry(voucher, self._seq, existing)
+            self._queue.append({"kind": "save", "seq": self._seq, "vouchers": vouchers,
+                                "dictionary": dictionary})
+            self._work.notify_all()
+        return ok()
+
+    @staticmethod
+    def _request_entry(voucher: Mapping[str, Any], seq: int,
+                       existing: Mapping[str, Any] | None) -> dict[str, Any]:
+        return {"org_refid": str(voucher["org_refid"]), "voucher_type": voucher.get("voucher_type"),
+                "reftype": voucher.get("reftype"), "refno_finance": voucher.get("refno_finance"),
+                "org_refno": voucher.get("org_refno"), "status": "queued", "errors": [],
+                "payload": copy.deepcopy(voucher), "_seq": seq,
+                "_refid": (existing or {}).get("_refid")}
+
+    def delete(self, req: Request) -> Response:
+        body, error = self._authorise(req)
+        if error:
+            return error
+        vouchers = body.get("voucher") or []
+        if not isinstance(vouchers, list) or not vouchers:
+            return fail("InvalidParam", "voucher không được để trống")
+        with self.lock:
+            self._log_call("delete", vouchers=len(vouchers))
+        if len(vouchers) > MAX_SAVE:
+            return fail("InvalidParam", f"Số chứng từ tối đa mỗi lần gọi là {MAX_SAVE}")
+        if any(not isinstance(v, dict) or not v.get("org_refid") for v in vouchers):
+            return fail("InvalidParam", "org_refid không được để trống")
+        with self._work:
+            self._seq += 1
+            self._queue.append({"kind": "delete", "seq": self._seq, "vouchers": vouchers})
+            self._work.notify_all()
+        return ok()
+
+    def save_dictionary(self, req: Request) -> Response:
+        body, error = self._authorise(req)
+        if error:
+            return error
+        entries = body.get("dictionary") or []
+        if not isinstance(entries, list) or not entries:
+            return fail("InvalidParam", "dictionary không được để trống")
+        with self.lock:
+            self._log_call("save_dictionary", dictionary=len(entries))
+        if len(entries) > MAX_DICTIONARY:
+            return fail("InvalidParam", f"Số danh mục tối đa mỗi lần gọi là {MAX_DICTIONARY} "
+                                        f"(at most {MAX_DICTIONARY} entries per call)")
+        with self._work:
+            self._seq += 1
+            self._queue.append({"kind": "dictionary", "seq": self._seq, "dictionary": entries})
+            self._work.notify_all()
+        return ok()
+
+    # -- the worker -------------------------------------------------------------------
+    def _run_worker(self) -> None:
+        while True:
+            with self._work:
+                while not self._queue and not self._stopping:
+                    self._work.wait(0.5)
+                if self._stopping:
+                    return
+                job = self._queue.popleft()
+                self._busy = True
+            try:
+                time.sleep(self.processing_delay_s)
+                with self.lock:
+                    callbacks = self._process(job)
+                for data_type, data in callbacks:
+                    self._deliver(data_type, data)
+            except Exception:  # a sandbox bug must show in the log, not stop the worker
+                log.exception("MISA sandbox: processing a queued call failed")
+            finally:
+                with self._work:
+                    self._busy = False
+                    self._work.notify_all()
+
+    def close(self) -> None:
+        with self._work:
+            self._stopping = True
+            self._work.notify_all()
+
+    def _process(self, job: dict[str, Any]) -> list[tuple[int, Any]]:
+        if job["kind"] == "dictionary":
+            self.apply_dictionary(job["dictionary"])
+            return []
+        session = str(uuid.uuid4())
+        if job["kind"] == "delete":
+            items = [self._process_delete(v, session) for v in job["vouchers"]]
+            self._record(DELETE_PROCESSED, items)
+            return [(DELETE_PROCESSED, items)]
+        # MISA creates the master data that rides along before it looks at the vouchers.
+        self.apply_dictionary(job["dictionary"])
+        items = [self._process_voucher(v, job["seq"], session) for v in job["vouchers"]]
+        if not items:
+            return []
+        self._record(SAVE_PROCESSED, items)
+        return [(SAVE_PROCESSED, items)]
+
+    @staticmethod
+    def _item(voucher: Mapping[str, Any], session: str, code: str | None = None,
+              message: str | None = None) -> dict[str, Any]:
+        return {"org_refid": str(voucher.get("org_refid")), "success": code is None,
+                "error_code": code, "error_message": message,
+                "error_call_back_message": message, "session_id": session,
+                "voucher_type": voucher.get("voucher_type")}
+
+    def _process_voucher(self, voucher: dict[str, Any], seq: int, session: str) -> dict[str, Any]:
+        ref = str(voucher["org_refid"])
+        request = self.requests.get(ref)
+        if request is not None and request["status"] in ("generated", "posted"):
+            return self._item(voucher, session, "IsCreatedVoucher", IS_CREATED_MESSAGE)
+        problems = validate_voucher(voucher, self._lookup())
+        latest = request is not None and request["_seq"] == seq
+        if problems:
+            message = "; ".join(p.message for p in problems)
+            if latest:
+                request["status"] = "rejected"
+                request["errors"] = [p.as_dict() for p in problems]
+            return self._item(voucher, session, problems[0].code, message)
+        if latest:
+            request["status"] = "accepted"
+            request["errors"] = []
+        return self._item(voucher, session)
+
+    def _process_delete(self, voucher: Mapping[str, Any], session: str) -> dict[str, Any]:
+        request = self.requests.get(str(voucher["org_refid"]))
+        if request is None or request["status"] == "deleted":
+            return self._item(voucher, session, "VoucherNotFound",
+                              "Không tìm thấy chứng từ (request not found)")
+        if request["status"] in ("generated", "posted"):
+            return self._item(voucher, session, "IsCreatedVoucher", IS_CREATED_MESSAGE)
+        request["status"] = "deleted"
+        return self._item(voucher, session)
+
+    def _record(self, data_type: int, items: list[dict[str, Any]],
+                model_state: int | None = None) -> None:
+        created = _stamp_text(datetime.now(VN))
+        for item in items:
+            row = {**item, "data_type": data_type, "created_date": created}
+            if model_state is not None:
+                row["model_state"] = model_state
+            self.results.append(row)
+
+    def _deliver(self, data_type: int, data: Any) -> None:
+        url, enabled = self.callback_url, self.callback_enabled
+        if not url or not enabled:
+            return
+        body = build_callback(data_type, data, app_id=self.app_id,
+                              org_company_code=self.org_company_code,
+                              key=self.callback_key or self.app_id)
+        try:
+            response = httpx.post(url, content=dumps(body).encode("utf-8"),
+                                  headers={"Content-Type": "application/json"}, timeout=5.0)
+            delivered = response.status_code < 300
+            error = None if delivered else f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            delivered, error = False, type(exc).__name__
+        with self.lock:
+            self.callback_stats["delivered" if delivered else "failed"] += 1
+            if error:
+                self.callback_stats["last_error"] = error
+
+    # -- reads ------------------------------------------------------------------------
+    def get_dictionary(self, req: Request, deleted: bool) -> Response:
+        body, error = self._authorise(req, company=False)
+        if error:
+            return error
+        paging = self._paging(body)
+        if isinstance(paging, Response):
+            return paging
+        skip, take = paging
+        try:
+            data_type = int(body.get("data_type"))
+        except (TypeError, ValueError):
+            return fail("InvalidParam", "data_type không hợp lệ")
+        since = _parse_time(body.get("last_sync_time"))
+        if body.get("last_sync_time") and since is None:
+            return fail("InvalidParam", "last_sync_time không hợp lệ")
+        with self.lock:
+            self._log_call("get_dictionary_delete" if deleted else "get_dictionary")
+            if data_type == 6:
+                rows = [] if deleted else [self._branch()]
+            elif data_type not in READ_TABLES:
+                rows = []
+            else:
+                table = READ_TABLES[data_type][0]
+                if deleted:
+                    found = [(stamp, dict(row, deleted_date=_stamp_text(stamp)))
+                             for t, row, stamp in self.deleted if t == table]
+                else:
+                    found = [(self.synced[(table, code)], copy.deepcopy(row))
+                             for code, row in self.tables[table].items()]
+                found = [f for f in found if since is None or f[0] > since]
+                found.sort(key=lambda f: f[0])
+                rows = [row for _stamp, row in found]
+            page = rows[skip:skip + take]
+            last_sync = _stamp_text(self._last_stamp)
+        return ok(page, {"LastSyncTime": last_sync})
+
+    def _branch(self) -> dict[str, Any]:
+        return {"organization_unit_id": demo_data.BRANCH_ID,
+                "organization_unit_code": self.org_company_code,
+                "organization_unit_name": "Công ty sandbox", "organization_unit_type_id": 1,
+                "inactive": False}
+
+    def get_inventory_balance(self, req: Request) -> Response:
+        body, error = self._authorise(req)
+        if error:
+            return error
+        paging = self._paging(body)
+        if isinstance(paging, Response):
+            return paging
+        skip, take = paging
+        with self.lock:
+            self._log_call("get_list_inventory_balance")
+            rows = [self._balance_row(item, stock, qty)
+                    for (item, stock), qty in sorted(self.balances.items())]
+            if body.get("stock_id"):
+                rows = [r for r in rows if r["stock_id"] == body["stock_id"]]
+        return ok(rows[skip:skip + take], {"LastSyncTime": _stamp_text(datetime.now(VN))})
+
+    def _balance_row(self, item_code: str, stock_code: str, quantity: Decimal) -> dict[str, Any]:
+        item = self.tables["inventory_items"].get(item_code, {})
+        stock = self.tables["stocks"].get(stock_code, {})
+        cost = to_decimal(item.get("unit_price") or 0)
+        return {"inventory_item_id": item.get("inventory_item_id"),
+                "inventory_item_code": item_code,
+                "inventory_item_name": item.get("inventory_item_name"),
+                "stock_id": stock.get("stock_id"), "stock_code": stock_code,
+                "stock_name": stock.get("stock_name"),
+                "organization_unit_id": demo_data.BRANCH_ID,
+                "organization_unit_code": self.org_company_code,
+                "organization_unit_name": "Công ty sandbox",
+                "quantity_balance": quantity, "amount_balance": round_money(quantity * cost),
+                "unit_price": cost}
+
+    def get_callback_results(self, req: Request) -> Response:
+        body, error = self._authorise(req, company=False)
+        if error:
+            return error
+        paging = self._paging(body)
+        if isinstance(paging, Response):
+            return paging
+        skip, take = paging
+        start, end = _parse_time(body.get("from_date")), _parse_time(body.get("to_date"))
+        if start is None or end is None:
+            return fail("InvalidParam", "from_date/to_date không hợp lệ")
+        with self.lock:
+            self._log_call("get_call_back_detail_error")
+            rows = [r for r in self.results
+                    if start <= datetime.fromisoformat(r["created_date"]) <= end]
+        return ok(rows[skip:skip + take])
+
+    def get_company_info(self, req: Request) -> Response:
+        body, error = self._authorise(req, company=False)
+        if error:
+            return error
+        return ok({"company_name": "Công ty sandbox", "company_tax_code": self.org_company_code,
+                   "branch_id": demo_data.BRANCH_ID})
+
+    # -- admin ------------------------------------------------------------------------
+    def _admin_reset(self, req: Request) -> Response:
+        body = self._body(req) or {}
+        data = body.get("data", "empty")
+        if data not in ("demo", "empty"):
+            return json_response({"error": "data must be 'demo' or 'empty'"}, 400)
+        self.reset(data)
+        return json_response({"reset": data})
+
+    def _admin_dictionary(self, req: Request) -> Response:
+        with self.lock:
+            return json_response({t: list(rows.values()) for t, rows in self.tables.items()})
+
+    def _admin_set_dictionary(self, req: Request) -> Response:
+        body = self._body(req) or {}
+        with self.lock:
+            before = len(self.dictionary_errors)
+            self.apply_dictionary(list(body.get("dictionary") or []))
+            errors = self.dictionary_errors[before:]
+            missing = []
+            for entry in body.get("delete") or []:
+                table = PUSH_TABLES.get(int(entry.get("dictionary_type", 0)), ("", ""))[0]
+                if not table or not self._delete_entry(table, str(entry.get("code"))):
+                    missing.append(entry)
+        status = 400 if errors or missing else 200
+        return json_response({"errors": errors, "not_found": missing}, status)
+
+    def _admin_requests(self, req: Request) -> Response:
+        with self.lock:
+            public = [{k: v for k, v in r.items() if not k.startswith("_")}
+                      for r in self.requests.values()]
+        return json_response({"requests": public})
+
+    def _admin_request_action(self, req: Request) -> Response:
+        ref, action = req.params["org_refid"], req.params["action"]
+        with self.lock:
+            request = self.requests.get(ref)
+            if request is None:
+                return json_response({"error": f"no request {ref}"}, 404)
+            status = request["status"]
+            if action == "delete":
+                # Deleting in AMIS's UI sends no callback (reference §2.6).
+                request["status"] = "deleted"
+                return json_response(self._public(request))
+            wanted = {"generate": "accepted", "post": "generated"}[action]
+            if status != wanted:
+                return json_response({"error": f"cannot {action} a request that is {status}; "
+                                               f"it must be {wanted}"}, 409)
+            voucher = {"org_refid": ref, "voucher_type": request["voucher_type"],
+                       "refno_finance": request["refno_finance"]}
+            if action == "generate":
+                request["status"] = "generated"
+                request["_refid"] = request.get("_refid") or str(uuid.uuid4())
+                item = {**self._item(voucher, "accountant"), "refid": request["_refid"]}
+                self._record(VOUCHER_GENERATED, [item])
+                callback = (VOUCHER_GENERATED, [item])
+            else:
+                request["status"] = "posted"
+                self._move_stock(request["payload"])
+                item = {**voucher, "refid": request["_refid"], "success": True}
+                self._record(VOUCHER_CHANGED, [item], model_state=MODEL_STATE_POSTED)
+                callback = (VOUCHER_CHANGED, {"voucher": [item],
+                                              "custom_param": {"ModelState": MODEL_STATE_POSTED}})
+            public = self._public(request)
+        self._deliver(*callback)
+        return json_response(public)
+
+    @staticmethod
+    def _public(request: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in request.items() if not k.startswith("_")}
+
+    def _move_stock(self, voucher: Mapping[str, Any]) -> None:
+        vtype = int(voucher.get("voucher_type") or 0)
+        if vtype == 13 and voucher.get("is_sale_with_outward") or vtype in STOCK_OUT:
+            sign = Decimal(-1)
+        elif vtype in STOCK_IN:
+            sign = Decimal(1)
+        else:
+            return
+        for line in voucher.get("detail") or []:
+            item = self.tables["inventory_items"].get(str(line.get("inventory_item_code")))
+            stock = line.get("stock_code")
+            if not item or not stock or int(item.get("inventory_item_type") or 0) == 2:
+                continue       # services have no stock
+            key = (item["inventory_item_code"], str(stock))
+            quantity = to_decimal(line.get("main_quantity") or line.get("quantity") or 0)
+            self.balances[key] = self.balances.get(key, Decimal(0)) + sign * quantity
+
+    def _admin_set_stock(self, req: Request) -> Response:
+        body = self._body(req) or {}
+        item, stock = body.get("inventory_item_code"), body.get("stock_code")
+        with self.lock:
+            if item not in self.tables["inventory_items"] or stock not in self.tables["stocks"]:
+                return json_response({"error": "unknown inventory_item_code or stock_code"}, 404)
+            self.balances[(item, stock)] = to_decimal(body.get("quantity") or 0)
+            return json_response(self._balance_row(item, stock, self.balances[(item, stock)]))
+
+    def _admin_stock(self, req: Request) -> Response:
+        with self.lock:
+            return json_response({"balances": [self._balance_row(i, s, q) for (i, s), q
+                                               in sorted(self.balances.items())]})
+
+    def _admin_expire_tokens(self, req: Request) -> Response:
+        with self.lock:
+            for token in self.tokens:
+                self.tokens[token] = 0.0
+            return json_response({"expired": len(self.tokens)})
+
+    def _callback_public(self) -> dict[str, Any]:
+        return {"url": self.callback_url, "enabled": self.callback_enabled,
+                "custom_key": self.callback_key is not None, **self.callback_stats}
+
+    def _admin_set_callback(self, req: Request) -> Response:
+        body = self._body(req) or {}
+        with self.lock:
+            if "url" in body:
+                self.callback_url = body["url"] or None
+            self.callback_enabled = bool(body.get("enabled", self.callback_url is not None))
+            if "key" in body:
+                self.callback_key = body["key"] or None
+            return json_response(self._callback_public())
+
+    def _admin_options(self, req: Request) -> Response:
+        body = self._body(req) or {}
+        with self.lock:
+            if "reject_duplicate_refno" in body:
+                self.reject_duplicate_refno = bool(body["reject_duplicate_refno"])
+            if "processing_delay_ms" in body:
+                self.processing_delay_s = max(0.0, float(body["processing_delay_ms"]) / 1000)
+            return json_response({"reject_duplicate_refno": self.reject_duplicate_refno,
+                                  "processing_delay_ms": int(self.processing_delay_s * 1000)})
+
+    def _admin_drain(self, req: Request) -> Response:
+        body = self._body(req) or {}
+        deadline = time.monotonic() + min(float(body.get("timeout_s") or 10), 60.0)
+        with self._work:
+            while self._queue or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._work.wait(left)
+            idle = not self._queue and not self._busy
+        return json_response({"idle": idle}, 200 if idle else 504)

@@ -1,0 +1,179 @@
+"""The contract between the engine and a connector.
+
+A connector is one class per external system (a file, a shop, an accounting system). The engine never
+knows which: it reads records from a *resource*, writes payloads as *documents*, and asks for
+results of asynchronous writes. Everything system-specific (auth, pagination, rate limits,
+envelopes, enum quirks) stays inside the connector.
+
+Lifecycle of one run, from the engine's side:
+
+    connector = ConnectorClass(ConnectorContext(...))
+    for page in connector.read(resource, params, since=cursor):   # incremental read
+        ...map records...
+    results = connector.write(items)                              # batched writes
+    updates = connector.poll(pending_refs)                        # async acceptance
+    connector.close()
+
+A write is *settled* once the target acknowledged it: ``done`` (synchronous targets) or
+``queued`` (targets that validate asynchronously). A ``queued`` item later moves to
+``accepted`` or ``rejected`` through :meth:`Connector.poll` or a callback receiver.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
+
+# Per-item outcome of a write, as reported by a connector.
+DONE = "done"            # written and final (synchronous target)
+QUEUED = "queued"        # accepted for asynchronous processing; result comes later
+REJECTED = "rejected"    # the target refused this item; will not succeed by retrying
+CONFLICT = "conflict"    # the target holds a version that can no longer change (e.g. generated)
+FAILED = "failed"        # transient failure after bounded retries; safe to retry later
+WRITE_STATUSES = (DONE, QUEUED, REJECTED, CONFLICT, FAILED)
+
+# Outcomes reported later for queued items.
+ACCEPTED = "accepted"
+GENERATED = "generated"
+POSTED = "posted"
+DELETED = "deleted"
+ASYNC_STATUSES = (ACCEPTED, REJECTED, CONFLICT, GENERATED, POSTED, DELETED)
+
+
+class ConnectorError(Exception):
+    """A failure a user can act on (bad credentials, missing scope, unreachable host).
+
+    The message must name what to fix (an environment variable, a scope) and must never
+    contain a secret value.
+    """
+
+
+class ConfigError(ConnectorError):
+    """The connector is not configured (a required environment variable is missing)."""
+
+
+@dataclass(frozen=True)
+class ResourceInfo:
+    """A readable resource in a connector's catalogue."""
+    name: str
+    description: str = ""
+    params: Mapping[str, str] = field(default_factory=dict)   # param name -> description
+    incremental: Sequence[str] = ()                           # fields usable as cursor ("*": any)
+    fields: Sequence[str] = ()                                # known top-level fields ("" = unknown)
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """A writable document kind in a connector's catalogue."""
+    name: str
+    description: str = ""
+    actions: Sequence[str] = ("upsert", "create")             # supported write actions
+    params: Mapping[str, str] = field(default_factory=dict)
+    # Fields a mapping must never target, with the reason shown by `validate`.
+    forbidden_fields: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    resources: Mapping[str, ResourceInfo] = field(default_factory=dict)
+    documents: Mapping[str, DocumentInfo] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ConnectorContext:
+    """What the engine hands a connector when it starts one."""
+    tenant: str = "default"
+    # Configuration values (from the environment or a config file); secrets included,
+    # so never log this mapping.
+    config: Mapping[str, str] = field(default_factory=dict)
+    base_dir: str = "."          # folder of the flow file, for relative paths
+    logger_name: str = "hexaflow"
+
+
+@dataclass
+class Page:
+    """One page of records from :meth:`Connector.read`.
+
+    ``cursor`` is the value to resume from once every record of this page is handled
+    (None: derive it from the records' cursor field).
+    """
+    records: list[dict[str, Any]]
+    cursor: Any = None
+
+
+@dataclass(frozen=True)
+class WriteItem:
+    """One document the engine asks a connector to write."""
+    ref: str                   # engine's id for this item; echoed back in WriteResult
+    document: str              # document kind from the catalogue
+    action: str                # "upsert" | "create" | "delete"
+    key: str                   # the document code (idempotency key)
+    payload: Mapping[str, Any]
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    ref: str
+    status: str                # one of WRITE_STATUSES
+    target_ref: str | None = None   # the target's id for the document (for later results)
+    code: str | None = None         # the target's error code, kept verbatim
+    message: str | None = None      # the target's message, kept verbatim
+
+
+@dataclass(frozen=True)
+class AsyncResult:
+    """A later outcome of a queued write, from polling or a callback."""
+    target_ref: str
+    status: str                # one of ASYNC_STATUSES
+    code: str | None = None
+    message: str | None = None
+
+
+class Connector:
+    """Base class for connectors. Subclasses set ``name`` and ``catalogue``.
+
+    ``catalogue`` is class-level data so that ``hexaflow validate`` can check flows without
+    credentials or network.
+    """
+
+    name: ClassVar[str] = ""
+    catalogue: ClassVar[Catalogue] = Catalogue()
+
+    def __init__(self, context: ConnectorContext):
+        self.context = context
+
+    def read(self, resource: str, params: Mapping[str, Any], since: Any = None, *,
+             cursor_field: str | None = None) -> Iterator[Page]:
+        """Yield pages of records of ``resource``, oldest change first when ``since`` is given.
+
+        ``since`` is the cursor saved after the last handled record (None: read everything);
+        ``cursor_field`` is the flow's ``incremental.cursor`` (connectors with a fixed cursor
+        may ignore it). Records are plain dicts, already normalised (money as Decimal, enums
+        canonical).
+        """
+        raise NotImplementedError(f"connector {self.name!r} cannot read")
+
+    def write(self, items: Sequence[WriteItem]) -> list[WriteResult]:
+        """Write a batch; return exactly one result per item, in any order.
+
+        Must not raise for per-item failures (report REJECTED / CONFLICT / FAILED instead);
+        raise ConnectorError only when nothing can work (bad credentials).
+        """
+        raise NotImplementedError(f"connector {self.name!r} cannot write")
+
+    def exists(self, document: str, key: str) -> bool | None:
+        """Whether the target already holds ``document`` with ``key``; None if it cannot tell."""
+        return None
+
+    def poll(self, target_refs: Iterable[str]) -> list[AsyncResult]:
+        """Outcomes of earlier queued writes that are known now (may be empty)."""
+        return []
+
+    def close(self) -> None:
+        """Release network clients and files."""
+
+    def __enter__(self) -> "Connector":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,340 @@
+"""Compiling the three kinds of value a flow can hold: JMESPath expressions, Jinja templates with
+``<< >>`` delimiters, and constants.
+
+Everything is compiled once per flow into plain Python callables ``fn(scope) -> value``.
+Common shapes take a fast path that skips the interpreters entirely: a JMESPath field chain
+(``order.customer.id``) becomes a few ``dict.get`` calls, and a template made of text and simple
+paths (``PC_<<order.id>>``) becomes a string join. Both fast paths behave exactly like the
+interpreters they replace (tests/engine/test_expressions.py checks them against each other).
+
+The scope is a dict of names: the record under its alias, ``tenant``, lookup tables, ``let``
+values, ``history``, and inside ``each`` the item alias and ``position``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Callable
+
+import jinja2
+import jinja2.meta
+import jinja2.nodes as jn
+import jmespath
+from jinja2.sandbox import SandboxedEnvironment
+from jmespath import exceptions as jp_exc
+
+from hexaflow.functions import (Library, RecordError, direct_functions, jinja_callables,
+                                jmespath_options)
+from hexaflow.jmespath_compiler import ClosureCompiler
+from hexaflow.money import to_json_number
+
+Scope = dict[str, Any]
+Fn = Callable[[Scope], Any]
+
+
+class CompileError(Exception):
+    """An expression or template that does not compile. ``offset`` is the character offset of
+    the problem inside the source text, when known."""
+
+    def __init__(self, message: str, offset: int | None = None, hint: str = ""):
+        super().__init__(message)
+        self.message, self.offset, self.hint = message, offset, hint
+
+
+def truthy(value: Any) -> bool:
+    """JMESPath truthiness: false, null, '', [] and {} are false; 0 is true."""
+    return not (value is None or value is False or value == "" or value == [] or value == {})
+
+
+def jsonable(value: Any) -> Any:
+    """Decimals (anywhere inside) as JSON numbers; everything else unchanged."""
+    t = type(value)
+    if t is Decimal:
+        return to_json_number(value)
+    if t is dict:
+        return {k: jsonable(v) for k, v in value.items()}
+    if t is list:
+        return [jsonable(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------- JMESPath
+@dataclass(frozen=True)
+class Expr:
+    source: str
+    names: frozenset[str]        # names the expression reads from the scope
+    fn: Fn
+    fast: bool                   # compiled to the field-chain fast path
+
+    def __call__(self, scope: Scope) -> Any:
+        return self.fn(scope)
+
+
+def _root_names(node: dict[str, Any], out: set[str]) -> None:
+    """Collect the names an AST reads from the root scope (not from projected elements)."""
+    kind = node["type"]
+    children = node.get("children", [])
+    if kind == "field":
+        out.add(node["value"])
+    elif kind in ("subexpression", "index_expression", "projection", "value_projection",
+                  "filter_projection", "pipe"):
+        _root_names(children[0], out)      # the rest is evaluated relative to the left side
+    elif kind == "function_expression":
+        for child in children:
+            if child["type"] != "expref":
+                _root_names(child, out)
+    elif kind in ("comparator", "and_expression", "or_expression", "not_expression",
+                  "flatten", "multi_select_list", "multi_select_dict", "key_val_pair"):
+        for child in children:
+            _root_names(child, out)
+
+
+def _field_chain(node: dict[str, Any]) -> list[str] | None:
+    if node["type"] == "field":
+        return [node["value"]]
+    if node["type"] == "subexpression":
+        keys: list[str] = []
+        for child in node["children"]:
+            sub = _field_chain(child)
+            if sub is None:
+                return None
+            keys.extend(sub)
+        return keys
+    return None
+
+
+def _chain_getter(keys: list[str]) -> Fn:
+    if len(keys) == 1:
+        (k,) = keys
+
+        def get1(scope: Scope) -> Any:
+            return scope.get(k)
+        return get1
+    if len(keys) == 2:
+        k1, k2 = keys
+
+        def get2(scope: Scope) -> Any:
+            v = scope.get(k1)
+            return v.get(k2) if isinstance(v, dict) else None
+        return get2
+
+    def get(scope: Scope) -> Any:
+        v: Any = scope
+        for k in keys:
+            if not isinstance(v, dict):
+                return None
+            v = v.get(k)
+        return v
+    return get
+
+
+class ExpressionCompiler:
+    """Compiles JMESPath and Jinja for one flow (one function library, one Jinja environment)."""
+
+    def __init__(self, library: Library):
+        self.library = library
+        self.options = jmespath_options(library)
+        self.jinja = _make_jinja(library, strict_key=False)
+        self.jinja_key = _make_jinja(library, strict_key=True)
+        self._function_names = set(self.options.custom_functions.FUNCTION_TABLE)
+        self._closures = ClosureCompiler(self.options.custom_functions, direct_functions(library))
+
+    # -- JMESPath -------------------------------------------------------------------
+    def expr(self, source: str) -> Expr:
+        if not isinstance(source, str) or not source.strip():
+            raise CompileError("empty expression", 0, "write a JMESPath expression, e.g. order.id")
+        try:
+            parsed = jmespath.compile(source)
+        except jp_exc.LexerError as exc:
+            raise CompileError(f"invalid JMESPath: {exc.msg}", exc.lexer_position,
+                               _jmespath_hint(source)) from None
+        except jp_exc.ParseError as exc:
+            token = exc.token_value or "end of expression"
+            raise CompileError(f"invalid JMESPath: {exc.msg} near {token!r}", exc.lex_position,
+                               _jmespath_hint(source)) from None
+        self._check_functions(parsed.parsed, source)
+        _check_negated_paths(parsed.parsed, source)
+        names: set[str] = set()
+        _root_names(parsed.parsed, names)
+        chain = _field_chain(parsed.parsed)
+        if chain is not None:
+            return Expr(source, frozenset(names), _chain_getter(chain), True)
+        try:
+            compiled = self._closures.compile(parsed.parsed)
+        except jp_exc.JMESPathError as exc:
+            raise CompileError(f"{source!r}: {exc}", 0) from None
+        return Expr(source, frozenset(names), compiled, False)
+
+    def _check_functions(self, node: dict[str, Any], source: str) -> None:
+        if node["type"] == "function_expression" and node["value"] not in self._function_names:
+            from hexaflow.problems import did_you_mean
+            known = ", ".join(sorted(self._function_names))
+            raise CompileError(f"unknown function {node['value']}()", source.find(node["value"]),
+                               did_you_mean(node["value"], self._function_names)
+                               or f"known functions: {known}")
+        for child in node.get("children", []):
+            if isinstance(child, dict):
+                self._check_functions(child, source)
+
+    # -- Jinja ----------------------------------------------------------------------
+    def template(self, source: str, key: bool = False) -> "Template":
+        env = self.jinja_key if key else self.jinja
+        try:
+            ast = env.parse(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise CompileError(f"invalid template: {exc.message}",
+                               _line_offset(source, exc.lineno), _template_hint(exc.message)) from None
+        names = frozenset(jinja2.meta.find_undeclared_variables(ast)) - set(env.globals)
+        fast = _fast_template(ast, env, key)
+        if fast is not None:
+            return Template(source, names, fast, True)
+        compiled = env.from_string(source)
+
+        def render(scope: Scope) -> str:
+            try:
+                return compiled.render(scope)
+            except RecordError:
+                raise
+            except jinja2.UndefinedError as exc:
+                raise RecordError(f"template {source!r}: {exc.message}") from None
+            except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+                raise RecordError(f"template {source!r}: {exc}") from None
+        return Template(source, names, render, False)
+
+
+@dataclass(frozen=True)
+class Template:
+    source: str
+    names: frozenset[str]
+    fn: Fn
+    fast: bool
+
+    def __call__(self, scope: Scope) -> str:
+        return self.fn(scope)
+
+
+def _finalize_value(value: Any) -> Any:
+    if value is None:
+        raise RecordError("a value in the template is null; use <<x or ''>> if empty is meant")
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return value
+
+
+def _finalize_key_value(value: Any) -> Any:
+    value = _finalize_value(value)
+    if value == "" or isinstance(value, jinja2.Undefined):
+        raise RecordError("a value in the document key is empty; a key is never built from "
+                          "an empty value")
+    return value
+
+
+def _make_jinja(library: Library, strict_key: bool) -> SandboxedEnvironment:
+    env = SandboxedEnvironment(
+        variable_start_string="<<", variable_end_string=">>",
+        block_start_string="<%", block_end_string="%>",
+        comment_start_string="<#", comment_end_string="#>",
+        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True,
+        finalize=_finalize_key_value if strict_key else _finalize_value)
+    callables = jinja_callables(library)
+    env.filters.update(callables)
+    env.globals.update(callables)
+    return env
+
+
+_DICT_ATTRS = frozenset(dir(dict))
+
+
+def _simple_path(node: jn.Node) -> list[str | int] | None:
+    """['order', 'id'] for ``order.id`` / ``order['id']``; None for anything else."""
+    if isinstance(node, jn.Name) and node.ctx == "load":
+        return [node.name]
+    if isinstance(node, jn.Getattr) and node.attr not in _DICT_ATTRS:
+        base = _simple_path(node.node)
+        return None if base is None else base + [node.attr]
+    if isinstance(node, jn.Getitem) and isinstance(node.arg, jn.Const) \
+            and isinstance(node.arg.value, (str, int)) and not isinstance(node.arg.value, bool):
+        base = _simple_path(node.node)
+        return None if base is None else base + [node.arg.value]
+    return None
+
+
+def _fast_template(ast: jn.Template, env: SandboxedEnvironment, key: bool) -> Fn | None:
+    """A join of literal text and simple paths (optionally through one library filter
+    without arguments), or None when the template needs Jinja."""
+    if len(ast.body) != 1 or not isinstance(ast.body[0], jn.Output):
+        return None
+    parts: list[Any] = []
+    for node in ast.body[0].nodes:
+        if isinstance(node, jn.TemplateData):
+            parts.append(node.data)
+            continue
+        filt = None
+        if isinstance(node, jn.Filter) and not node.args and not node.kwargs \
+                and node.dyn_args is None and node.dyn_kwargs is None \
+                and node.name in env.filters and node.name in env.globals:
+            filt = env.filters[node.name]
+            node = node.node
+        path = _simple_path(node)
+        if path is None:
+            return None
+        parts.append((path, filt))
+    finalize = _finalize_key_value if key else _finalize_value
+
+    def lookup(scope: Scope, path: list[str | int]) -> Any:
+        value: Any = scope
+        for i, step in enumerate(path):
+            try:
+                value = value[step]
+            except (KeyError, IndexError, TypeError):
+                shown = ".".join(str(p) for p in path[: i + 1])
+                raise RecordError(f"{shown} is undefined") from None
+        return value
+
+    def render(scope: Scope) -> str:
+        out = []
+        for part in parts:
+            if type(part) is str:
+                out.append(part)
+            else:
+                path, filt = part
+                value = lookup(scope, path)
+                if filt is not None:
+                    value = filt(value)
+                out.append(str(finalize(value)))
+        return "".join(out)
+    return render
+
+
+def _check_negated_paths(node: dict[str, Any], source: str) -> None:
+    """``!a.b`` parses as ``(!a).b``, which is always null: refuse it with the fix."""
+    if node["type"] in ("subexpression", "index_expression", "projection") and \
+            node["children"][0]["type"] == "not_expression":
+        inner = source[source.find("!"):].split()[0].rstrip(")&|,")
+        raise CompileError(f"{inner!r} negates only its first name, so it is always null",
+                           source.find("!"), f"write !({inner[1:]}) to negate the whole path")
+    for child in node.get("children", []):
+        if isinstance(child, dict):
+            _check_negated_paths(child, source)
+
+
+def _line_offset(source: str, lineno: int | None) -> int | None:
+    if not lineno or lineno <= 1:
+        return None
+    lines = source.split("\n")
+    return sum(len(line) + 1 for line in lines[: lineno - 1])
+
+
+def _template_hint(message: str) -> str:
+    if "end of print statement" in message or "unexpected end of template" in message \
+            or "unexpected '<'" in message:
+        return "every '<<' needs a closing '>>', e.g. PC_<<order.id>>"
+    return "templates use << expression >> for values and <% if ... %> for logic"
+
+
+def _jmespath_hint(source: str) -> str:
+    if "<<" in source or ">>" in source:
+        return "this field takes a JMESPath expression, not a template"
+    if any(ord(ch) > 127 for ch in source):
+        return "text with accents is not a field name: quote literal text as 'text'"
+    return "see docs/flows.md for the expression syntax, e.g. order.line_items[].sku"

@@ -1,0 +1,269 @@
+"""The function library flows can call: money, dates, ids, lookups, text.
+
+Each function is written once here and exposed twice: as a JMESPath function (``=money(x)``,
+``when: "contains(...)"``) and as a Jinja filter and global (``<<x | money>>``,
+``<<uuid5(tenant, 'order', order.id)>>``). docs/functions.md lists them; a test keeps that
+page and this table in step.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Callable, Mapping
+
+import jmespath
+from jmespath import functions as jp_functions
+
+from hexaflow import money, timeutil
+
+# Fixed namespace for deterministic ids: changing it would re-key every document ever sent.
+ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://hexaflow.dev/ids")
+
+
+class RecordError(Exception):
+    """A record cannot be mapped (missing field, bad value). Goes to dead letters."""
+
+
+@dataclass
+class FunctionContext:
+    """What functions need beyond their arguments: the flow's time zone and tables."""
+    timezone: str = timeutil.DEFAULT_TIMEZONE
+    tables: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    table_files: Mapping[str, str] = field(default_factory=dict)
+
+
+def _num(value: Any, what: str) -> Decimal:
+    if type(value) is Decimal:
+        return value
+    if value is None:
+        raise RecordError(f"{what}: expected a number, got null")
+    try:
+        return money.to_decimal(value)
+    except money.MoneyError:
+        raise RecordError(f"{what}: expected a number, got {value!r}") from None
+
+
+class Library:
+    """The functions, bound to one flow's context."""
+
+    def __init__(self, ctx: FunctionContext):
+        self.ctx = ctx
+
+    # -- money ----------------------------------------------------------------------
+    def money(self, value: Any, places: int = 0) -> Decimal:
+        """Round to whole đồng (or ``places`` decimals), half up."""
+        return money.round_money(_num(value, "money"), int(places))
+
+    def add(self, *values: Any) -> Decimal:
+        return sum((_num(v, "add") for v in values), Decimal(0))
+
+    def sub(self, a: Any, b: Any) -> Decimal:
+        return _num(a, "sub") - _num(b, "sub")
+
+    def mul(self, *values: Any) -> Decimal:
+        result = Decimal(1)
+        for v in values:
+            result *= _num(v, "mul")
+        return result
+
+    def div(self, a: Any, b: Any) -> Decimal:
+        divisor = _num(b, "div")
+        if divisor == 0:
+            raise RecordError("div: division by zero")
+        return _num(a, "div") / divisor
+
+    def number(self, value: Any) -> Decimal | None:
+        """A Decimal from a number or numeric text; null stays null."""
+        return None if value is None else _num(value, "number")
+
+    def allocate(self, items: list[Any], weights: list[Any], total: Any,
+                 field_name: str) -> list[dict[str, Any]]:
+        """Copies of ``items`` with ``field_name`` set to their pro-rata share of ``total``
+        (whole đồng; the remainder on the largest weight, so shares add up exactly)."""
+        if items is None:
+            items = []
+        if len(items) != len(weights):
+            raise RecordError(f"allocate: {len(items)} items but {len(weights)} weights")
+        try:
+            shares = money.allocate(_num(total, "allocate total"),
+                                    [_num(w, "allocate weight") for w in weights])
+        except money.MoneyError as exc:
+            raise RecordError(f"allocate: {exc}") from None
+        return [{**item, field_name: share} for item, share in zip(items, shares)]
+
+    # -- dates ----------------------------------------------------------------------
+    def local_datetime(self, value: Any) -> str:
+        """ISO-8601 in the flow's time zone with its offset: 2024-06-10T10:15:22+07:00."""
+        return self._local(value).isoformat(timespec="seconds")
+
+    def local_date(self, value: Any) -> str:
+        """The calendar date in the flow's time zone: 2024-06-10."""
+        return self._local(value).date().isoformat()
+
+    def local_format(self, value: Any, fmt: str) -> str:
+        """strftime in the flow's time zone, e.g. '%Y-%m-%d %H:%M:%S'."""
+        return self._local(value).strftime(fmt)
+
+    def _local(self, value: Any):
+        if value is None or value == "":
+            raise RecordError("date: expected a timestamp, got null")
+        try:
+            return timeutil.to_zone(value, self.ctx.timezone)
+        except ValueError as exc:
+            raise RecordError(str(exc)) from None
+
+    # -- ids, lookups, checks -------------------------------------------------------
+    def uuid5(self, *parts: Any) -> str:
+        """A deterministic UUID from the parts (joined with '|'): same input, same id."""
+        for p in parts:
+            if p is None or p == "":
+                raise RecordError("uuid5: a part is null or empty; ids must never be built "
+                                  "from missing values")
+        return str(uuid.uuid5(ID_NAMESPACE, "|".join(str(p) for p in parts)))
+
+    def lookup(self, table: str, key: Any, *default: Any) -> Any:
+        """The row for ``key`` in lookup table ``table``; without a default a missing key is
+        an error for the record (never a guess)."""
+        rows = self.ctx.tables.get(table)
+        if rows is None:
+            raise RecordError(f"lookup: no lookup table named {table!r}")
+        if key is not None:
+            k = str(key)
+            if k in rows:
+                return rows[k]
+        if default:
+            return default[0]
+        source = self.ctx.table_files.get(table, table)
+        raise RecordError(f"lookup: {key!r} is not in table {table!r} ({source}); "
+                          f"add a row for it")
+
+    def must(self, value: Any, message: str) -> Any:
+        """``value``, or an error for the record with ``message`` when it is null or empty."""
+        if value is None or value == "" or value == [] or value == {}:
+            raise RecordError(str(message))
+        return value
+
+    def if_(self, condition: Any, then: Any, otherwise: Any) -> Any:
+        """``then`` when ``condition`` is truthy (JMESPath truthiness), else ``otherwise``."""
+        truthy = condition not in (None, False, "", [], {})
+        return then if truthy else otherwise
+
+    # -- text -----------------------------------------------------------------------
+    def lower(self, value: Any) -> str | None:
+        return None if value is None else str(value).lower()
+
+    def upper(self, value: Any) -> str | None:
+        return None if value is None else str(value).upper()
+
+    def trim(self, value: Any) -> str | None:
+        return None if value is None else str(value).strip()
+
+    def replace(self, value: Any, old: str, new: str) -> str | None:
+        return None if value is None else str(value).replace(old, new)
+
+    def text(self, value: Any) -> str:
+        """Text form; null becomes ''. Decimals print without exponent."""
+        if value is None:
+            return ""
+        if isinstance(value, Decimal):
+            return format(value, "f")
+        return str(value)
+
+
+# name -> (Library method name, JMESPath signature types per argument; "*" = variadic)
+FUNCTIONS: dict[str, tuple[str, list[list[str]], bool]] = {
+    "money": ("money", [["number", "string"], ["number"]], False),
+    "add": ("add", [["number", "string", "null"]], True),
+    "sub": ("sub", [["number", "string", "null"], ["number", "string", "null"]], False),
+    "mul": ("mul", [["number", "string", "null"]], True),
+    "div": ("div", [["number", "string", "null"], ["number", "string", "null"]], False),
+    "number": ("number", [["number", "string", "null"]], False),
+    "allocate": ("allocate", [["array", "null"], ["array"], ["number", "string"], ["string"]], False),
+    "local_datetime": ("local_datetime", [["string", "null"]], False),
+    "local_date": ("local_date", [["string", "null"]], False),
+    "local_format": ("local_format", [["string", "null"], ["string"]], False),
+    "uuid5": ("uuid5", [[]], True),
+    "lookup": ("lookup", [["string"], []], True),
+    "must": ("must", [[], ["string"]], False),
+    "if": ("if_", [[], [], []], False),
+    "lower": ("lower", [["string", "null"]], False),
+    "upper": ("upper", [["string", "null"]], False),
+    "trim": ("trim", [["string", "null"]], False),
+    "replace": ("replace", [["string", "null"], ["string"], ["string"]], False),
+    "text": ("text", [[]], False),
+}
+# money() takes an optional second argument; JMESPath signatures cannot say "optional", so
+# the variadic form is used for it below.
+_OPTIONAL_TAIL = {"money": 1}
+
+
+def _decimal_aware(types: tuple[str, ...]) -> tuple[str, ...]:
+    return types + ("Decimal",) if "float" in types else types
+
+
+def make_jmespath_functions(library: Library) -> jp_functions.Functions:
+    """A jmespath Functions object with the library added and Decimal treated as a number."""
+
+    class _Functions(jp_functions.Functions):
+        def _get_allowed_pytypes(self, types):  # Decimal is a JSON number for us
+            allowed, subtypes = super()._get_allowed_pytypes(types)
+            return ([t for t in allowed] + (["Decimal"] if "float" in allowed else []),
+                    [_decimal_aware(tuple(s)) for s in subtypes])
+
+        def _convert_to_jmespath_type(self, pyobject):
+            if pyobject == "Decimal":
+                return "number"
+            return super()._convert_to_jmespath_type(pyobject)
+
+        @jp_functions.signature({"types": []})
+        def _func_type(self, arg):
+            if isinstance(arg, Decimal):
+                return "number"
+            return super()._func_type(arg)
+
+        @jp_functions.signature({"types": []})
+        def _func_to_number(self, arg):
+            if isinstance(arg, Decimal):
+                return arg
+            if isinstance(arg, str):
+                try:
+                    return money.to_decimal(arg)
+                except money.MoneyError:
+                    return None
+            return super()._func_to_number(arg)
+
+    table = dict(_Functions.FUNCTION_TABLE)
+    for name, (method, arg_types, variadic) in FUNCTIONS.items():
+        bound: Callable[..., Any] = getattr(library, method)
+        signature = [{"types": list(t)} for t in arg_types]
+        if name in _OPTIONAL_TAIL:
+            signature = signature[:-_OPTIONAL_TAIL[name]]
+            variadic = True
+        if variadic:
+            signature[-1] = dict(signature[-1], variadic=True)
+        table[name] = {"function": (lambda fn: lambda self, *args: fn(*args))(bound),
+                       "signature": signature}
+    functions = _Functions()
+    functions.FUNCTION_TABLE = table
+    return functions
+
+
+def direct_functions(library: Library) -> dict[str, tuple[Callable[..., Any], int, bool]]:
+    """name → (callable, minimum number of arguments, variadic) for compiled expressions."""
+    out = {}
+    for name, (method, arg_types, variadic) in FUNCTIONS.items():
+        minimum = len(arg_types) - _OPTIONAL_TAIL.get(name, 0)
+        out[name] = (getattr(library, method), minimum, variadic or name in _OPTIONAL_TAIL)
+    return out
+
+
+def jinja_callables(library: Library) -> dict[str, Callable[..., Any]]:
+    """The same functions for Jinja, by name (used as filters and as globals). ``if`` is left
+    out: Jinja has its own ``a if cond else b``."""
+    return {name: getattr(library, method) for name, (method, _, _) in FUNCTIONS.items()
+            if name != "if"}
+
+
+def jmespath_options(library: Library) -> jmespath.Options:
+    return jmespath.Options(custom_functions=make_jmespath_functions(library))

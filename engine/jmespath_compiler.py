@@ -1,0 +1,290 @@
+"""JMESPath compiled to Python closures.
+
+jmespath's TreeInterpreter walks the AST for every evaluation: a dict lookup per node plus
+argument type checks per function call. A flow evaluates the same few dozen expressions for
+every record, so each AST is turned once into nested closures with the interpreter's exact
+semantics (the TreeInterpreter code is the specification; tests/engine/test_jmespath_compiler.py
+compares both on generated expressions and data).
+
+Functions from the flow library are called directly with their arity checked at compile time
+(they check their own argument values); JMESPath's built-in functions still go through
+jmespath's ``call_function`` so their type checks and errors stay exactly as documented.
+"""
+from __future__ import annotations
+
+import operator
+from typing import Any, Callable
+
+from jmespath import exceptions as jp_exc
+from jmespath.visitor import _equals, _is_actual_number, _is_comparable
+
+from hexaflow.functions import RecordError
+
+Fn = Callable[[Any], Any]
+
+_ORDERING = {"lt": operator.lt, "gt": operator.gt, "lte": operator.le, "gte": operator.ge}
+
+
+def _is_false(value: Any) -> bool:
+    return value == "" or value == [] or value == {} or value is None or value is False
+
+
+def _field_chain(keys: list[str]) -> Fn:
+    """``a.b.c``: the common case, without a closure per step."""
+    if len(keys) == 2:
+        k1, k2 = keys
+
+        def get2(value: Any) -> Any:
+            try:
+                return value.get(k1).get(k2)
+            except AttributeError:
+                return None
+        return get2
+
+    def get(value: Any) -> Any:
+        try:
+            for key in keys:
+                value = value.get(key)
+        except AttributeError:
+            return None
+        return value
+    return get
+
+
+class _Expression:
+    """An expression reference (``&expr``) as jmespath's built-ins expect it: they call
+    ``ref.visit(ref.expression, element)``. The class name must stay ``_Expression`` because
+    jmespath type-checks by class name."""
+
+    def __init__(self, fn: Fn):
+        self.expression = None
+        self._fn = fn
+
+    def visit(self, _node: Any, value: Any) -> Any:
+        return self._fn(value)
+
+
+class ClosureCompiler:
+    def __init__(self, functions: Any, direct: dict[str, tuple[Callable[..., Any], int, bool]]):
+        """``functions``: the jmespath Functions object (built-ins and library);
+        ``direct``: library name → (callable, min args, variadic) to call without type checks."""
+        self.functions = functions
+        self.direct = direct
+
+    def compile(self, node: dict[str, Any]) -> Fn:
+        method = getattr(self, "_" + node["type"], None)
+        if method is None:
+            raise NotImplementedError(node["type"])
+        return method(node)
+
+    # Each method below mirrors TreeInterpreter.visit_<type>.
+    def _field(self, node: dict[str, Any]) -> Fn:
+        key = node["value"]
+
+        def field(value: Any) -> Any:
+            try:
+                return value.get(key)
+            except AttributeError:
+                return None
+        return field
+
+    def _chain(self, node: dict[str, Any]) -> Fn:
+        if node["type"] == "subexpression" and all(c["type"] == "field" for c in node["children"]):
+            return _field_chain([c["value"] for c in node["children"]])
+        steps = [self.compile(c) for c in node["children"]]
+        if len(steps) == 2:
+            first, second = steps
+            return lambda value: second(first(value))
+
+        def chain(value: Any) -> Any:
+            for step in steps:
+                value = step(value)
+            return value
+        return chain
+
+    _subexpression = _index_expression = _pipe = _chain
+
+    def _comparator(self, node: dict[str, Any]) -> Fn:
+        left, right = (self.compile(c) for c in node["children"])
+        op = node["value"]
+        if op == "eq":
+            return lambda value: _equals(left(value), right(value))
+        if op == "ne":
+            return lambda value: not _equals(left(value), right(value))
+        compare = _ORDERING[op]
+
+        def ordering(value: Any) -> Any:
+            a, b = left(value), right(value)
+            if not (_is_comparable(a) and _is_comparable(b)):
+                return None
+            try:
+                return compare(a, b)
+            except TypeError:   # text against a number: jmespath itself would crash here
+                raise RecordError(f"cannot compare {a!r} with {b!r}") from None
+        return ordering
+
+    def _current(self, node: dict[str, Any]) -> Fn:
+        return lambda value: value
+
+    _identity = _current
+
+    def _expref(self, node: dict[str, Any]) -> Fn:
+        ref = _Expression(self.compile(node["children"][0]))
+        return lambda value: ref
+
+    def _function_expression(self, node: dict[str, Any]) -> Fn:
+        name = node["value"]
+        args = [self.compile(c) for c in node["children"]]
+        if name in self.direct:
+            fn, minimum, variadic = self.direct[name]
+            count = len(args)
+            if count < minimum or (not variadic and count > minimum):
+                error = jp_exc.VariadictArityError if variadic else jp_exc.ArityError
+                raise error(minimum, count, name)
+            if count == 1:
+                (a,) = args
+                return lambda value: fn(a(value))
+            if count == 2:
+                a, b = args
+                return lambda value: fn(a(value), b(value))
+            return lambda value: fn(*[arg(value) for arg in args])
+        call = self.functions.call_function
+        if name not in self.functions.FUNCTION_TABLE:
+            raise jp_exc.UnknownFunctionError(f"Unknown function: {name}()")
+
+        def builtin(value: Any) -> Any:
+            try:
+                return call(name, [arg(value) for arg in args])
+            except (jp_exc.JMESPathError, TypeError, ValueError) as exc:
+                raise RecordError(f"{name}(): {exc}") from None
+        return builtin
+
+    def _filter_projection(self, node: dict[str, Any]) -> Fn:
+        base, project, condition = (self.compile(c) for c in node["children"])
+
+        def filter_projection(value: Any) -> Any:
+            items = base(value)
+            if not isinstance(items, list):
+                return None
+            collected = []
+            for element in items:
+                if not _is_false(condition(element)):
+                    current = project(element)
+                    if current is not None:
+                        collected.append(current)
+            return collected
+        return filter_projection
+
+    def _flatten(self, node: dict[str, Any]) -> Fn:
+        base = self.compile(node["children"][0])
+
+        def flatten(value: Any) -> Any:
+            items = base(value)
+            if not isinstance(items, list):
+                return None
+            merged = []
+            for element in items:
+                if isinstance(element, list):
+                    merged.extend(element)
+                else:
+                    merged.append(element)
+            return merged
+        return flatten
+
+    def _index(self, node: dict[str, Any]) -> Fn:
+        index = node["value"]
+
+        def at(value: Any) -> Any:
+            if not isinstance(value, list):
+                return None
+            try:
+                return value[index]
+            except IndexError:
+                return None
+        return at
+
+    def _slice(self, node: dict[str, Any]) -> Fn:
+        window = slice(*node["children"])
+        return lambda value: value[window] if isinstance(value, list) else None
+
+    def _key_val_pair(self, node: dict[str, Any]) -> Fn:
+        return self.compile(node["children"][0])
+
+    def _literal(self, node: dict[str, Any]) -> Fn:
+        constant = node["value"]
+        return lambda value: constant
+
+    def _multi_select_dict(self, node: dict[str, Any]) -> Fn:
+        pairs = [(c["value"], self.compile(c)) for c in node["children"]]
+
+        def multi_dict(value: Any) -> Any:
+            if value is None:
+                return None
+            return {key: fn(value) for key, fn in pairs}
+        return multi_dict
+
+    def _multi_select_list(self, node: dict[str, Any]) -> Fn:
+        items = [self.compile(c) for c in node["children"]]
+
+        def multi_list(value: Any) -> Any:
+            if value is None:
+                return None
+            return [fn(value) for fn in items]
+        return multi_list
+
+    def _or_expression(self, node: dict[str, Any]) -> Fn:
+        left, right = (self.compile(c) for c in node["children"])
+
+        def either(value: Any) -> Any:
+            matched = left(value)
+            return right(value) if _is_false(matched) else matched
+        return either
+
+    def _and_expression(self, node: dict[str, Any]) -> Fn:
+        left, right = (self.compile(c) for c in node["children"])
+
+        def both(value: Any) -> Any:
+            matched = left(value)
+            return matched if _is_false(matched) else right(value)
+        return both
+
+    def _not_expression(self, node: dict[str, Any]) -> Fn:
+        inner = self.compile(node["children"][0])
+
+        def negate(value: Any) -> Any:
+            result = inner(value)
+            if _is_actual_number(result) and result == 0:
+                return False
+            return not result
+        return negate
+
+    def _projection(self, node: dict[str, Any]) -> Fn:
+        base, project = (self.compile(c) for c in node["children"])
+
+        def projection(value: Any) -> Any:
+            items = base(value)
+            if not isinstance(items, list):
+                return None
+            collected = []
+            for element in items:
+                current = project(element)
+                if current is not None:
+                    collected.append(current)
+            return collected
+        return projection
+
+    def _value_projection(self, node: dict[str, Any]) -> Fn:
+        base, project = (self.compile(c) for c in node["children"])
+
+        def value_projection(value: Any) -> Any:
+            try:
+                items = base(value).values()
+            except AttributeError:
+                return None
+            collected = []
+            for element in items:
+                current = project(element)
+                if current is not None:
+                    collected.append(current)
+            return collected
+        return value_projection

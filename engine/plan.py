@@ -1,0 +1,605 @@
+"""Compiling a flow spec into a Plan, and mapping one record through it.
+
+A Plan is built once per run: every expression and template is compiled, every lookup table
+loaded, every connector and resource checked. ``Plan.evaluate`` then maps a record to the
+documents it produces without parsing anything.
+
+Field values (see docs/flows.md):
+- ``"=expr"``: JMESPath.                 - text containing ``<<``: a template (always text).
+- any other scalar: a constant.          - ``{const: x}``: a constant, verbatim.
+- a mapping: nested fields.              - a list: a list of values.
+- ``{each: expr, as: name, when: expr, fields: {...}}``: one object per array element.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from hexaflow.connector import Catalogue
+from hexaflow.expressions import (CompileError, Expr, ExpressionCompiler, Fn, Scope, Template,
+                                  jsonable, truthy)
+from hexaflow.functions import FunctionContext, Library, RecordError
+from hexaflow.lookups import TableError, load_table
+from hexaflow.money import to_json_number
+from hexaflow.problems import ERROR, WARNING, Problem, did_you_mean, path_text
+from hexaflow.registry import connector_names, get_connector
+from hexaflow.spec import LoadedSpec, schema_problems
+from hexaflow.timeutil import DEFAULT_TIMEZONE, get_zone
+
+RESERVED_NAMES = frozenset({"tenant", "history", "position"})
+ACTIONS_WITH_KEY = ("upsert", "create", "delete")
+
+
+class MappingError(RecordError):
+    """A record that failed to map, with where: the route and field path."""
+
+    def __init__(self, message: str, where: str = ""):
+        super().__init__(f"{where}: {message}" if where else message)
+        self.reason, self.where = message, where
+
+
+@dataclass(frozen=True)
+class SourcePlan:
+    connector: str
+    resource: str
+    params: Mapping[str, Any]
+    alias: str
+    id: Expr
+    version: Expr | None
+    cursor: str | None
+
+
+@dataclass(frozen=True)
+class EnsurePlan:
+    name: str
+    when: Expr | None
+    connector: str
+    document: str
+    params: Mapping[str, Any]
+    key: Template
+    fields: Fn
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    name: str
+    description: str
+    when: Expr | None
+    action: str
+    connector: str | None
+    document: str | None
+    params: Mapping[str, Any]
+    key: Template | None
+    fields: Fn | None
+    ensure: tuple[EnsurePlan, ...]
+
+
+@dataclass(frozen=True)
+class Document:
+    """One document a record produces."""
+    flow: str
+    route: str
+    connector: str
+    document: str
+    action: str
+    key: str
+    payload: dict[str, Any]
+    params: Mapping[str, Any]
+    source_id: str
+    source_version: str | None
+    ensure: tuple["Document", ...] = ()
+    is_ensure: bool = False
+
+    def as_output(self) -> dict[str, Any]:
+        """The dry-run / test form."""
+        out: dict[str, Any] = {"route": self.route, "target": f"{self.connector}/{self.document}",
+                               "action": self.action, "key": self.key}
+        if self.ensure:
+            out["ensure"] = [e.as_output() for e in self.ensure]
+        out["payload"] = self.payload
+        return out
+
+
+@dataclass
+class RecordOutcome:
+    source_id: str
+    source_version: str | None
+    lets: dict[str, Any]
+    routes: list[str]
+    documents: list[Document]
+    conditions: list[tuple[str, Any]] = field(default_factory=list)   # (route, when value)
+
+
+@dataclass
+class Plan:
+    name: str
+    file: Path
+    base_dir: Path
+    timezone: str
+    source: SourcePlan
+    tables: dict[str, dict[str, Any]]
+    lets: tuple[tuple[str, Expr], ...]
+    routes: tuple[RoutePlan, ...]
+    spec: LoadedSpec
+    compiler: ExpressionCompiler
+
+    def record_id(self, record: Mapping[str, Any]) -> str:
+        value = self.source.id(record) if isinstance(record, dict) else None
+        if value is None or value == "":
+            raise MappingError(f"the record has no {self.source.id.source!r} (its id)")
+        return str(value)
+
+    def record_version(self, record: Mapping[str, Any]) -> str | None:
+        if self.source.version is None:
+            return None
+        value = self.source.version(record)
+        return None if value is None else str(value)
+
+    def evaluate(self, record: Mapping[str, Any], history: Mapping[str, Mapping[str, Any]] | None = None,
+                 tenant: str = "default", explain: bool = False,
+                 documents: bool = True) -> RecordOutcome:
+        """Map one record: let values, then every route whose condition holds.
+
+        ``history`` maps route name → {key, state} for documents this record already has;
+        routes fired in this call are added to it (state ``planned``) for the routes below.
+        With ``documents=False`` only the conditions are evaluated (coverage analysis).
+        Raises MappingError naming the route and field that failed.
+        """
+        source_id = self.record_id(record) if documents else "-"
+        version = self.record_version(record) if documents else None
+        scope: Scope = dict(self.tables)
+        scope[self.source.alias] = record
+        scope["tenant"] = tenant
+        hist: dict[str, Any] = {k: dict(v) for k, v in (history or {}).items()}
+        scope["history"] = hist
+        lets: dict[str, Any] = {}
+        for name, expr in self.lets:
+            try:
+                value = expr(scope)
+            except RecordError as exc:
+                raise MappingError(str(exc), f"let {name}") from None
+            scope[name] = lets[name] = value
+        fired: list[str] = []
+        docs: list[Document] = []
+        conditions: list[tuple[str, Any]] = []
+        for route in self.routes:
+            if route.when is not None:
+                try:
+                    cond = route.when(scope)
+                except RecordError as exc:
+                    raise MappingError(str(exc), f"route {route.name}: when") from None
+                if explain:
+                    conditions.append((route.name, cond))
+                if not truthy(cond):
+                    continue
+            elif explain:
+                conditions.append((route.name, True))
+            fired.append(route.name)
+            if route.action == "skip":
+                continue
+            if documents:
+                docs.append(self._document(route, scope, source_id, version))
+            hist[route.name] = {"key": docs[-1].key if documents else "", "state": "planned"}
+        return RecordOutcome(source_id, version, lets, fired, docs, conditions)
+
+    def _document(self, route: RoutePlan, scope: Scope, source_id: str,
+                  version: str | None) -> Document:
+        where = f"route {route.name}"
+        assert route.key is not None and route.connector and route.document
+        try:
+            key = route.key(scope)
+        except RecordError as exc:
+            raise MappingError(str(exc), f"{where}: key {route.key.source!r}") from None
+        payload = _eval_fields(route.fields, scope, f"{where}: fields")
+        ensured = []
+        for ens in route.ensure:
+            if ens.when is not None:
+                try:
+                    if not truthy(ens.when(scope)):
+                        continue
+                except RecordError as exc:
+                    raise MappingError(str(exc), f"{where}: ensure {ens.name}: when") from None
+            try:
+                ens_key = ens.key(scope)
+            except RecordError as exc:
+                raise MappingError(str(exc), f"{where}: ensure {ens.name}: key") from None
+            ens_payload = _eval_fields(ens.fields, scope, f"{where}: ensure {ens.name}: fields")
+            ensured.append(Document(self.name, f"{route.name}.{ens.name}", ens.connector,
+                                    ens.document, "create", ens_key, ens_payload, ens.params,
+                                    source_id, version, (), True))
+        return Document(self.name, route.name, route.connector, route.document, route.action,
+                        key, payload, route.params, source_id, version, tuple(ensured))
+
+
+def _eval_fields(fn: Fn | None, scope: Scope, where: str) -> dict[str, Any]:
+    if fn is None:
+        return {}
+    try:
+        return fn(scope)
+    except _FieldError as exc:
+        raise MappingError(exc.reason, f"{where}.{exc.path}") from None
+    except RecordError as exc:
+        raise MappingError(str(exc), where) from None
+
+
+class _FieldError(RecordError):
+    """A failure inside a field, collecting its path on the way out."""
+
+    def __init__(self, reason: str, path: str):
+        super().__init__(reason)
+        self.reason, self.path = reason, path
+
+
+def _at(step: str | int, exc: RecordError) -> _FieldError:
+    label = f"[{step}]" if isinstance(step, int) else str(step)
+    if isinstance(exc, _FieldError):
+        sep = "" if exc.path.startswith("[") else "."
+        return _FieldError(exc.reason, f"{label}{sep}{exc.path}")
+    return _FieldError(str(exc), label)
+
+
+# --------------------------------------------------------------------------- compiling
+class _Compiler:
+    """Turns a LoadedSpec into a Plan, collecting every problem it finds on the way."""
+
+    def __init__(self, spec: LoadedSpec):
+        self.spec = spec
+        self.problems: list[Problem] = []
+        self.data: dict[str, Any] = spec.data
+        self.base_dir = spec.path.parent
+        self.tables: dict[str, dict[str, Any]] = {}
+        self.table_files: dict[str, str] = {}
+        tz = self.data.get("timezone", DEFAULT_TIMEZONE)
+        try:
+            get_zone(tz)
+        except ValueError:
+            self.error(("timezone",), f"unknown time zone {tz!r}", "use an IANA name, e.g. Asia/Ho_Chi_Minh")
+            tz = DEFAULT_TIMEZONE
+        self.timezone = tz
+        self.library = Library(FunctionContext(tz, self.tables, self.table_files))
+        self.compiler = ExpressionCompiler(self.library)
+
+    def error(self, path: tuple, message: str, hint: str = "", *, key: bool = False,
+              offset: int | None = None, severity: str = ERROR) -> None:
+        self.problems.append(self.spec.problem(path, message, hint, key=key, offset=offset,
+                                               severity=severity))
+
+    # -- expressions with name checks -----------------------------------------------
+    def expr(self, path: tuple, source: Any, names: set[str]) -> Expr | None:
+        if not isinstance(source, str):
+            self.error(path, f"{path_text(path)} must be a JMESPath expression (text)")
+            return None
+        if source.startswith("="):
+            self.error(path, f"{path_text(path)} is always an expression; remove the leading '='",
+                       f"write {source[1:]!r}", offset=0)
+            return None
+        try:
+            expr = self.compiler.expr(source)
+        except CompileError as exc:
+            self.error(path, exc.message, exc.hint, offset=exc.offset)
+            return None
+        self.check_names(path, expr.names, names, "expression")
+        return expr
+
+    def template(self, path: tuple, source: Any, names: set[str], key: bool = False) -> Template | None:
+        if not isinstance(source, str):
+            self.error(path, f"{path_text(path)} must be a template (text)")
+            return None
+        try:
+            tpl = self.compiler.template(source, key=key)
+        except CompileError as exc:
+            self.error(path, exc.message, exc.hint, offset=exc.offset)
+            return None
+        self.check_names(path, tpl.names, names, "template")
+        return tpl
+
+    def check_names(self, path: tuple, used: frozenset[str], known: set[str], kind: str) -> None:
+        for name in sorted(used - known):
+            guess = did_you_mean(name, known)
+            hint = guess or f"names available here: {', '.join(sorted(known))}"
+            self.error(path, f"{kind} uses unknown name {name!r}", hint)
+
+    # -- field values -----------------------------------------------------------------
+    def value(self, path: tuple, raw: Any, names: set[str]) -> Fn | None:
+        if isinstance(raw, str):
+            if raw.startswith("="):
+                expr = self.expr_body(path, raw[1:], names)
+                if expr is None:
+                    return None
+                fn = expr.fn
+
+                def evaluate(scope: Scope) -> Any:
+                    value = fn(scope)
+                    kind = type(value)
+                    if kind is Decimal:
+                        return to_json_number(value)
+                    if kind is dict or kind is list:
+                        return jsonable(value)
+                    return value
+                return evaluate
+            if "<<" in raw or ">>" in raw:
+                tpl = self.template(path, raw, names)
+                return tpl.fn if tpl is not None else None
+            self.check_constant(path, raw, names)
+            return _constant(raw)
+        if isinstance(raw, dict):
+            if "each" in raw:
+                return self.each(path, raw, names)
+            if set(raw) == {"const"}:
+                return _constant(jsonable(raw["const"]))
+            return self.fields(path, raw, names)
+        if isinstance(raw, list):
+            items = [self.value(path + (i,), v, names) for i, v in enumerate(raw)]
+            if any(i is None for i in items):
+                return None
+            fns = tuple(items)
+
+            def listing(scope: Scope) -> list[Any]:
+                out = []
+                for i, f in enumerate(fns):
+                    try:
+                        out.append(f(scope))
+                    except RecordError as exc:
+                        raise _at(i, exc) from None
+                return out
+            return listing
+        return _constant(jsonable(raw))
+
+    def expr_body(self, path: tuple, body: str, names: set[str]) -> Expr | None:
+        try:
+            expr = self.compiler.expr(body)
+        except CompileError as exc:
+            offset = None if exc.offset is None else exc.offset + 1
+            self.error(path, exc.message, exc.hint, offset=offset)
+            return None
+        self.check_names(path, expr.names, names, "expression")
+        return expr
+
+    def check_constant(self, path: tuple, raw: str, names: set[str]) -> None:
+        head = raw.split(".", 1)[0].split("[", 1)[0]
+        if head in names and (raw == head or raw[len(head):len(head) + 1] in ".["):
+            self.error(path, f"{raw!r} is a constant text here, but it looks like a path",
+                       f"write '={raw}' for the value, or {{const: {raw!r}}} to keep the text",
+                       severity=WARNING)
+
+    def fields(self, path: tuple, raw: dict[str, Any], names: set[str]) -> Fn | None:
+        compiled = []
+        ok = True
+        for key, value in raw.items():
+            fn = self.value(path + (key,), value, names)
+            ok = ok and fn is not None
+            compiled.append((key, fn))
+        if not ok:
+            return None
+        items = tuple(compiled)
+
+        def build(scope: Scope) -> dict[str, Any]:
+            out = {}
+            for key, fn in items:
+                try:
+                    out[key] = fn(scope)
+                except RecordError as exc:
+                    raise _at(key, exc) from None
+            return out
+        return build
+
+    def each(self, path: tuple, raw: dict[str, Any], names: set[str]) -> Fn | None:
+        unknown = set(raw) - {"each", "as", "when", "fields"}
+        for name in sorted(unknown):
+            self.error(path + (name,), f"unknown key {name!r} in each", did_you_mean(name, ["each", "as", "when", "fields"]) or
+                       "each takes: each, as, when, fields", key=True)
+        alias = raw.get("as", "item")
+        if not isinstance(alias, str) or not alias.isidentifier():
+            self.error(path + ("as",), "`as` must be a name, e.g. as: line")
+            return None
+        if "fields" not in raw or not isinstance(raw["fields"], dict):
+            self.error(path, "each needs `fields:` (the object built per element)")
+            return None
+        items_expr = self.expr(path + ("each",), raw["each"], names)
+        inner = names | {alias, "position"}
+        when = self.expr(path + ("when",), raw["when"], inner - {"position"}) if "when" in raw else None
+        build = self.fields(path + ("fields",), raw["fields"], inner)
+        if items_expr is None or build is None or ("when" in raw and when is None) or unknown:
+            return None
+        items_fn = items_expr.fn
+        when_fn = when.fn if when is not None else None
+        source = items_expr.source
+
+        def each(scope: Scope) -> list[Any]:
+            items = items_fn(scope)
+            if items is None:
+                return []
+            if not isinstance(items, list):
+                raise RecordError(f"each {source!r} is not a list (got {type(items).__name__})")
+            out = []
+            inner_scope = dict(scope)
+            for i, item in enumerate(items):
+                inner_scope[alias] = item
+                if when_fn is not None and not truthy(when_fn(inner_scope)):
+                    continue
+                inner_scope["position"] = len(out) + 1
+                try:
+                    out.append(build(inner_scope))
+                except RecordError as exc:
+                    raise _at(i, exc) from None
+            return out
+        return each
+
+    # -- the whole flow -----------------------------------------------------------------
+    def compile(self) -> Plan | None:
+        data = self.data
+        source = self.source(data.get("source") or {})
+        names: set[str] = set(RESERVED_NAMES)
+        names.discard("position")
+        if source is not None:
+            names.add(source.alias)
+        self.lookups(data.get("lookups") or {})
+        names |= set(self.tables)
+        lets = []
+        for name, src in (data.get("let") or {}).items():
+            if name in names:
+                self.error(("let", name), f"let {name!r} reuses a name already defined",
+                           "pick another name", key=True)
+                continue
+            expr = self.expr(("let", name), src, names)
+            names.add(name)
+            if expr is not None:
+                lets.append((name, expr))
+        routes = []
+        seen: dict[str, int] = {}
+        for i, raw in enumerate(data.get("routes") or []):
+            name = raw.get("name", f"route{i}")
+            if name in seen:
+                self.error(("routes", i, "name"), f"route name {name!r} is used twice",
+                           "route names must be unique in a flow")
+            seen[name] = i
+            route = self.route(("routes", i), raw, names)
+            if route is not None:
+                routes.append(route)
+        if self.problems and any(p.severity == ERROR for p in self.problems) or source is None:
+            return None
+        return Plan(data["flow"], self.spec.path, self.base_dir, self.timezone, source,
+                    self.tables, tuple(lets), tuple(routes), self.spec, self.compiler)
+
+    def source(self, raw: dict[str, Any]) -> SourcePlan | None:
+        connector = raw.get("connector")
+        resource = raw.get("resource")
+        catalogue = self.catalogue(("source", "connector"), connector)
+        cursor = (raw.get("incremental") or {}).get("cursor")
+        if catalogue is not None and resource is not None:
+            info = catalogue.resources.get(resource)
+            if info is None:
+                known = sorted(catalogue.resources)
+                self.error(("source", "resource"), f"connector {connector!r} has no resource {resource!r}",
+                           did_you_mean(resource, known) or f"resources: {', '.join(known)}")
+            elif cursor is not None and cursor not in info.incremental and "*" not in info.incremental:
+                self.error(("source", "incremental", "cursor"),
+                           f"resource {resource!r} cannot be read incrementally by {cursor!r}",
+                           f"supported: {', '.join(info.incremental) or 'none (remove incremental)'}")
+        alias = raw.get("as", "record")
+        if alias in RESERVED_NAMES:
+            self.error(("source", "as"), f"{alias!r} is a reserved name", "pick another, e.g. order")
+        id_expr = self.record_expr(("source", "id"), raw.get("id", "id"))
+        version_src = raw.get("version", cursor)
+        version = self.record_expr(("source", "version"), version_src) if version_src else None
+        if id_expr is None or not isinstance(connector, str) or not isinstance(resource, str):
+            return None
+        return SourcePlan(connector, resource, raw.get("params") or {}, alias, id_expr, version, cursor)
+
+    def record_expr(self, path: tuple, source: Any) -> Expr | None:
+        """An expression evaluated against the bare record (no name checks)."""
+        try:
+            return self.compiler.expr(source)
+        except CompileError as exc:
+            self.error(path, exc.message, exc.hint, offset=exc.offset)
+            return None
+
+    def catalogue(self, path: tuple, name: Any) -> Catalogue | None:
+        if not isinstance(name, str):
+            return None
+        cls = get_connector(name)
+        if cls is None:
+            known = connector_names()
+            self.error(path, f"unknown connector {name!r}",
+                       did_you_mean(name, known) or f"installed connectors: {', '.join(known)}")
+            return None
+        return cls.catalogue
+
+    def lookups(self, raw: dict[str, Any]) -> None:
+        for name, spec in raw.items():
+            if name in RESERVED_NAMES:
+                self.error(("lookups", name), f"{name!r} is a reserved name", "rename the lookup", key=True)
+                continue
+            file, key = (spec, None) if isinstance(spec, str) else (spec.get("file"), spec.get("key"))
+            if not isinstance(file, str):
+                continue
+            path = self.base_dir / file
+            display = str(Path(self.spec.display).parent / file)
+            try:
+                self.tables[name] = load_table(path, display, key)
+                self.table_files[name] = display
+            except TableError as exc:
+                where = ("lookups", name) if isinstance(spec, str) else ("lookups", name, "file")
+                message = exc.message if exc.line <= 1 else f"{exc.message}"
+                self.error(where, message, exc.hint)
+
+    def route(self, path: tuple, raw: dict[str, Any], names: set[str]) -> RoutePlan | None:
+        action = raw.get("action", "upsert")
+        when = self.expr(path + ("when",), raw["when"], names) if "when" in raw else None
+        target = raw.get("target")
+        if action == "skip":
+            for extra in ("target", "key", "fields", "ensure"):
+                if extra in raw:
+                    self.error(path + (extra,), f"a skip route writes nothing; remove {extra!r}",
+                               key=True)
+            return RoutePlan(raw.get("name", ""), raw.get("description", ""), when, action,
+                             None, None, {}, None, None, ())
+        if target is None:
+            self.error(path, f"route {raw.get('name')!r} has no target",
+                       "add target: {connector: ..., document: ...}, or action: skip")
+            return None
+        self.check_target(path + ("target",), target, action, raw.get("fields") or {})
+        if "key" not in raw:
+            self.error(path, f"route {raw.get('name')!r} has no key",
+                       'add the document code template, e.g. key: "DH_<<order.id>>"')
+            return None
+        key = self.template(path + ("key",), raw["key"], names, key=True)
+        if key is not None and "<<" not in key.source:
+            self.error(path + ("key",), "the key is the same for every record",
+                       'a key must name the record, e.g. key: "DH_<<order.id>>"')
+        fields = self.fields(path + ("fields",), raw.get("fields") or {}, names)
+        ensures = []
+        for j, ens in enumerate(raw.get("ensure") or []):
+            epath = path + ("ensure", j)
+            self.check_target(epath + ("target",), ens.get("target") or {}, "create", ens.get("fields") or {})
+            ewhen = self.expr(epath + ("when",), ens["when"], names) if "when" in ens else None
+            ekey = self.template(epath + ("key",), ens.get("key", ""), names, key=True)
+            efields = self.fields(epath + ("fields",), ens.get("fields") or {}, names)
+            et = ens.get("target") or {}
+            if ekey is not None and efields is not None:
+                ensures.append(EnsurePlan(ens.get("name", f"ensure{j}"), ewhen, et.get("connector"),
+                                          et.get("document"), et.get("params") or {}, ekey, efields))
+        if key is None or fields is None:
+            return None
+        return RoutePlan(raw["name"], raw.get("description", ""), when, action,
+                         target.get("connector"), target.get("document"),
+                         target.get("params") or {}, key, fields, tuple(ensures))
+
+    def check_target(self, path: tuple, target: dict[str, Any], action: str,
+                     fields: dict[str, Any]) -> None:
+        catalogue = self.catalogue(path + ("connector",), target.get("connector"))
+        document = target.get("document")
+        if catalogue is None or document is None:
+            return
+        info = catalogue.documents.get(document)
+        if info is None:
+            known = sorted(catalogue.documents)
+            self.error(path + ("document",), f"connector {target['connector']!r} cannot write {document!r}",
+                       did_you_mean(document, known) or f"documents: {', '.join(known)}")
+            return
+        if action not in info.actions:
+            self.error(path, f"{target['connector']}/{document} does not support action {action!r}",
+                       f"supported: {', '.join(info.actions)}")
+        fields_path = path[:-1] + ("fields",)
+        for name in fields:
+            if name in info.forbidden_fields:
+                self.error(fields_path + (name,), f"{target['connector']}/{document} cannot set "
+                           f"{name!r}: {info.forbidden_fields[name]}", key=True)
+
+
+def _constant(value: Any) -> Fn:
+    def const(scope: Scope) -> Any:
+        return value
+    return const
+
+
+def compile_plan(spec: LoadedSpec) -> tuple[Plan | None, list[Problem]]:
+    """Schema check, then compile. Returns (plan, problems); plan is None when any error."""
+    problems = schema_problems(spec)
+    if any(p.severity == ERROR for p in problems):
+        return None, problems
+    compiler = _Compiler(spec)
+    plan = compiler.compile()
+    return plan, problems + compiler.problems

@@ -1,0 +1,467 @@
+"""Running a flow: read pages, map records, decide what to write, write in batches, record.
+
+``run_flow`` is the unit a scheduler or worker calls: it resumes from the flow's cursor, stops
+after its budget, and says whether more is left. ``run_command`` is ``hexaflow run``.
+
+For every document a record produces, the ledger decides (``decide``):
+- send: new, or changed (action upsert) and still changeable in the target, or unsettled
+  (planned / failed in an earlier run);
+- skip: already written with the same payload (or action create), or nothing to withdraw;
+- conflict: the target holds a version that can no longer change (generated / posted), or
+  another route already wrote this document. Recorded once, shown by the summary and status.
+The ledger row is written (``planned``) before the send and updated with the result after it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, TextIO
+
+from hexaflow.connector import (CONFLICT, DONE, FAILED, QUEUED, REJECTED, Connector,
+                                ConnectorContext, ConnectorError, WriteItem)
+from hexaflow.plan import Document, MappingError, Plan, compile_plan
+from hexaflow.problems import ERROR, Problem
+from hexaflow.registry import get_connector
+from hexaflow.spec import load_spec
+from hexaflow.state import (FINAL_IN_TARGET, LIVE, UNSETTLED, LedgerEntry, LostLock, SQLiteStore,
+                            open_store, payload_hash)
+from hexaflow.yamlload import SpecSyntaxError
+
+EXIT_OK, EXIT_CONFIG, EXIT_RECORDS_FAILED = 0, 1, 2
+SEND, SKIP, CONFLICT_DECISION = "send", "skip", "conflict"
+LOCK_TTL = 600.0
+
+
+class FlowError(Exception):
+    """The flow cannot run (invalid spec, unknown file, connector not configured)."""
+
+    def __init__(self, message: str, problems: list[Problem] | None = None):
+        super().__init__(message)
+        self.problems = problems or []
+
+
+# --------------------------------------------------------------------------- loading
+def resolve_flow_path(name: str) -> Path:
+    """A flow path as given, else ./mappings/<name>, else the packaged mappings/<name>."""
+    given = Path(name)
+    if given.exists():
+        return given
+    if not given.is_absolute() and len(given.parts) == 1:
+        local = Path("mappings") / given
+        if local.exists():
+            return local
+        from importlib.resources import files
+        packaged = Path(str(files("hexaflow.mappings"))) / given
+        if packaged.exists():
+            return packaged
+    raise FlowError(f"flow file not found: {name} (looked in the current folder and ./mappings/)")
+
+
+def load_plan(path: Path) -> Plan:
+    try:
+        spec = load_spec(path)
+    except SpecSyntaxError as exc:
+        raise FlowError(str(exc), [Problem(exc.file, exc.line, exc.col, exc.message, exc.hint)]) from None
+    plan, problems = compile_plan(spec)
+    errors = [p for p in problems if p.severity == ERROR]
+    if plan is None or errors:
+        raise FlowError(f"{path}: the flow is not valid ({len(errors)} errors); "
+                        f"run `hexaflow validate {path}`", errors)
+    return plan
+
+
+# --------------------------------------------------------------------------- summary
+@dataclass
+class RunSummary:
+    flow: str
+    dry_run: bool = False
+    records: int = 0
+    failed_records: int = 0
+    routes: dict[str, Counter] = field(default_factory=dict)
+    more_left: bool = False
+    cursor: Any = None
+    errors: list[str] = field(default_factory=list)
+
+    def count(self, route: str, outcome: str, n: int = 1) -> None:
+        self.routes.setdefault(route, Counter())[outcome] += n
+
+    @property
+    def failed(self) -> bool:
+        return self.failed_records > 0 or any(
+            c[FAILED] or c[REJECTED] for c in self.routes.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"flow": self.flow, "dry_run": self.dry_run, "records": self.records,
+                "failed_records": self.failed_records, "more_left": self.more_left,
+                "routes": {r: dict(c) for r, c in self.routes.items()}}
+
+    def render(self) -> str:
+        head = " (dry run)" if self.dry_run else ""
+        lines = [f"{self.flow}{head}: read {self.records} records, {self.failed_records} failed"
+                 + (" (more left)" if self.more_left else "")]
+        order = ("written", "would_write", "queued", "skipped", "conflict", "rejected", "failed", "matched")
+        width = max([len(r) for r in self.routes] + [5])
+        for route, counts in self.routes.items():
+            parts = [f"{name} {counts[name]}" for name in order if counts.get(name)]
+            lines.append(f"  {route:<{width}}  " + (", ".join(parts) or "nothing"))
+        return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Budget:
+    max_pages: int | None = None
+    max_seconds: float | None = None
+
+
+# --------------------------------------------------------------------------- deciding
+def decide(store: SQLiteStore, tenant: str, doc: Document) -> tuple[str, str]:
+    """(send | skip | conflict, reason) for one document, from what the ledger holds."""
+    entry = store.entry(tenant, doc.flow, doc.route, doc.key)
+    if doc.action == "delete":
+        if entry is not None and entry.state not in UNSETTLED and entry.state != "rejected":
+            return SKIP, "already withdrawn"
+        held = [e for e in store.entries_for_target(tenant, doc.connector, doc.document, doc.key)
+                if e.action != "delete" and e.state in LIVE + ("conflict",)]
+        if not held:
+            return SKIP, "nothing to withdraw"
+        final = [e for e in held if e.state in FINAL_IN_TARGET]
+        if final:
+            return CONFLICT_DECISION, (f"{doc.key} was already {final[0].state} in "
+                                       f"{doc.connector}; it cannot be withdrawn — reverse it by hand")
+        return SEND, "withdraw"
+    digest = payload_hash(doc.payload)
+    if entry is not None:
+        if entry.state in UNSETTLED:
+            return SEND, "not confirmed by an earlier run"
+        if entry.payload_hash == digest:
+            return SKIP, "already written"
+        if doc.action == "create":
+            return SKIP, "already written (create never updates)"
+        if entry.state in FINAL_IN_TARGET or entry.state == "conflict":
+            return CONFLICT_DECISION, (f"{doc.key} changed in the source after it was "
+                                       f"{entry.state} in {doc.connector}; change it by hand")
+        return SEND, "changed"
+    others = [e for e in store.entries_for_target(tenant, doc.connector, doc.document, doc.key)
+              if e.route != doc.route and "." not in e.route and e.action != "delete"
+              and e.state in LIVE]
+    if others:
+        return CONFLICT_DECISION, (f"{doc.key} was already written by route {others[0].route} "
+                                   f"(flow {others[0].flow}); route {doc.route} would change it")
+    return SEND, "new"
+
+
+def history_of(entries: Iterable[LedgerEntry]) -> dict[str, dict[str, Any]]:
+    """route → {key, state} for documents the target holds (or held in conflict)."""
+    hist: dict[str, dict[str, Any]] = {}
+    for e in entries:
+        if e.state in LIVE or e.state == "conflict":
+            hist[e.route] = {"key": e.key, "state": e.state}
+    return hist
+
+
+# --------------------------------------------------------------------------- running
+class Connectors:
+    """Connector instances of one run, created on first use and closed at the end."""
+
+    def __init__(self, tenant: str, base_dir: Path, config: dict[str, str] | None = None):
+        self.tenant, self.base_dir = tenant, base_dir
+        self.config = config if config is not None else dict(os.environ)
+        self._open: dict[str, Connector] = {}
+
+    def get(self, name: str) -> Connector:
+        if name not in self._open:
+            cls = get_connector(name)
+            if cls is None:
+                raise FlowError(f"unknown connector {name!r}")
+            self._open[name] = cls(ConnectorContext(self.tenant, self.config, str(self.base_dir)))
+        return self._open[name]
+
+    def close(self) -> None:
+        for connector in self._open.values():
+            connector.close()
+        self._open.clear()
+
+
+@dataclass
+class _Pending:
+    doc: Document
+    record: Any
+
+
+def run_flow(plan: Plan, *, tenant: str, store: SQLiteStore, connectors: Connectors,
+             dry_run: bool = False, limit: int | None = None, budget: Budget | None = None,
+             emit: Callable[[dict[str, Any]], None] | None = None,
+             report: Callable[[str], None] | None = None,
+             progress: Callable[[RunSummary], None] | None = None) -> RunSummary:
+    """Run ``plan`` once from its cursor. ``emit`` receives each document that is (or, in a
+    dry run, would be) sent; ``report`` receives one line per failed record."""
+    summary = RunSummary(plan.name, dry_run)
+    report = report or (lambda line: None)
+    fence = None
+    if not dry_run:
+        fence = store.acquire_lock(tenant, plan.name, LOCK_TTL)
+        if fence is None:
+            holder = store.lock_holder(tenant, plan.name)
+            who = holder[0] if holder else "another run"
+            raise FlowError(f"flow {plan.name!r} (tenant {tenant}) is already running ({who}); "
+                            f"wait for it to finish, then run again")
+    run_id = None if dry_run else store.start_run(tenant, plan.name)
+    status = "failed"
+    try:
+        _run_pages(plan, tenant, store, connectors, summary, dry_run, limit, budget, emit,
+                   report, progress, fence)
+        if not dry_run:
+            poll_results(plan, tenant, store, connectors, summary)
+        status = "failed" if summary.failed else "ok"
+    finally:
+        if not dry_run:
+            store.finish_run(run_id, status, summary.as_dict())
+            store.release_lock(tenant, plan.name, fence)
+    return summary
+
+
+def _run_pages(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connectors,
+               summary: RunSummary, dry_run: bool, limit: int | None, budget: Budget | None,
+               emit: Callable[[dict[str, Any]], None] | None, report: Callable[[str], None],
+               progress: Callable[[RunSummary], None] | None, fence: int | None) -> None:
+    source = plan.source
+    raw_cursor = store.get_cursor(tenant, plan.name)
+    since = json.loads(raw_cursor) if raw_cursor is not None else None
+    reader = connectors.get(source.connector)
+    started = time.monotonic()
+    pages = 0
+    blocked = False          # a record before this point is not handled: the cursor stays
+    cursor_value = since
+    for page in reader.read(source.resource, source.params, since, cursor_field=source.cursor):
+        records = page.records
+        if limit is not None:
+            records = records[: max(0, limit - summary.records)]
+        handled = _process_page(plan, tenant, store, connectors, summary, records, dry_run,
+                                emit, report, fence)
+        summary.records += len(records)
+        for record, ok in zip(records, handled):
+            if not ok:
+                blocked = True
+            if not blocked and source.cursor and isinstance(record, dict) \
+                    and record.get(source.cursor) is not None:
+                cursor_value = record[source.cursor]
+        if not blocked and page.cursor is not None and len(records) == len(page.records):
+            cursor_value = page.cursor
+        if not dry_run and cursor_value != since and cursor_value is not None:
+            store.set_cursor(tenant, plan.name, json.dumps(cursor_value, default=str), fence)
+            store.renew_lock(tenant, plan.name, fence, LOCK_TTL)
+        summary.cursor = cursor_value
+        pages += 1
+        if progress:
+            progress(summary)
+        if limit is not None and summary.records >= limit:
+            summary.more_left = True
+            break
+        if budget and ((budget.max_pages and pages >= budget.max_pages) or
+                       (budget.max_seconds and time.monotonic() - started >= budget.max_seconds)):
+            summary.more_left = True
+            break
+
+
+def _process_page(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connectors,
+                  summary: RunSummary, records: list[Any], dry_run: bool,
+                  emit: Callable[[dict[str, Any]], None] | None, report: Callable[[str], None],
+                  fence: int | None) -> list[bool]:
+    """Map and write one page; return per record whether it is handled (cursor may pass it)."""
+    ids: list[str | None] = []
+    for record in records:
+        try:
+            ids.append(plan.record_id(record))
+        except MappingError:
+            ids.append(None)
+    known = store.entries_for_sources(tenant, plan.name, [i for i in ids if i is not None])
+    handled = [True] * len(records)
+    to_send: list[tuple[int, Document]] = []      # (record index, document)
+    ensured: set[tuple[str, str, str]] = set()
+    alias = plan.source.alias
+    for index, (record, source_id) in enumerate(zip(records, ids)):
+        label = f"{alias} {source_id}" if source_id else f"{alias} #{summary.records + index + 1}"
+        try:
+            outcome = plan.evaluate(record, history_of(known.get(source_id, [])), tenant)
+        except MappingError as exc:
+            summary.failed_records += 1
+            report(f"{label}: {exc}")
+            if not dry_run:
+                store.dead_letter(tenant, plan.name, source_id or f"#{index}", str(exc), record=record)
+            continue
+        if not dry_run and source_id:
+            store.resolve_dead_letters(tenant, plan.name, source_id)
+        for route in outcome.routes:
+            summary.count(route, "matched")
+        for doc in outcome.documents:
+            decision, reason = decide(store, tenant, doc)
+            if decision == SKIP:
+                summary.count(doc.route, "skipped")
+                continue
+            if decision == CONFLICT_DECISION:
+                summary.count(doc.route, "conflict")
+                report(f"{label}: route {doc.route}: conflict: {reason}")
+                if not dry_run:
+                    store.record_decision(tenant, plan.name, doc.route, doc.key,
+                                          connector=doc.connector, document=doc.document,
+                                          action=doc.action, source_id=doc.source_id,
+                                          source_version=doc.source_version, payload=doc.payload,
+                                          state="conflict", message=reason, fence=fence)
+                continue
+            for ens in doc.ensure:
+                ident = (ens.connector, ens.document, ens.key)
+                if ident in ensured or _ensure_exists(store, connectors, tenant, ens, dry_run, fence):
+                    continue
+                ensured.add(ident)
+                to_send.append((index, ens))
+            to_send.append((index, doc))
+    if not to_send:
+        return handled
+    if dry_run:
+        for _, doc in to_send:
+            summary.count(doc.route, "would_write")
+            if emit:
+                emit({"route": doc.route, "target": f"{doc.connector}/{doc.document}",
+                      "action": doc.action, "key": doc.key, "payload": doc.payload})
+        return handled
+    by_connector: dict[str, list[tuple[str, int, Document]]] = {}
+    for n, (index, doc) in enumerate(to_send):
+        store.plan(tenant, plan.name, doc.route, doc.key, connector=doc.connector,
+                   document=doc.document, action=doc.action, source_id=doc.source_id,
+                   source_version=doc.source_version, payload=doc.payload, fence=fence)
+        by_connector.setdefault(doc.connector, []).append((str(n), index, doc))
+    for name, batch in by_connector.items():
+        items = [WriteItem(ref, doc.document, doc.action, doc.key, doc.payload, doc.params)
+                 for ref, _, doc in batch]
+        try:
+            results = {r.ref: r for r in connectors.get(name).write(items)}
+        except ConnectorError:
+            raise
+        except Exception as exc:  # a connector bug or an unexpected failure: retry next run
+            report(f"{name}: the batch of {len(items)} documents failed: {exc}")
+            results = {}
+        for ref, index, doc in batch:
+            result = results.get(ref)
+            if result is None:
+                state, code, message = FAILED, None, f"{name} returned no result for this document"
+            else:
+                state, code, message = result.status, result.code, result.message
+            store.mark(tenant, plan.name, doc.route, doc.key, state,
+                       target_ref=result.target_ref if result else None, code=code,
+                       message=message, fence=fence)
+            if emit:
+                emit({"route": doc.route, "target": f"{doc.connector}/{doc.document}",
+                      "action": doc.action, "key": doc.key, "status": state})
+            label = f"{alias} {doc.source_id}"
+            if state in (DONE, QUEUED):
+                summary.count(doc.route, "written" if state == DONE else "queued")
+            elif state == REJECTED:
+                summary.count(doc.route, "rejected")
+                reason = f"{doc.connector} rejected {doc.key}: {code or ''} {message or ''}".strip()
+                report(f"{label}: route {doc.route}: {reason}")
+                store.dead_letter(tenant, plan.name, doc.source_id, reason, record=records[index],
+                                  route=doc.route, key=doc.key, payload=doc.payload)
+            elif state == CONFLICT:
+                summary.count(doc.route, "conflict")
+                report(f"{label}: route {doc.route}: conflict: {message or ''}")
+            else:
+                summary.count(doc.route, "failed")
+                report(f"{label}: route {doc.route}: not written, will retry: {message or state}")
+                handled[index] = False
+    return handled
+
+
+def _ensure_exists(store: SQLiteStore, connectors: Connectors, tenant: str, ens: Document,
+                   dry_run: bool, fence: int | None) -> bool:
+    rows = store.entries_for_target(tenant, ens.connector, ens.document, ens.key)
+    if any(r.state in LIVE for r in rows):
+        return True
+    if connectors.get(ens.connector).exists(ens.document, ens.key):
+        if not dry_run:
+            store.record_decision(tenant, ens.flow, ens.route, ens.key, connector=ens.connector,
+                                  document=ens.document, action=ens.action,
+                                  source_id=ens.source_id, source_version=ens.source_version,
+                                  payload=ens.payload, state="done",
+                                  message="already in the target", fence=fence)
+        return True
+    return False
+
+
+def poll_results(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connectors,
+                 summary: RunSummary | None = None) -> int:
+    """One pass over this flow's queued documents: apply what the targets know now.
+    Returns how many are still queued."""
+    summary = summary or RunSummary(plan.name)
+    queued = store.entries(tenant, plan.name, state="queued")
+    by_connector: dict[str, list[str]] = {}
+    for e in queued:
+        if e.target_ref:
+            by_connector.setdefault(e.connector, []).append(e.target_ref)
+    for name, refs in by_connector.items():
+        for result in connectors.get(name).poll(refs):
+            for e in store.apply_result(tenant, name, result.target_ref, result.status,
+                                        result.code, result.message):
+                if result.status == REJECTED:
+                    reason = f"{name} rejected {e.key}: {result.code or ''} {result.message or ''}".strip()
+                    store.dead_letter(tenant, e.flow, e.source_id, reason, route=e.route,
+                                      key=e.key, payload=json.loads(e.payload))
+                    summary.count(e.route, "rejected")
+    return len(store.entries(tenant, plan.name, state="queued"))
+
+
+# --------------------------------------------------------------------------- the command
+def run_command(flow: str, *, dry_run: bool = False, limit: int | None = None,
+                tenant: str | None = None, state_path: str | None = None,
+                out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    tenant = tenant or os.environ.get("HEXAFLOW_TENANT") or "default"
+    try:
+        path = resolve_flow_path(flow)
+        plan = load_plan(path)
+    except FlowError as exc:
+        for problem in exc.problems:
+            print(problem.text(), file=err)
+        print(f"error: {exc}", file=err)
+        return EXIT_CONFIG
+    store = open_store(state_path)
+    connectors = Connectors(tenant, plan.base_dir)
+    interactive = err.isatty()
+
+    def emit(doc: dict[str, Any]) -> None:
+        if dry_run:
+            out.write(json.dumps(doc, ensure_ascii=False, sort_keys=False) + "\n")
+
+    def report(line: str) -> None:
+        if interactive:
+            err.write("\r\033[K")
+        print(line, file=err)
+
+    def progress(summary: RunSummary) -> None:
+        if interactive:
+            per_route = ", ".join(f"{r} {sum(v for k, v in c.items() if k != 'matched')}"
+                                  for r, c in summary.routes.items())
+            err.write(f"\r\033[Kread {summary.records} · failed {summary.failed_records} · {per_route}")
+            err.flush()
+
+    try:
+        summary = run_flow(plan, tenant=tenant, store=store, connectors=connectors,
+                           dry_run=dry_run, limit=limit, emit=emit, report=report,
+                           progress=progress)
+    except (FlowError, ConnectorError, LostLock) as exc:
+        if interactive:
+            err.write("\r\033[K")
+        print(f"error: {exc}", file=err)
+        return EXIT_CONFIG
+    finally:
+        connectors.close()
+        store.close()
+    if interactive:
+        err.write("\r\033[K")
+    (err if dry_run else out).write(summary.render())
+    return EXIT_RECORDS_FAILED if summary.failed else EXIT_OK

@@ -1,0 +1,390 @@
+"""The state store: cursors, the ledger of documents, dead letters, run history and flow locks.
+
+Embedded SQLite by default (``HEXAFLOW_STATE``, default ``./.hexaflow/state.db``). Every
+operation is an idempotent compare-and-set written in SQL that PostgreSQL accepts too
+(``INSERT ... ON CONFLICT``), every key starts with the tenant, and nothing is cached between
+calls, so a server database is an adapter, not a rewrite (docs/state.md).
+
+The ledger holds one row per (tenant, flow, route, document key). Its ``state`` moves forward
+through the lifecycle: planned → (done | queued) → (accepted | rejected | conflict) →
+generated → posted; ``failed`` (transient) and ``planned`` rows are unsettled and are sent
+again by the next run; ``deleted`` marks a withdrawn document.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+DEFAULT_STATE_PATH = "./.hexaflow/state.db"
+
+# Order of the lifecycle; a result never moves a row backwards (see apply_result).
+STATE_RANK = {"planned": 0, "failed": 0, "done": 2, "queued": 2, "accepted": 3, "rejected": 3,
+              "conflict": 3, "generated": 4, "posted": 5, "deleted": 6}
+UNSETTLED = ("planned", "failed")
+LIVE = ("done", "queued", "accepted", "generated", "posted")     # the target holds it
+FINAL_IN_TARGET = ("generated", "posted")                         # can no longer change
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS ledger (
+    tenant TEXT NOT NULL, flow TEXT NOT NULL, route TEXT NOT NULL, key TEXT NOT NULL,
+    connector TEXT NOT NULL, document TEXT NOT NULL, action TEXT NOT NULL,
+    source_id TEXT NOT NULL, source_version TEXT,
+    payload_hash TEXT NOT NULL, payload TEXT NOT NULL,
+    state TEXT NOT NULL, target_ref TEXT, code TEXT, message TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    PRIMARY KEY (tenant, flow, route, key));
+CREATE INDEX IF NOT EXISTS ledger_source ON ledger (tenant, flow, source_id);
+CREATE INDEX IF NOT EXISTS ledger_target ON ledger (tenant, connector, document, key);
+CREATE INDEX IF NOT EXISTS ledger_ref ON ledger (tenant, connector, target_ref);
+CREATE TABLE IF NOT EXISTS ledger_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, flow TEXT NOT NULL,
+    route TEXT NOT NULL, key TEXT NOT NULL, at REAL NOT NULL, state TEXT NOT NULL,
+    detail TEXT);
+CREATE INDEX IF NOT EXISTS ledger_events_doc ON ledger_events (tenant, flow, route, key);
+CREATE TABLE IF NOT EXISTS cursors (
+    tenant TEXT NOT NULL, flow TEXT NOT NULL, value TEXT, updated_at REAL NOT NULL,
+    PRIMARY KEY (tenant, flow));
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, flow TEXT NOT NULL,
+    started_at REAL NOT NULL, finished_at REAL, status TEXT NOT NULL, summary TEXT);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, flow TEXT NOT NULL,
+    source_id TEXT NOT NULL, route TEXT, key TEXT, reason TEXT NOT NULL,
+    record TEXT, payload TEXT, created_at REAL NOT NULL, status TEXT NOT NULL DEFAULT 'open');
+CREATE INDEX IF NOT EXISTS dead_letters_flow ON dead_letters (tenant, flow, status);
+CREATE TABLE IF NOT EXISTS locks (
+    tenant TEXT NOT NULL, flow TEXT NOT NULL, owner TEXT, fence INTEGER NOT NULL,
+    expires_at REAL NOT NULL, PRIMARY KEY (tenant, flow));
+"""
+
+
+class LostLock(Exception):
+    """This run no longer holds its flow lock (another run took it); it must stop writing."""
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    tenant: str
+    flow: str
+    route: str
+    key: str
+    connector: str
+    document: str
+    action: str
+    source_id: str
+    source_version: str | None
+    payload_hash: str
+    payload: str
+    state: str
+    target_ref: str | None
+    code: str | None
+    message: str | None
+    attempts: int
+    created_at: float
+    updated_at: float
+
+    @property
+    def settled(self) -> bool:
+        return self.state not in UNSETTLED
+
+
+_COLUMNS = ", ".join(LedgerEntry.__dataclass_fields__)
+
+
+def payload_hash(payload: Any) -> str:
+    import hashlib
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str)
+
+
+def state_path(explicit: str | None = None) -> str:
+    return explicit or os.environ.get("HEXAFLOW_STATE") or DEFAULT_STATE_PATH
+
+
+def open_store(path: str | None = None) -> "SQLiteStore":
+    """The state store named by ``path`` / HEXAFLOW_STATE (a file path or sqlite:///path)."""
+    target = state_path(path)
+    if target.startswith("sqlite:///"):
+        target = target[len("sqlite:///"):]
+    elif "://" in target:
+        raise ValueError(f"HEXAFLOW_STATE={target.split('://')[0]}://…: only SQLite is built in; "
+                         f"use a file path or sqlite:///path")
+    return SQLiteStore(target)
+
+
+class SQLiteStore:
+    def __init__(self, path: str):
+        self.path = path
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, timeout=30, isolation_level=None,
+                                  check_same_thread=False)
+        self.db.execute("PRAGMA busy_timeout = 30000")
+        if path != ":memory:":
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _tx(self):
+        return _Transaction(self.db)
+
+    # -- locks --------------------------------------------------------------------------
+    def acquire_lock(self, tenant: str, flow: str, ttl: float = 600.0,
+                     owner: str | None = None) -> int | None:
+        """Take the flow lock; return its fencing number, or None if another live run holds it."""
+        owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        now = time.time()
+        with self._tx():
+            row = self.db.execute("SELECT owner, fence, expires_at FROM locks WHERE tenant=? AND flow=?",
+                                  (tenant, flow)).fetchone()
+            if row is not None and row[2] > now and row[0] != owner:
+                return None
+            fence = (row[1] if row else 0) + 1
+            self.db.execute(
+                "INSERT INTO locks (tenant, flow, owner, fence, expires_at) VALUES (?,?,?,?,?) "
+                "ON CONFLICT (tenant, flow) DO UPDATE SET owner=excluded.owner, "
+                "fence=excluded.fence, expires_at=excluded.expires_at",
+                (tenant, flow, owner, fence, now + ttl))
+            return fence
+
+    def lock_holder(self, tenant: str, flow: str) -> tuple[str, float] | None:
+        row = self.db.execute("SELECT owner, expires_at FROM locks WHERE tenant=? AND flow=?",
+                              (tenant, flow)).fetchone()
+        return (row[0], row[1]) if row and row[1] > time.time() else None
+
+    def renew_lock(self, tenant: str, flow: str, fence: int, ttl: float = 600.0) -> None:
+        cur = self.db.execute("UPDATE locks SET expires_at=? WHERE tenant=? AND flow=? AND fence=?",
+                              (time.time() + ttl, tenant, flow, fence))
+        if cur.rowcount != 1:
+            raise LostLock(f"flow {flow!r}: the lock was taken by another run")
+
+    def release_lock(self, tenant: str, flow: str, fence: int) -> None:
+        self.db.execute("UPDATE locks SET expires_at=0 WHERE tenant=? AND flow=? AND fence=?",
+                        (tenant, flow, fence))
+
+    def _check_fence(self, tenant: str, flow: str, fence: int | None) -> None:
+        if fence is None:
+            return
+        row = self.db.execute("SELECT fence FROM locks WHERE tenant=? AND flow=?",
+                              (tenant, flow)).fetchone()
+        if row is None or row[0] != fence:
+            raise LostLock(f"flow {flow!r}: another run holds the lock now; this run stops writing")
+
+    # -- cursors ------------------------------------------------------------------------
+    def get_cursor(self, tenant: str, flow: str) -> str | None:
+        row = self.db.execute("SELECT value FROM cursors WHERE tenant=? AND flow=?",
+                              (tenant, flow)).fetchone()
+        return row[0] if row else None
+
+    def set_cursor(self, tenant: str, flow: str, value: str | None, fence: int | None = None) -> None:
+        with self._tx():
+            self._check_fence(tenant, flow, fence)
+            self.db.execute(
+                "INSERT INTO cursors (tenant, flow, value, updated_at) VALUES (?,?,?,?) "
+                "ON CONFLICT (tenant, flow) DO UPDATE SET value=excluded.value, "
+                "updated_at=excluded.updated_at", (tenant, flow, value, time.time()))
+
+    # -- ledger -------------------------------------------------------------------------
+    def _entries(self, sql: str, args: Iterable[Any]) -> list[LedgerEntry]:
+        return [LedgerEntry(*row) for row in self.db.execute(sql, tuple(args))]
+
+    def entry(self, tenant: str, flow: str, route: str, key: str) -> LedgerEntry | None:
+        rows = self._entries(f"SELECT {_COLUMNS} FROM ledger WHERE tenant=? AND flow=? AND route=? "
+                             f"AND key=?", (tenant, flow, route, key))
+        return rows[0] if rows else None
+
+    def entries_for_target(self, tenant: str, connector: str, document: str,
+                           key: str) -> list[LedgerEntry]:
+        return self._entries(f"SELECT {_COLUMNS} FROM ledger WHERE tenant=? AND connector=? AND "
+                             f"document=? AND key=?", (tenant, connector, document, key))
+
+    def entries_for_sources(self, tenant: str, flow: str,
+                            source_ids: list[str]) -> dict[str, list[LedgerEntry]]:
+        out: dict[str, list[LedgerEntry]] = {}
+        for start in range(0, len(source_ids), 500):
+            chunk = source_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for e in self._entries(f"SELECT {_COLUMNS} FROM ledger WHERE tenant=? AND flow=? AND "
+                                   f"source_id IN ({marks}) ORDER BY created_at",
+                                   (tenant, flow, *chunk)):
+                out.setdefault(e.source_id, []).append(e)
+        return out
+
+    def entries(self, tenant: str, flow: str | None = None, state: str | None = None,
+                source_id: str | None = None) -> list[LedgerEntry]:
+        sql, args = f"SELECT {_COLUMNS} FROM ledger WHERE tenant=?", [tenant]
+        for column, value in (("flow", flow), ("state", state), ("source_id", source_id)):
+            if value is not None:
+                sql += f" AND {column}=?"
+                args.append(value)
+        return self._entries(sql + " ORDER BY created_at", args)
+
+    def plan(self, tenant: str, flow: str, route: str, key: str, *, connector: str, document: str,
+             action: str, source_id: str, source_version: str | None, payload: Any,
+             fence: int | None = None) -> None:
+        """Record that this document is about to be sent (written before the send)."""
+        body = canonical_json(payload)
+        digest = payload_hash(payload)
+        now = time.time()
+        with self._tx():
+            self._check_fence(tenant, flow, fence)
+            self.db.execute(
+                "INSERT INTO ledger (tenant, flow, route, key, connector, document, action, "
+                "source_id, source_version, payload_hash, payload, state, attempts, created_at, "
+                "updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,'planned',0,?,?) "
+                "ON CONFLICT (tenant, flow, route, key) DO UPDATE SET "
+                "action=excluded.action, source_version=excluded.source_version, "
+                "payload_hash=excluded.payload_hash, payload=excluded.payload, state='planned', "
+                "code=NULL, message=NULL, updated_at=excluded.updated_at",
+                (tenant, flow, route, key, connector, document, action, source_id, source_version,
+                 digest, body, now, now))
+            self._event(tenant, flow, route, key, "planned", None, now)
+
+    def mark(self, tenant: str, flow: str, route: str, key: str, state: str, *,
+             target_ref: str | None = None, code: str | None = None, message: str | None = None,
+             payload: Any = None, fence: int | None = None, attempted: bool = True) -> None:
+        """Set the outcome of a send (or a decision such as a conflict)."""
+        now = time.time()
+        with self._tx():
+            self._check_fence(tenant, flow, fence)
+            sets = "state=?, code=?, message=?, updated_at=?, attempts=attempts+?"
+            args: list[Any] = [state, code, message, now, 1 if attempted else 0]
+            if target_ref is not None:
+                sets += ", target_ref=?"
+                args.append(target_ref)
+            if payload is not None:
+                sets += ", payload=?, payload_hash=?"
+                args += [canonical_json(payload), payload_hash(payload)]
+            self.db.execute(f"UPDATE ledger SET {sets} WHERE tenant=? AND flow=? AND route=? AND key=?",
+                            (*args, tenant, flow, route, key))
+            self._event(tenant, flow, route, key, state, message, now)
+
+    def record_decision(self, tenant: str, flow: str, route: str, key: str, *, connector: str,
+                        document: str, action: str, source_id: str, source_version: str | None,
+                        payload: Any, state: str, message: str | None = None,
+                        fence: int | None = None) -> None:
+        """A ledger row for something decided without sending (a conflict, an existing doc)."""
+        self.plan(tenant, flow, route, key, connector=connector, document=document, action=action,
+                  source_id=source_id, source_version=source_version, payload=payload, fence=fence)
+        self.mark(tenant, flow, route, key, state, message=message, fence=fence, attempted=False)
+
+    def apply_result(self, tenant: str, connector: str, target_ref: str, state: str,
+                     code: str | None = None, message: str | None = None) -> list[LedgerEntry]:
+        """Apply a later outcome (callback or poll) to the rows with this target_ref, only
+        forward in the lifecycle; returns the rows that changed."""
+        changed = []
+        with self._tx():
+            rows = self._entries(f"SELECT {_COLUMNS} FROM ledger WHERE tenant=? AND connector=? "
+                                 f"AND target_ref=?", (tenant, connector, target_ref))
+            for e in rows:
+                if STATE_RANK.get(state, 0) <= STATE_RANK.get(e.state, 0) and \
+                        not (e.state == "accepted" and state in ("rejected", "conflict")):
+                    continue
+                now = time.time()
+                self.db.execute("UPDATE ledger SET state=?, code=?, message=?, updated_at=? WHERE "
+                                "tenant=? AND flow=? AND route=? AND key=?",
+                                (state, code, message, now, e.tenant, e.flow, e.route, e.key))
+                self._event(e.tenant, e.flow, e.route, e.key, state, message, now)
+                changed.append(e)
+        return changed
+
+    def events(self, tenant: str, flow: str, route: str, key: str) -> list[tuple[float, str, str | None]]:
+        return list(self.db.execute("SELECT at, state, detail FROM ledger_events WHERE tenant=? AND "
+                                    "flow=? AND route=? AND key=? ORDER BY id",
+                                    (tenant, flow, route, key)))
+
+    def _event(self, tenant: str, flow: str, route: str, key: str, state: str,
+               detail: str | None, at: float) -> None:
+        self.db.execute("INSERT INTO ledger_events (tenant, flow, route, key, at, state, detail) "
+                        "VALUES (?,?,?,?,?,?,?)", (tenant, flow, route, key, at, state, detail))
+
+    # -- dead letters -------------------------------------------------------------------
+    def dead_letter(self, tenant: str, flow: str, source_id: str, reason: str, *,
+                    record: Any = None, route: str | None = None, key: str | None = None,
+                    payload: Any = None) -> int:
+        """Keep a record (or document) that failed, with the reason. One open letter per
+        (flow, record, route, key): a repeat failure updates it."""
+        now = time.time()
+        with self._tx():
+            row = self.db.execute(
+                "SELECT id FROM dead_letters WHERE tenant=? AND flow=? AND source_id=? AND "
+                "route IS ? AND key IS ? AND status='open'",
+                (tenant, flow, source_id, route, key)).fetchone()
+            values = (reason, None if record is None else canonical_json(record),
+                      None if payload is None else canonical_json(payload), now)
+            if row:
+                self.db.execute("UPDATE dead_letters SET reason=?, record=?, payload=?, created_at=? "
+                                "WHERE id=?", (*values, row[0]))
+                return row[0]
+            cur = self.db.execute(
+                "INSERT INTO dead_letters (tenant, flow, source_id, route, key, reason, record, "
+                "payload, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (tenant, flow, source_id, route, key, *values))
+            return int(cur.lastrowid)
+
+    def dead_letters(self, tenant: str, flow: str | None = None,
+                     status: str = "open") -> list[dict[str, Any]]:
+        sql = ("SELECT id, flow, source_id, route, key, reason, record, payload, created_at, status "
+               "FROM dead_letters WHERE tenant=? AND status=?")
+        args: list[Any] = [tenant, status]
+        if flow:
+            sql += " AND flow=?"
+            args.append(flow)
+        names = ("id", "flow", "source_id", "route", "key", "reason", "record", "payload",
+                 "created_at", "status")
+        return [dict(zip(names, row)) for row in self.db.execute(sql + " ORDER BY id", args)]
+
+    def resolve_dead_letters(self, tenant: str, flow: str, source_id: str) -> None:
+        self.db.execute("UPDATE dead_letters SET status='resolved' WHERE tenant=? AND flow=? AND "
+                        "source_id=? AND status='open'", (tenant, flow, source_id))
+
+    # -- runs ---------------------------------------------------------------------------
+    def start_run(self, tenant: str, flow: str) -> int:
+        cur = self.db.execute("INSERT INTO runs (tenant, flow, started_at, status) VALUES (?,?,?,?)",
+                              (tenant, flow, time.time(), "running"))
+        return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, status: str, summary: Any) -> None:
+        self.db.execute("UPDATE runs SET finished_at=?, status=?, summary=? WHERE id=?",
+                        (time.time(), status, canonical_json(summary), run_id))
+
+    def runs(self, tenant: str, flow: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        sql = "SELECT id, flow, started_at, finished_at, status, summary FROM runs WHERE tenant=?"
+        args: list[Any] = [tenant]
+        if flow:
+            sql += " AND flow=?"
+            args.append(flow)
+        names = ("id", "flow", "started_at", "finished_at", "status", "summary")
+        return [dict(zip(names, row)) for row in
+                self.db.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))]
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT (or ROLLBACK on error); nested uses join the outer one."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+        self.outer = False
+
+    def __enter__(self) -> None:
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.outer = True
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if self.outer:
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,148 @@
+"""YAML loading that remembers where every value came from.
+
+Errors in a flow must point at ``file:line:col``, so the loader returns, beside the plain data,
+the position of every value and every mapping key, addressed by its path in the document
+(a tuple of keys and list indices). It also refuses duplicate keys (PyYAML silently keeps the
+last one) and reads decimals as ``Decimal`` so that money in specs and fixtures stays exact.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Path_ = tuple  # a path into the document: keys and list indices
+
+
+@dataclass(frozen=True)
+class Position:
+    line: int      # 1-based
+    col: int       # 1-based
+    quoted: bool = False   # scalar written in quotes (column of its text is col + 1)
+
+
+@dataclass
+class SourceMap:
+    file: str
+    values: dict[tuple, Position] = field(default_factory=dict)
+    keys: dict[tuple, Position] = field(default_factory=dict)
+
+    def at(self, path: tuple, key: bool = False) -> Position:
+        """Position of the value (or key) at ``path``; falls back to the nearest parent."""
+        table = self.keys if key else self.values
+        p = tuple(path)
+        while p:
+            if p in table:
+                return table[p]
+            if p in self.values:
+                return self.values[p]
+            p = p[:-1]
+        return self.values.get((), Position(1, 1))
+
+    def where(self, path: tuple, key: bool = False) -> str:
+        pos = self.at(path, key)
+        return f"{self.file}:{pos.line}:{pos.col}"
+
+
+class SpecSyntaxError(Exception):
+    """A file that is not well-formed YAML/JSON/CSV; carries file:line:col."""
+
+    def __init__(self, file: str, line: int, col: int, message: str, hint: str = ""):
+        super().__init__(f"{file}:{line}:{col}: {message}")
+        self.file, self.line, self.col, self.message, self.hint = file, line, col, message, hint
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _construct_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    text = loader.construct_scalar(node).replace("_", "")
+    lowered = text.lower()
+    if lowered in (".inf", "+.inf", "-.inf", ".nan"):
+        return float(lowered.replace(".", ""))
+    return Decimal(text)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+
+
+def _convert(loader: _Loader, node: yaml.Node, path: tuple, smap: SourceMap) -> Any:
+    smap.values[path] = Position(node.start_mark.line + 1, node.start_mark.column + 1,
+                                 isinstance(node, yaml.ScalarNode) and node.style in ("'", '"'))
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)   # YAML merge keys (<<: *anchor)
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, bool)) and key is not None:
+                raise SpecSyntaxError(smap.file, key_node.start_mark.line + 1,
+                                      key_node.start_mark.column + 1,
+                                      "mapping keys must be plain text")
+            if key in result:
+                first = smap.keys[path + (key,)]
+                raise SpecSyntaxError(smap.file, key_node.start_mark.line + 1,
+                                      key_node.start_mark.column + 1,
+                                      f"duplicate key {key!r} (first defined at line {first.line})",
+                                      "remove one of them; YAML keeps only the last")
+            smap.keys[path + (key,)] = Position(key_node.start_mark.line + 1,
+                                                key_node.start_mark.column + 1)
+            result[key] = _convert(loader, value_node, path + (key,), smap)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_convert(loader, item, path + (i,), smap) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
+    """Parse one YAML document; return (data, source map). Raises SpecSyntaxError."""
+    smap = SourceMap(file)
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, smap
+        return _convert(loader, node, (), smap), smap
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = exc.problem or "invalid YAML"
+        if exc.context:
+            problem = f"{problem} ({exc.context})"
+        hint = ""
+        if "indentation" in problem or "mapping values are not allowed" in problem \
+                or "expected <block end>" in problem:
+            hint = "check the indentation: nested keys must be indented more than their parent, siblings equally"
+        raise SpecSyntaxError(file, line, col, problem, hint) from None
+    finally:
+        loader.dispose()
+
+
+def read_data_file(path: Path, display: str | None = None) -> Any:
+    """Load a YAML or JSON data file (fixtures, tables); decimals become Decimal."""
+    display = display or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecSyntaxError(display, 1, 1, f"cannot read file: {exc.strerror}") from None
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text, parse_float=Decimal)
+        except json.JSONDecodeError as exc:
+            raise SpecSyntaxError(display, exc.lineno, exc.colno, f"invalid JSON: {exc.msg}") from None
+    if path.suffix.lower() == ".jsonl":
+        rows = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line, parse_float=Decimal))
+                except json.JSONDecodeError as exc:
+                    raise SpecSyntaxError(display, number, exc.colno,
+                                          f"invalid JSON: {exc.msg}") from None
+        return rows
+    data, _ = parse_yaml(text, display)
+    return data

@@ -1,0 +1,1 @@
+"""Default Haravan <-> MISA AMIS flows and the tables an integrator fills in."""

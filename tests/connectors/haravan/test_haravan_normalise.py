@@ -1,0 +1,61 @@
+"""Normalisation rules from quirks.yaml, on the reference's own example values."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hexaflow.connectors.haravan.normalise import loads, normalise
+from hexaflow.connectors.haravan.pagination import iter_pages
+
+EXAMPLE = b"""{"id": 1235745999, "user_id": 200000497867, "financial_status": "partiallypaid",
+ "fulfillment_status": "notfulfilled", "total_price": 880000.0, "subtotal_price": 900000,
+ "created_at": "2024-06-10T03:15:22.481Z", "updated_at": "2024-06-11T09:02:10.1Z",
+ "processed_at": "2024-06-11T09:02:03.3618601Z",
+ "transactions": [{"kind": "Capture", "amount": 880000.0, "status": "Th\\u00e0nh c\\u00f4ng"}],
+ "customer": {"state": "Disabled", "total_spent": 2150000.1234},
+ "line_items": [{"fulfillment_status": "notfulfilled", "price": 250000.0, "quantity": 2}],
+ "gateway": "Thanh to\\u00e1n khi giao h\\u00e0ng (COD)", "custom": "Keep Me"}"""
+
+
+def test_enum_aliases_money_ids_and_timestamps():
+    order = normalise(loads(EXAMPLE))
+    assert order["financial_status"] == "partially_paid"
+    assert order["fulfillment_status"] is None
+    assert order["line_items"][0]["fulfillment_status"] is None
+    assert order["transactions"][0]["kind"] == "capture"
+    assert order["transactions"][0]["status"] == "success"
+    assert order["customer"]["state"] == "disabled"
+    assert order["total_price"] == Decimal("880000.0") and isinstance(order["subtotal_price"], Decimal)
+    assert order["customer"]["total_spent"] == Decimal("2150000.1234")
+    assert order["user_id"] == 200000497867
+    assert order["updated_at"] == "2024-06-11T09:02:10.100000Z"
+    assert order["processed_at"] == "2024-06-11T09:02:03.361860Z"
+    assert order["created_at"] == "2024-06-10T03:15:22.481000Z"
+    assert order["gateway"] == "Thanh toán khi giao hàng (COD)" and order["custom"] == "Keep Me"
+    assert order["line_items"][0]["quantity"] == 2
+
+
+def test_unknown_enum_values_are_kept():
+    assert normalise({"financial_status": "Authorized_New"})["financial_status"] == "authorized_new"
+
+
+def test_pagination_learns_the_page_size_and_stops_on_a_short_page():
+    data = [{"id": i, "updated_at": f"t{i:04d}"} for i in range(120)]
+    asked = []
+
+    def fetch(q):
+        asked.append(dict(q))
+        start = (q["page"] - 1) * 30          # a server that caps at 30 whatever is asked
+        return data[start:start + 30]
+    pages = list(iter_pages(fetch, {}, 250))
+    assert [len(p) for p in pages] == [30, 30, 30, 30]
+    assert asked[-1]["page"] == 5 and len(asked) == 5
+
+
+def test_pagination_stops_when_the_server_ignores_the_page_number():
+    calls = []
+
+    def fetch(q):
+        calls.append(q["page"])
+        return [{"id": i, "updated_at": "x"} for i in range(50)]
+    pages = list(iter_pages(fetch, {}, 50))
+    assert len(pages) == 1 and len(calls) <= 25

@@ -1,0 +1,111 @@
+"""Rate limits, injected faults and credential errors, over real HTTP."""
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from hexaflow.connector import ConfigError, ConnectorContext, ConnectorError
+from hexaflow.connectors.haravan import HaravanConnector
+
+
+def _burst(connector, calls: int, threads: int = 8) -> list[int]:
+    def one(_):
+        status, _body = connector.client.request("GET", "/locations.json", scope="com.read_shop")
+        return status
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(one, range(calls)))
+
+
+def test_300_call_burst_stays_under_the_limit(make_shop):
+    # The real bucket (80, 4/s) would make this burst last a minute; the same bucket drained
+    # ten times faster keeps the test short and the arithmetic identical.
+    shop = make_shop(data="empty", rate_limit=True, leak_rate=40.0)
+    with shop.connector(HARAVAN_CALLS_PER_SECOND="40") as connector:
+        statuses = _burst(connector, 300)
+    assert statuses == [200] * 300
+    assert shop.app.calls >= 300
+    assert shop.app.throttled <= 5
+
+
+def test_real_bucket_numbers_throttle_the_client_not_the_server(make_shop):
+    shop = make_shop(data="empty", rate_limit=True)          # 80 calls, 4/s
+    with shop.connector() as connector:
+        started = time.monotonic()
+        statuses = _burst(connector, 90, threads=4)
+        elapsed = time.monotonic() - started
+    assert statuses == [200] * 90
+    assert shop.app.throttled <= 2
+    assert elapsed >= 2.0          # the client waited for the bucket to drain
+
+
+def test_429_retry_after_is_honoured(make_shop, caplog, read_all):
+    shop = make_shop(orders=120)
+    shop.admin("POST", "/faults", json={"error_rate": 0.3, "kinds": ["429"], "seed": 3})
+    with caplog.at_level(logging.WARNING, logger="hexaflow.http"):
+        with shop.connector() as connector:
+            _, orders = read_all(connector, "orders")
+    assert len({o["id"] for o in orders}) == 120
+    assert any("HTTP 429" in r.getMessage() for r in caplog.records)
+
+
+def test_full_read_survives_20_percent_faults(make_shop, caplog, read_all):
+    shop = make_shop(orders=500)
+    shop.admin("POST", "/faults", json={"error_rate": 0.2, "seed": 7, "timeout_ms": 400,
+                                        "kinds": ["500", "502", "503", "timeout", "drop"]})
+    with caplog.at_level(logging.WARNING, logger="hexaflow.http"):
+        with shop.connector(HARAVAN_TIMEOUT_SECONDS="0.2", HARAVAN_MAX_ATTEMPTS="8") as connector:
+            _, orders = read_all(connector, "orders")
+            retries = connector.client.http.retries
+    ids = [o["id"] for o in orders]
+    assert len(ids) == len(set(ids)) == 500
+    injected = shop.admin("GET", "/faults").json()["injected"]
+    assert sum(injected.values()) >= 1 and retries >= 1
+    assert retries <= 8 * len([1 for m, p, q in shop.app.requests if p == "/com/orders.json"])
+    logged = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
+    assert len(logged) == retries
+    assert all(shop.token not in line for line in logged)
+
+
+def test_wrong_token_fails_fast_naming_the_variable(shop, read_all):
+    connector = HaravanConnector(ConnectorContext(config={
+        "HARAVAN_BASE_URL": shop.url, "HARAVAN_TOKEN": "wrong-secret-value"}))
+    started = time.monotonic()
+    with pytest.raises(ConnectorError) as err:
+        read_all(connector, "orders")
+    assert time.monotonic() - started < 2
+    message = str(err.value)
+    assert "HARAVAN_TOKEN" in message and "HARAVAN_BASE_URL" in message
+    assert "wrong-secret-value" not in message
+    assert len(shop.app.requests) == 1      # a 401 is never retried
+
+
+def test_missing_token_is_a_config_error(monkeypatch):
+    monkeypatch.delenv("HARAVAN_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="HARAVAN_TOKEN"):
+        HaravanConnector(ConnectorContext(config={"HARAVAN_BASE_URL": "http://127.0.0.1:9"}))
+
+
+def test_token_from_the_environment_is_used(shop, monkeypatch, read_all):
+    monkeypatch.setenv("HARAVAN_TOKEN", shop.token)
+    monkeypatch.setenv("HARAVAN_BASE_URL", shop.url)
+    with HaravanConnector(ConnectorContext()) as connector:
+        assert len(read_all(connector, "locations")[1]) == 3
+
+
+def test_missing_scope_is_named(make_shop, read_all):
+    shop = make_shop(scopes=["com.read_customers", "com.read_shop"])
+    with shop.connector() as connector:
+        with pytest.raises(ConnectorError, match="com.read_orders"):
+            read_all(connector, "orders")
+        assert len(read_all(connector, "customers")[1]) == 41
+
+
+def test_unreachable_host_names_the_base_url(read_all):
+    connector = HaravanConnector(ConnectorContext(config={
+        "HARAVAN_BASE_URL": "http://127.0.0.1:9", "HARAVAN_TOKEN": "t-unreachable",
+        "HARAVAN_MAX_ATTEMPTS": "2", "HARAVAN_RETRY_BASE_DELAY": "0.01"}))
+    with pytest.raises(ConnectorError, match="HARAVAN_BASE_URL"):
+        read_all(connector, "orders")

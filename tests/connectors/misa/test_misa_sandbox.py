@@ -1,0 +1,143 @@
+"""The sandbox validates like MISA: raw HTTP against its real routes, no client of ours."""
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from hexaflow.connectors.misa.envelope import to_jsonable
+from hexaflow.connectors.misa.ids import org_refid
+
+from misa_helpers import ACCESS_CODE, APP_ID, ORG, sales_voucher
+
+
+class Raw:
+    """Talks to the sandbox the way MISA's own documentation shows."""
+
+    def __init__(self, url: str):
+        self.url = url
+        answer = httpx.post(url + "/api/oauth/actopen/connect", json={
+            "app_id": APP_ID, "access_code": ACCESS_CODE, "org_company_code": ORG}).json()
+        self.token = json.loads(answer["Data"])["access_token"]
+
+    def call(self, function: str, body: dict, method: str = "POST") -> dict:
+        full = {"app_id": APP_ID, "org_company_code": ORG, **body}
+        response = httpx.request(method, f"{self.url}/apir/sync/actopen/{function}",
+                                 json=to_jsonable(full),
+                                 headers={"X-MISA-AccessToken": self.token})
+        assert response.status_code == 200
+        return response.json()
+
+
+@pytest.fixture
+def raw(sandbox):
+    return Raw(sandbox[1].url)
+
+
+def _outcome(raw, admin, voucher, dictionary=()) -> dict:
+    answer = raw.call("save", {"voucher": [voucher], "dictionary": list(dictionary)})
+    assert answer["Success"] is True                # save only queues
+    admin.drain()
+    return admin.requests()[voucher["org_refid"]]
+
+
+def test_a_balanced_voucher_is_accepted(raw, admin):
+    request = _outcome(raw, admin, sales_voucher(1, [("AO-THUN-S", 2, 250000),
+                                                     ("HOP-QUA", 1, 45000)], discount_rate=10))
+    assert request["status"] == "accepted" and request["errors"] == []
+    assert set(request) == {"org_refid", "voucher_type", "reftype", "refno_finance",
+                            "org_refno", "status", "errors", "payload"}
+
+
+def test_an_unbalanced_voucher_is_rejected(raw, admin):
+    request = _outcome(raw, admin, sales_voucher(2, [("AO-THUN-S", 2, 250000)], balanced=False))
+    assert request["status"] == "rejected"
+    assert request["errors"][0]["error_code"] == "InvalidParam"
+    assert "total_amount" in request["errors"][0]["error_message"]
+
+
+def test_a_line_total_mismatch_is_rejected(raw, admin):
+    voucher = sales_voucher(3, [("AO-THUN-S", 2, 250000)])
+    voucher["total_vat_amount"] += 1
+    voucher["total_amount"] += 1
+    errors = _outcome(raw, admin, voucher)["errors"]
+    assert any("total_vat_amount" in e["error_message"] for e in errors)
+
+
+def test_an_unknown_item_code_is_rejected_unless_created_in_the_same_call(raw, admin):
+    voucher = sales_voucher(4, [("KHONG-CO", 1, 1000)])
+    request = _outcome(raw, admin, voucher)
+    assert request["status"] == "rejected"
+    assert "KHONG-CO" in request["errors"][0]["error_message"]
+    entry = {"dictionary_type": 3, "inventory_item_code": "KHONG-CO",
+             "inventory_item_name": "Hàng mới", "unit_name": "Cái"}
+    assert _outcome(raw, admin, voucher, [entry])["status"] == "accepted"
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda v: v.update(account_object_code="NOBODY"), "NOBODY"),
+    (lambda v: v["detail"][0].update(stock_code="KHO_XYZ"), "KHO_XYZ"),
+    (lambda v: v["detail"][0].update(vat_rate=7), "vat_rate"),
+    (lambda v: v.pop("refdate"), "refdate"),
+    (lambda v: v.update(voucher_type=99), "voucher_type"),
+])
+def test_what_misa_refuses_is_rejected(raw, admin, change, words):
+    voucher = sales_voucher(5, [("AO-THUN-S", 1, 250000)])
+    change(voucher)
+    request = _outcome(raw, admin, voucher)
+    assert request["status"] == "rejected"
+    assert any(words in e["error_message"] for e in request["errors"])
+
+
+def test_cash_vouchers_must_total_their_lines(raw, admin):
+    ref = org_refid("shop1", "cash_payment", 1)
+    voucher = {"voucher_type": 4, "reftype": 1020, "org_refid": ref, "auto_refno": True,
+               "refdate": "2026-05-21T00:00:00+07:00", "account_object_code": "KH00001",
+               "total_amount": 550000,
+               "detail": [{"description": "Hoàn tiền", "debit_account": "1311",
+                           "credit_account": "1111", "amount": 500000}]}
+    assert _outcome(raw, admin, voucher)["status"] == "rejected"
+    voucher["total_amount"] = 500000
+    assert _outcome(raw, admin, voucher)["status"] == "accepted"
+
+
+def test_a_duplicate_voucher_number_is_rejected_and_switchable(raw, admin):
+    assert _outcome(raw, admin, sales_voucher(6, [("HOP-QUA", 1, 45000)]))["status"] == "accepted"
+    other = sales_voucher(7, [("HOP-QUA", 1, 45000)])
+    other["refno_finance"] = "BH_6"
+    assert _outcome(raw, admin, other)["status"] == "rejected"
+    admin.post("options", {"reject_duplicate_refno": False})
+    assert _outcome(raw, admin, other)["status"] == "accepted"
+
+
+def test_limits_answer_invalid_param(raw):
+    vouchers = [sales_voucher(n, [("HOP-QUA", 1, 45000)]) for n in range(101)]
+    assert raw.call("save", {"voucher": vouchers})["ErrorCode"] == "InvalidParam"
+    entries = [{"dictionary_type": 6, "unit_name": f"U{n}"} for n in range(201)]
+    assert raw.call("save_dictionary", {"dictionary": entries})["ErrorCode"] == "InvalidParam"
+    answer = raw.call("get_dictionary", {"data_type": 2, "skip": 0, "take": 101})
+    assert answer["Success"] is False and answer["ErrorCode"] == "InvalidParam"
+    answer = raw.call("get_dictionary", {"data_type": 2, "skip": 0, "take": 100})
+    assert isinstance(answer["Data"], str) and answer["CustomData"]["LastSyncTime"]
+
+
+def test_empty_data_holds_only_the_company_setup(sandbox, admin):
+    admin.post("reset", {"data": "empty"})
+    dictionary = admin.get("dictionary")
+    assert dictionary["account_objects"] == []
+    assert [i["inventory_item_code"] for i in dictionary["inventory_items"]] == ["DV_VANCHUYEN"]
+    assert len(dictionary["stocks"]) == 3 and len(dictionary["units"]) == 6
+    assert admin.get("stock")["balances"] == []
+
+
+def test_org_refid_is_the_engines_uuid5_recipe():
+    import uuid
+
+    from hexaflow.functions import FunctionContext, Library
+    value = org_refid("shop1", "sales_voucher", 1001)
+    assert value == str(uuid.uuid5(uuid.UUID("1bf32068-4ee3-5dcd-98b1-27fb7c01d8ae"),
+                                   "shop1|sales_voucher|1001"))
+    assert value == org_refid("shop1", "sales_voucher", "1001")
+    assert value != org_refid("shop2", "sales_voucher", 1001)
+    assert value == Library(FunctionContext()).uuid5("shop1", "sales_voucher", 1001)

@@ -1,0 +1,148 @@
+"""Fast paths behave exactly like the interpreters they replace; the function library is exact."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from hexaflow.expressions import CompileError, ExpressionCompiler
+from hexaflow.functions import FunctionContext, Library, RecordError
+
+
+@pytest.fixture(scope="module")
+def compiler():
+    return ExpressionCompiler(Library(FunctionContext(tables={"staff": {"7": {"code": "NV7"}}})))
+
+
+SCOPES = [
+    {"order": {"id": 1001, "name": "#1001", "customer": {"id": 5, "email": "a@b"}, "lines": [{"sku": "A"}]}},
+    {"order": {"id": "x", "customer": None}},
+    {"order": {}},
+    {"order": None},
+    {"order": [1, 2]},
+    {},
+]
+
+
+@pytest.mark.parametrize("source", ["order", "order.id", "order.customer.id", "order.customer.email.x",
+                                    "order.lines", "missing.path"])
+@pytest.mark.parametrize("scope", SCOPES)
+def test_field_chain_fast_path_matches_jmespath(compiler, source, scope):
+    import jmespath
+    expr = compiler.expr(source)
+    assert expr.fast
+    assert expr(scope) == jmespath.search(source, scope)
+
+
+TEMPLATES = ["DH_<<order.id>>", "<<order.name>> / <<order.customer.email>>",
+             "<<order['id']>>-<<order.lines[0].sku>>", "X<<order.id | lower>>"]
+
+
+@pytest.mark.parametrize("source", TEMPLATES)
+@pytest.mark.parametrize("scope", SCOPES)
+def test_template_fast_path_matches_jinja(compiler, source, scope):
+    fast = compiler.template(source)
+    assert fast.fast
+    slow = compiler.jinja.from_string(source)
+    try:
+        expected = slow.render(scope)
+    except Exception:
+        expected = "error"
+    try:
+        got = fast(scope)
+    except RecordError:
+        got = "error"
+    assert got == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["id", "name", "x"]),
+                       st.one_of(st.none(), st.integers(), st.text(max_size=5),
+                                 st.decimals(allow_nan=False, allow_infinity=False, places=2)),
+                       max_size=3))
+def test_key_templates_never_render_an_empty_or_null_value(compiler, record):
+    key = compiler.template("PC_<<order.id>>", key=True)
+    slow = compiler.jinja_key.from_string("PC_<<order.id>>")
+    value = record.get("id", "missing")
+    outcomes = []
+    for render in (key, lambda s: slow.render(s)):
+        try:
+            outcomes.append(render({"order": record}))
+        except Exception:
+            outcomes.append("error")
+    if value in (None, "", "missing"):
+        assert outcomes == ["error", "error"]
+    else:
+        assert outcomes[0] == outcomes[1] != "error"
+        assert outcomes[0] != "PC_"
+
+
+def test_decimals_are_numbers_for_jmespath_builtins(compiler):
+    scope = {"o": {"lines": [{"p": Decimal("1.5")}, {"p": Decimal("2")}]}}
+    assert compiler.expr("sum(o.lines[].p)")(scope) == Decimal("3.5")
+    assert compiler.expr("max(o.lines[].p)")(scope) == Decimal("2")
+    assert compiler.expr("sort_by(o.lines, &p)[0].p")(scope) == Decimal("1.5")
+    assert compiler.expr("type(o.lines[0].p)")(scope) == "number"
+
+
+def test_money_rounds_half_up_to_the_dong(compiler):
+    assert compiler.expr("money(`2.5`)")({}) == Decimal("3")
+    assert compiler.expr("money(mul(o.p, `3`))")({"o": {"p": Decimal("0.5")}}) == Decimal("2")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=10**9), min_size=1, max_size=8),
+       st.integers(min_value=0, max_value=10**8))
+def test_allocate_adds_up_exactly_with_the_remainder_on_the_largest_line(weights, total):
+    lib = Library(FunctionContext())
+    items = [{"n": i} for i in range(len(weights))]
+    if sum(weights) == 0:
+        total = 0
+    out = lib.allocate(items, weights, total, "share")
+    shares = [o["share"] for o in out]
+    assert sum(shares) == total
+    assert all(s >= 0 and s == int(s) for s in shares)
+    if sum(weights):
+        largest = max(range(len(weights)), key=lambda i: (weights[i], -i))
+        for i, (w, s) in enumerate(zip(weights, shares)):
+            exact = Decimal(total) * w / sum(weights)
+            if i != largest:
+                assert exact - 1 < s <= exact
+
+
+def test_dates_are_in_the_flow_time_zone_with_1_to_7_fraction_digits():
+    lib = Library(FunctionContext("Asia/Ho_Chi_Minh"))
+    assert lib.local_datetime("2024-06-10T20:15:22.1234567Z") == "2024-06-11T03:15:22+07:00"
+    assert lib.local_date("2024-06-10T17:00:00.1Z") == "2024-06-11"
+    assert lib.local_format("2024-06-10T03:15:22Z", "%Y-%m-%d %H:%M:%S") == "2024-06-10 10:15:22"
+
+
+def test_uuid5_is_deterministic_and_refuses_empty_parts():
+    lib = Library(FunctionContext())
+    assert lib.uuid5("t", "sales_order", 1) == lib.uuid5("t", "sales_order", "1")
+    assert lib.uuid5("t", "sales_order", 1) != lib.uuid5("t", "receipt", 1)
+    with pytest.raises(RecordError):
+        lib.uuid5("t", None)
+
+
+def test_lookup_without_default_is_an_error_naming_the_table(compiler):
+    assert compiler.expr("lookup('staff', `7`).code")({}) == "NV7"
+    assert compiler.expr("lookup('staff', `8`, 'NV0')")({}) == "NV0"
+    with pytest.raises(RecordError, match="8 is not in table 'staff'"):
+        compiler.expr("lookup('staff', `8`)")({})
+
+
+def test_invalid_expression_reports_its_offset(compiler):
+    with pytest.raises(CompileError) as info:
+        compiler.expr("a.b ==")
+    assert info.value.offset is not None
+
+
+def test_functions_page_lists_exactly_the_library():
+    import re
+    from pathlib import Path
+    from hexaflow.functions import FUNCTIONS
+    page = (Path(__file__).resolve().parents[2] / "docs" / "functions.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `([a-z_0-9]+)` \|", page, re.M))
+    assert documented == set(FUNCTIONS)
