@@ -150,8 +150,11 @@ class ExpressionCompiler:
                                _jmespath_hint(source)) from None
         except jp_exc.ParseError as exc:
             token = exc.token_value or "end of expression"
+            hint = _jmespath_hint(source)
+            if isinstance(exc.token_value, (int, float)) or str(token).isdigit():
+                hint = f"numbers are literals in JMESPath: write `{token}` (in backticks)"
             raise CompileError(f"invalid JMESPath: {exc.msg} near {token!r}", exc.lex_position,
-                               _jmespath_hint(source)) from None
+                               hint) from None
         self._check_functions(parsed.parsed, source)
         _check_negated_paths(parsed.parsed, source)
         names: set[str] = set()

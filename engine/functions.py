@@ -73,6 +73,15 @@ class Library:
             raise RecordError("div: division by zero")
         return _num(a, "div") / divisor
 
+    def net_of_vat(self, gross: Any, rate: Any) -> Decimal:
+        """The pre-tax part of a VAT-inclusive amount, in whole đồng: gross × 100 / (100 + rate).
+        Rates of 0 or below (0 %, and the accounting codes −1 exempt, −2 not declared, −3 other)
+        leave the amount as it is."""
+        gross_d, rate_d = _num(gross, "net_of_vat"), _num(rate, "net_of_vat rate")
+        if rate_d <= 0:
+            return money.round_money(gross_d)
+        return money.round_money(gross_d * 100 / (100 + rate_d))
+
     def number(self, value: Any) -> Decimal | None:
         """A Decimal from a number or numeric text; null stays null."""
         return None if value is None else _num(value, "number")
@@ -138,6 +147,23 @@ class Library:
         raise RecordError(f"lookup: {key!r} is not in table {table!r} ({source}); "
                           f"add a row for it")
 
+    def index_by(self, items: Any, field_name: str) -> dict[str, Any]:
+        """The elements of ``items`` by the text of their ``field_name`` (the last one wins)."""
+        out: dict[str, Any] = {}
+        for item in items or []:
+            if isinstance(item, dict) and item.get(field_name) is not None:
+                out[self.text(item[field_name])] = item
+        return out
+
+    def get(self, obj: Any, key: Any, *default: Any) -> Any:
+        """``obj[key]`` for a key computed at run time (text keys); null, or ``default``,
+        when absent."""
+        if isinstance(obj, dict) and key is not None:
+            value = obj.get(self.text(key))
+            if value is not None:
+                return value
+        return default[0] if default else None
+
     def must(self, value: Any, message: str) -> Any:
         """``value``, or an error for the record with ``message`` when it is null or empty."""
         if value is None or value == "" or value == [] or value == {}:
@@ -179,6 +205,7 @@ FUNCTIONS: dict[str, tuple[str, list[list[str]], bool]] = {
     "mul": ("mul", [["number", "string", "null"]], True),
     "div": ("div", [["number", "string", "null"], ["number", "string", "null"]], False),
     "number": ("number", [["number", "string", "null"]], False),
+    "net_of_vat": ("net_of_vat", [["number", "string"], ["number", "string"]], False),
     "allocate": ("allocate", [["array", "null"], ["array"], ["number", "string"], ["string"]], False),
     "local_datetime": ("local_datetime", [["string", "null"]], False),
     "local_date": ("local_date", [["string", "null"]], False),
@@ -186,6 +213,8 @@ FUNCTIONS: dict[str, tuple[str, list[list[str]], bool]] = {
     "uuid5": ("uuid5", [[]], True),
     "lookup": ("lookup", [["string"], []], True),
     "must": ("must", [[], ["string"]], False),
+    "index_by": ("index_by", [["array", "null"], ["string"]], False),
+    "get": ("get", [["object", "null"], []], True),
     "if": ("if_", [[], [], []], False),
     "lower": ("lower", [["string", "null"]], False),
     "upper": ("upper", [["string", "null"]], False),

@@ -74,6 +74,9 @@ class RoutePlan:
     key: Template | None
     fields: Fn | None
     ensure: tuple[EnsurePlan, ...]
+    each: Expr | None = None       # one document per element (e.g. per refund)
+    each_as: str = "item"
+    lets: tuple[tuple[str, Fn], ...] = ()   # named values per route (and element)
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,7 @@ class Plan:
     timezone: str
     source: SourcePlan
     tables: dict[str, dict[str, Any]]
-    lets: tuple[tuple[str, Expr], ...]
+    lets: tuple[tuple[str, Fn], ...]
     routes: tuple[RoutePlan, ...]
     spec: LoadedSpec
     compiler: ExpressionCompiler
@@ -165,24 +168,52 @@ class Plan:
         docs: list[Document] = []
         conditions: list[tuple[str, Any]] = []
         for route in self.routes:
-            if route.when is not None:
-                try:
-                    cond = route.when(scope)
-                except RecordError as exc:
-                    raise MappingError(str(exc), f"route {route.name}: when") from None
-                if explain:
-                    conditions.append((route.name, cond))
-                if not truthy(cond):
+            for route_scope in self._route_scopes(route, scope):
+                if route.when is not None:
+                    try:
+                        cond = route.when(route_scope)
+                    except RecordError as exc:
+                        raise MappingError(str(exc), f"route {route.name}: when") from None
+                    if explain:
+                        conditions.append((route.name, cond))
+                    if not truthy(cond):
+                        continue
+                elif explain:
+                    conditions.append((route.name, True))
+                if route.name not in fired:
+                    fired.append(route.name)
+                if route.action == "skip":
                     continue
-            elif explain:
-                conditions.append((route.name, True))
-            fired.append(route.name)
-            if route.action == "skip":
-                continue
-            if documents:
-                docs.append(self._document(route, scope, source_id, version))
-            hist[route.name] = {"key": docs[-1].key if documents else "", "state": "planned"}
+                if route.lets and documents:
+                    route_scope = dict(route_scope)
+                    for name, fn in route.lets:
+                        try:
+                            route_scope[name] = fn(route_scope)
+                        except RecordError as exc:
+                            raise MappingError(str(exc), f"route {route.name}: let {name}") from None
+                if documents:
+                    docs.append(self._document(route, route_scope, source_id, version))
+                hist[route.name] = {"key": docs[-1].key if documents else "", "state": "planned"}
         return RecordOutcome(source_id, version, lets, fired, docs, conditions)
+
+    def _route_scopes(self, route: RoutePlan, scope: Scope) -> Any:
+        """The scope once, or once per element for a route with ``each``."""
+        if route.each is None:
+            yield scope
+            return
+        try:
+            items = route.each(scope)
+        except RecordError as exc:
+            raise MappingError(str(exc), f"route {route.name}: each") from None
+        if items is None:
+            return
+        if not isinstance(items, list):
+            raise MappingError(f"{route.each.source!r} is not a list", f"route {route.name}: each")
+        for position, item in enumerate(items, 1):
+            inner = dict(scope)
+            inner[route.each_as] = item
+            inner["position"] = position
+            yield inner
 
     def _document(self, route: RoutePlan, scope: Scope, source_id: str,
                   version: str | None) -> Document:
@@ -302,13 +333,17 @@ class _Compiler:
             self.error(path, f"{kind} uses unknown name {name!r}", hint)
 
     # -- field values -----------------------------------------------------------------
-    def value(self, path: tuple, raw: Any, names: set[str]) -> Fn | None:
+    def value(self, path: tuple, raw: Any, names: set[str], keep_decimals: bool = False) -> Fn | None:
+        """Compile a field value. Payload values become JSON-ready (decimals as numbers);
+        with ``keep_decimals`` (structured let values) they stay Decimal for later sums."""
         if isinstance(raw, str):
             if raw.startswith("="):
                 expr = self.expr_body(path, raw[1:], names)
                 if expr is None:
                     return None
                 fn = expr.fn
+                if keep_decimals:
+                    return fn
 
                 def evaluate(scope: Scope) -> Any:
                     value = fn(scope)
@@ -326,12 +361,12 @@ class _Compiler:
             return _constant(raw)
         if isinstance(raw, dict):
             if "each" in raw:
-                return self.each(path, raw, names)
+                return self.each(path, raw, names, keep_decimals)
             if set(raw) == {"const"}:
-                return _constant(jsonable(raw["const"]))
-            return self.fields(path, raw, names)
+                return _constant(raw["const"] if keep_decimals else jsonable(raw["const"]))
+            return self.fields(path, raw, names, keep_decimals)
         if isinstance(raw, list):
-            items = [self.value(path + (i,), v, names) for i, v in enumerate(raw)]
+            items = [self.value(path + (i,), v, names, keep_decimals) for i, v in enumerate(raw)]
             if any(i is None for i in items):
                 return None
             fns = tuple(items)
@@ -345,7 +380,7 @@ class _Compiler:
                         raise _at(i, exc) from None
                 return out
             return listing
-        return _constant(jsonable(raw))
+        return _constant(raw if keep_decimals else jsonable(raw))
 
     def expr_body(self, path: tuple, body: str, names: set[str]) -> Expr | None:
         try:
@@ -364,11 +399,12 @@ class _Compiler:
                        f"write '={raw}' for the value, or {{const: {raw!r}}} to keep the text",
                        severity=WARNING)
 
-    def fields(self, path: tuple, raw: dict[str, Any], names: set[str]) -> Fn | None:
+    def fields(self, path: tuple, raw: dict[str, Any], names: set[str],
+               keep_decimals: bool = False) -> Fn | None:
         compiled = []
         ok = True
         for key, value in raw.items():
-            fn = self.value(path + (key,), value, names)
+            fn = self.value(path + (key,), value, names, keep_decimals)
             ok = ok and fn is not None
             compiled.append((key, fn))
         if not ok:
@@ -385,11 +421,13 @@ class _Compiler:
             return out
         return build
 
-    def each(self, path: tuple, raw: dict[str, Any], names: set[str]) -> Fn | None:
-        unknown = set(raw) - {"each", "as", "when", "fields"}
+    def each(self, path: tuple, raw: dict[str, Any], names: set[str],
+             keep_decimals: bool = False) -> Fn | None:
+        allowed = ["each", "as", "when", "let", "fields"]
+        unknown = set(raw) - set(allowed)
         for name in sorted(unknown):
-            self.error(path + (name,), f"unknown key {name!r} in each", did_you_mean(name, ["each", "as", "when", "fields"]) or
-                       "each takes: each, as, when, fields", key=True)
+            self.error(path + (name,), f"unknown key {name!r} in each",
+                       did_you_mean(name, allowed) or "each takes: " + ", ".join(allowed), key=True)
         alias = raw.get("as", "item")
         if not isinstance(alias, str) or not alias.isidentifier():
             self.error(path + ("as",), "`as` must be a name, e.g. as: line")
@@ -400,12 +438,16 @@ class _Compiler:
         items_expr = self.expr(path + ("each",), raw["each"], names)
         inner = names | {alias, "position"}
         when = self.expr(path + ("when",), raw["when"], inner - {"position"}) if "when" in raw else None
-        build = self.fields(path + ("fields",), raw["fields"], inner)
-        if items_expr is None or build is None or ("when" in raw and when is None) or unknown:
+        lets, ok = self.lets(path + ("let",), raw.get("let") or {}, inner)
+        inner = inner | {name for name, _ in lets}
+        build = self.fields(path + ("fields",), raw["fields"], inner, keep_decimals)
+        if items_expr is None or build is None or ("when" in raw and when is None) or unknown \
+                or not ok:
             return None
         items_fn = items_expr.fn
         when_fn = when.fn if when is not None else None
         source = items_expr.source
+        element_lets = tuple(lets)
 
         def each(scope: Scope) -> list[Any]:
             items = items_fn(scope)
@@ -421,11 +463,40 @@ class _Compiler:
                     continue
                 inner_scope["position"] = len(out) + 1
                 try:
+                    for name, fn in element_lets:
+                        try:
+                            inner_scope[name] = fn(inner_scope)
+                        except RecordError as exc:
+                            raise _FieldError(str(exc), f"let {name}") from None
                     out.append(build(inner_scope))
                 except RecordError as exc:
                     raise _at(i, exc) from None
             return out
         return each
+
+    def lets(self, path: tuple, raw: dict[str, Any], names: set[str]) -> tuple[list[tuple[str, Fn]], bool]:
+        """Named values in order: a JMESPath text, or a structured value (``each`` / a
+        mapping) that keeps decimals exact for later sums."""
+        out: list[tuple[str, Fn]] = []
+        ok = True
+        known = set(names)
+        for name, src in raw.items():
+            if name in known:
+                self.error(path + (name,), f"let {name!r} reuses a name already defined",
+                           "pick another name", key=True)
+                ok = False
+                continue
+            if isinstance(src, (dict, list)):
+                fn = self.value(path + (name,), src, known, keep_decimals=True)
+            else:
+                expr = self.expr(path + (name,), src, known)
+                fn = expr.fn if expr is not None else None
+            known.add(name)
+            if fn is None:
+                ok = False
+            else:
+                out.append((name, fn))
+        return out, ok
 
     # -- the whole flow -----------------------------------------------------------------
     def compile(self) -> Plan | None:
@@ -437,16 +508,8 @@ class _Compiler:
             names.add(source.alias)
         self.lookups(data.get("lookups") or {})
         names |= set(self.tables)
-        lets = []
-        for name, src in (data.get("let") or {}).items():
-            if name in names:
-                self.error(("let", name), f"let {name!r} reuses a name already defined",
-                           "pick another name", key=True)
-                continue
-            expr = self.expr(("let", name), src, names)
-            names.add(name)
-            if expr is not None:
-                lets.append((name, expr))
+        lets, _ = self.lets(("let",), data.get("let") or {}, names)
+        names |= set(data.get("let") or {})
         routes = []
         seen: dict[str, int] = {}
         for i, raw in enumerate(data.get("routes") or []):
@@ -527,15 +590,27 @@ class _Compiler:
 
     def route(self, path: tuple, raw: dict[str, Any], names: set[str]) -> RoutePlan | None:
         action = raw.get("action", "upsert")
+        each = None
+        each_as = raw.get("as", "item")
+        if "each" in raw:
+            each = self.expr(path + ("each",), raw["each"], names)
+            names = names | {each_as, "position"}
+        elif "as" in raw:
+            self.error(path + ("as",), "`as` names the element of `each`; this route has no each",
+                       key=True)
         when = self.expr(path + ("when",), raw["when"], names) if "when" in raw else None
+        route_lets, lets_ok = self.lets(path + ("let",), raw.get("let") or {}, names)
+        names = names | {name for name, _ in route_lets}
         target = raw.get("target")
+        if not lets_ok:
+            return None
         if action == "skip":
             for extra in ("target", "key", "fields", "ensure"):
                 if extra in raw:
                     self.error(path + (extra,), f"a skip route writes nothing; remove {extra!r}",
                                key=True)
             return RoutePlan(raw.get("name", ""), raw.get("description", ""), when, action,
-                             None, None, {}, None, None, ())
+                             None, None, {}, None, None, (), each, each_as, tuple(route_lets))
         if target is None:
             self.error(path, f"route {raw.get('name')!r} has no target",
                        "add target: {connector: ..., document: ...}, or action: skip")
@@ -563,9 +638,12 @@ class _Compiler:
                                           et.get("document"), et.get("params") or {}, ekey, efields))
         if key is None or fields is None:
             return None
+        if "each" in raw and each is None:
+            return None
         return RoutePlan(raw["name"], raw.get("description", ""), when, action,
                          target.get("connector"), target.get("document"),
-                         target.get("params") or {}, key, fields, tuple(ensures))
+                         target.get("params") or {}, key, fields, tuple(ensures), each, each_as,
+                         tuple(route_lets))
 
     def check_target(self, path: tuple, target: dict[str, Any], action: str,
                      fields: dict[str, Any]) -> None:

@@ -247,8 +247,10 @@ def _run_pages(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connecto
         for record, ok in zip(records, handled):
             if not ok:
                 blocked = True
-            if not blocked and source.cursor and isinstance(record, dict) \
-                    and record.get(source.cursor) is not None:
+            # A page that carries its own cursor knows the order of its records (they may be
+            # unsorted); only without one is the record's cursor field trusted, in read order.
+            if not blocked and page.cursor is None and source.cursor and \
+                    isinstance(record, dict) and record.get(source.cursor) is not None:
                 cursor_value = record[source.cursor]
         if not blocked and page.cursor is not None and len(records) == len(page.records):
             cursor_value = page.cursor

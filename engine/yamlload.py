@@ -75,20 +75,30 @@ def _convert(loader: _Loader, node: yaml.Node, path: tuple, smap: SourceMap) -> 
     smap.values[path] = Position(node.start_mark.line + 1, node.start_mark.column + 1,
                                  isinstance(node, yaml.ScalarNode) and node.style in ("'", '"'))
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)   # YAML merge keys (<<: *anchor)
+        explicit = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
+        loader.flatten_mapping(node)   # YAML merge keys (<<: *anchor) come first, then these
         result: dict[Any, Any] = {}
+        merged: set[Any] = set()
         for key_node, value_node in node.value:
+            if id(key_node) not in explicit:
+                key = loader.construct_object(key_node, deep=True)
+                merged.add(key)
+                result[key] = _convert(loader, value_node, path + (key,), smap)
+                smap.keys[path + (key,)] = Position(key_node.start_mark.line + 1,
+                                                    key_node.start_mark.column + 1)
+                continue
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, (str, int, bool)) and key is not None:
                 raise SpecSyntaxError(smap.file, key_node.start_mark.line + 1,
                                       key_node.start_mark.column + 1,
                                       "mapping keys must be plain text")
-            if key in result:
+            if key in result and key not in merged:
                 first = smap.keys[path + (key,)]
                 raise SpecSyntaxError(smap.file, key_node.start_mark.line + 1,
                                       key_node.start_mark.column + 1,
                                       f"duplicate key {key!r} (first defined at line {first.line})",
                                       "remove one of them; YAML keeps only the last")
+            merged.discard(key)     # an explicit key overrides a merged one, once
             smap.keys[path + (key,)] = Position(key_node.start_mark.line + 1,
                                                 key_node.start_mark.column + 1)
             result[key] = _convert(loader, value_node, path + (key,), smap)

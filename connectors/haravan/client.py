@@ -9,15 +9,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Mapping
 
 import httpx
 
 from hexaflow.connector import ConfigError, ConnectorError
-from hexaflow.money import to_json_number
 from hexaflow.http import HttpClient, RetryPolicy, rate_limiter
+from hexaflow.money import to_json_number
 
 from .normalise import loads, quirks
 
@@ -39,8 +39,8 @@ def _number(config: Mapping[str, str], name: str, default: float) -> float:
 @dataclass(frozen=True)
 class Settings:
     base_url: str
-    token: str
-    webhook_secret: str | None
+    token: str = field(repr=False)             # never shown, even in a debug print
+    webhook_secret: str | None = field(repr=False)
     page_size: int
     overlap_seconds: float
     calls_per_second: float

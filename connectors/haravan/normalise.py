@@ -8,6 +8,7 @@ ints already, however large.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import timezone
 from decimal import Decimal
 from functools import lru_cache
@@ -19,8 +20,6 @@ import yaml
 from hexaflow.money import to_decimal
 from hexaflow.timeutil import parse_datetime
 
-_MISSING = object()
-
 
 @lru_cache(maxsize=1)
 def quirks() -> dict[str, Any]:
@@ -29,15 +28,28 @@ def quirks() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
+@dataclass(frozen=True)
+class Rules:
+    enum_fields: frozenset[str]
+    aliases: dict[str, dict[str, Any]]          # field -> lower-cased spelling -> canonical
+    money_fields: frozenset[str]
+    timestamp_suffix: str
+    timestamp_fields: frozenset[str]
+    transaction_status: dict[str, str]
+
+
 @lru_cache(maxsize=1)
-def _rules() -> tuple[frozenset[str], dict[str, dict[str, Any]], frozenset[str], str, frozenset[str], dict[str, str]]:
+def rules() -> Rules:
     q = quirks()
     enums = q["enums"]
-    aliases = {field: {str(k).lower(): v for k, v in (enums["aliases"].get(field) or {}).items()}
-               for field in enums["fields"]}
-    ts = q["timestamp_fields"]
-    return (frozenset(enums["fields"]), aliases, frozenset(q["money_fields"]), ts["suffix"],
-            frozenset(ts["extra"]), {k.lower(): v for k, v in enums["transaction_status"].items()})
+    return Rules(
+        enum_fields=frozenset(enums["fields"]),
+        aliases={field: {str(k).lower(): v for k, v in (enums["aliases"].get(field) or {}).items()}
+                 for field in enums["fields"]},
+        money_fields=frozenset(q["money_fields"]),
+        timestamp_suffix=q["timestamp_fields"]["suffix"],
+        timestamp_fields=frozenset(q["timestamp_fields"]["extra"]),
+        transaction_status={k.lower(): v for k, v in enums["transaction_status"].items()})
 
 
 def loads(data: bytes | str) -> Any:
@@ -46,11 +58,11 @@ def loads(data: bytes | str) -> Any:
 
 
 def normalise_enum(field: str, value: Any) -> Any:
-    enum_fields, aliases, *_ = _rules()
-    if field not in enum_fields or not isinstance(value, str):
+    r = rules()
+    if field not in r.enum_fields or not isinstance(value, str):
         return value
     lowered = value.strip().lower()
-    return aliases.get(field, {}).get(lowered, lowered)
+    return r.aliases.get(field, {}).get(lowered, lowered)
 
 
 def normalise_timestamp(value: Any) -> Any:
@@ -66,7 +78,7 @@ def normalise_timestamp(value: Any) -> Any:
 
 def normalise(record: Any) -> Any:
     """A normalised deep copy of ``record`` (a dict, list or scalar)."""
-    enum_fields, aliases, money_fields, suffix, extra_ts, tx_status = _rules()
+    r = rules()
 
     def walk(value: Any) -> Any:
         if isinstance(value, list):
@@ -76,18 +88,18 @@ def normalise(record: Any) -> Any:
         is_transaction = "kind" in value and "amount" in value
         out: dict[str, Any] = {}
         for key, item in value.items():
-            if key in money_fields and isinstance(item, (int, float, str, Decimal)) \
+            if key in r.money_fields and isinstance(item, (int, float, str, Decimal)) \
                     and not isinstance(item, bool):
                 try:
                     item = to_decimal(item)
                 except ValueError:
                     pass
-            elif key in enum_fields:
+            elif key in r.enum_fields:
                 item = normalise_enum(key, item)
-            elif key.endswith(suffix) or key in extra_ts:
+            elif key.endswith(r.timestamp_suffix) or key in r.timestamp_fields:
                 item = normalise_timestamp(item)
             elif key == "status" and is_transaction and isinstance(item, str):
-                item = tx_status.get(item.strip().lower(), item.strip().lower())
+                item = r.transaction_status.get(item.strip().lower(), item.strip().lower())
             elif isinstance(item, (dict, list)):
                 item = walk(item)
             out[key] = item

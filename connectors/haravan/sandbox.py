@@ -15,16 +15,14 @@ default, to exercise 403s), ``bucket_size``/``leak_rate`` (80 and 4/s like the r
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import queue
 import threading
 import time
 import urllib.error
-from collections import deque
 import urllib.request
-from decimal import Decimal
+from collections import deque
 from typing import Any, Callable, Iterable
 
 from hexaflow.connectors.sandbox_server import Request, Response, SandboxApp, dumps, json_response

@@ -22,10 +22,6 @@ from hexaflow.timeutil import parse_datetime
 from . import demo_data as demo
 from .demo_data import OrderPlan, money, render_time
 
-ORDER_TOPICS = ("orders/create", "orders/updated", "orders/paid", "orders/cancelled",
-                "orders/fulfilled", "refunds/create")
-
-
 class ApiError(Exception):
     """An answer other than success: the route turns it into status + {"errors": ...}."""
 
@@ -35,7 +31,7 @@ class ApiError(Exception):
         self.errors = errors
 
 
-def not_found(kind: str) -> ApiError:
+def not_found() -> ApiError:
     return ApiError(404, "Not Found")
 
 
@@ -92,7 +88,7 @@ class OrderIndex:
     def materialise(self, order_id: int) -> dict[str, Any]:
         order = self.get(order_id)
         if order is None:
-            raise not_found("order")
+            raise not_found()
         if order_id in self._plans:
             del self._plans[order_id]
             self._orders[order_id] = order
@@ -284,7 +280,7 @@ class HaravanShop:
     def update_customer(self, cid: int, body: dict[str, Any]) -> dict[str, Any]:
         customer = self.customers.get(cid)
         if customer is None:
-            raise not_found("customer")
+            raise not_found()
         for field in ("email", "phone"):
             value = body.get(field)
             if value and any(c.get(field) == value and c["id"] != cid for c in self.customers.values()):
@@ -386,7 +382,7 @@ class HaravanShop:
     def update_product(self, pid: int, body: dict[str, Any]) -> dict[str, Any]:
         product = self.products.get(pid)
         if product is None:
-            raise not_found("product")
+            raise not_found()
         self._check_product(body, pid)
         ms = self.tick()
         stamp = render_time(ms, pid)
@@ -427,7 +423,7 @@ class HaravanShop:
     def update_variant(self, vid: int, body: dict[str, Any]) -> dict[str, Any]:
         pid = self.variant_product.get(vid)
         if pid is None or pid not in self.products:
-            raise not_found("variant")
+            raise not_found()
         product = self.products[pid]
         variant = next(v for v in product["variants"] if v["id"] == vid)
         self._apply_variant(variant, body)
@@ -439,7 +435,7 @@ class HaravanShop:
     def add_variant(self, pid: int, body: dict[str, Any]) -> dict[str, Any]:
         product = self.products.get(pid)
         if product is None:
-            raise not_found("product")
+            raise not_found()
         if len(product["variants"]) >= 100:
             raise ApiError(422, {"variants": ["a product has at most 100 variants"]})
         ms = self.tick()
@@ -523,7 +519,7 @@ class HaravanShop:
     def get_order(self, oid: int) -> dict[str, Any]:
         order = self.orders.get(oid)
         if order is None:
-            raise not_found("order")
+            raise not_found()
         return order
 
     def _save(self, order: dict[str, Any], *topics: str) -> dict[str, Any]:

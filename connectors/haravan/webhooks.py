@@ -10,8 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from .normalise import loads, normalise
 
@@ -42,8 +41,8 @@ def verify_webhook(raw_body: bytes, headers: Mapping[str, str], secret: str) -> 
     return hmac.compare_digest(expected.encode("ascii"), received.strip().encode("ascii", "replace"))
 
 
-@dataclass(frozen=True)
-class WebhookEvent:
+class WebhookEvent(NamedTuple):
+    """Unpacks as ``topic, org_id, body``."""
     topic: str            # e.g. "orders/updated"
     org_id: str | None    # the shop (X-Haravan-Org-Id)
     body: Any             # the bare resource, normalised like a read record

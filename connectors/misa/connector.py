@@ -126,7 +126,8 @@ class MisaConnector(Connector):
         self.client = MisaClient(self.settings)
 
     # -- reads ------------------------------------------------------------------------
-    def read(self, resource: str, params: Mapping[str, Any], since: Any = None) -> Iterator[Page]:
+    def read(self, resource: str, params: Mapping[str, Any], since: Any = None, *,
+             cursor_field: str | None = None) -> Iterator[Page]:
         params = params or {}
         if resource == "inventory_balance":
             yield from self._read_balance(params)
