@@ -263,14 +263,7 @@ class ClosureCompiler:
 
         def projection(value: Any) -> Any:
             items = base(value)
-            if not isinstance(items, list):
-                return None
-            collected = []
-            for element in items:
-                current = project(element)
-                if current is not None:
-                    collected.append(current)
-            return collected
+            return _project(project, items) if isinstance(items, list) else None
         return projection
 
     def _value_projection(self, node: dict[str, Any]) -> Fn:
@@ -281,10 +274,15 @@ class ClosureCompiler:
                 items = base(value).values()
             except AttributeError:
                 return None
-            collected = []
-            for element in items:
-                current = project(element)
-                if current is not None:
-                    collected.append(current)
-            return collected
+            return _project(project, items)
         return value_projection
+
+
+def _project(project: Fn, items: Any) -> list[Any]:
+    """Apply ``project`` to each element, leaving out nulls (JMESPath projection rule)."""
+    collected = []
+    for element in items:
+        current = project(element)
+        if current is not None:
+            collected.append(current)
+    return collected

@@ -90,8 +90,17 @@ CATALOGUE = Catalogue(
             "dictionary_type (1 account object, 3 inventory item, 5 stock, 6 unit) and MISA's "
             "fields; matched by code.",
             actions=("upsert", "create"),
-            forbidden_fields={"app_id": "added by the connector from MISA_APP_ID",
-                              "org_company_code": "added by the connector"}),
+            forbidden_fields={
+                "app_id": "added by the connector from MISA_APP_ID",
+                "org_company_code": "added by the connector",
+                # R-CUS-3: MISA AMIS has no API that puts a customer into a customer group.
+                **{name: "MISA AMIS has no API to put a customer into a customer group; "
+                         "assign the group by hand in AMIS (Danh mục → Khách hàng)"
+                   for name in ("account_object_group_id_list", "account_object_group_code_list",
+                                "account_object_group_name_list",
+                                "account_object_group_misa_code_list",
+                                "account_object_group_code", "account_object_group_id",
+                                "customer_group")}}),
     })
 
 

@@ -371,10 +371,7 @@ class MisaSandbox(SandboxApp):
             return fail("InvalidParam", f"Số chứng từ tối đa mỗi lần gọi là {MAX_SAVE}")
         if any(not isinstance(v, dict) or not v.get("org_refid") for v in vouchers):
             return fail("InvalidParam", "org_refid không được để trống")
-        with self._work:
-            self._seq += 1
-            self._queue.append({"kind": "delete", "seq": self._seq, "vouchers": vouchers})
-            self._work.notify_all()
+        self._enqueue({"kind": "delete", "vouchers": vouchers})
         return ok()
 
     def save_dictionary(self, req: Request) -> Response:
@@ -389,11 +386,15 @@ class MisaSandbox(SandboxApp):
         if len(entries) > MAX_DICTIONARY:
             return fail("InvalidParam", f"Số danh mục tối đa mỗi lần gọi là {MAX_DICTIONARY} "
                                         f"(at most {MAX_DICTIONARY} entries per call)")
+        self._enqueue({"kind": "dictionary", "dictionary": entries})
+        return ok()
+
+    def _enqueue(self, call: dict[str, Any]) -> None:
+        """Queue a call for the background worker, in arrival order (MISA processes FIFO)."""
         with self._work:
             self._seq += 1
-            self._queue.append({"kind": "dictionary", "seq": self._seq, "dictionary": entries})
+            self._queue.append(dict(call, seq=self._seq))
             self._work.notify_all()
-        return ok()
 
     # -- the worker -------------------------------------------------------------------
     def _run_worker(self) -> None:

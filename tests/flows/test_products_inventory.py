@@ -278,3 +278,22 @@ def test_R_INV_2_the_warehouse_table_maps_every_warehouse_of_the_shop_and_compan
     assert {r["stock_code"]: r["location_id"] for r in rows} == \
         {w.stock_code: w.location_id for w in WAREHOUSES}
     assert len({r["location_id"] for r in rows}) == len(rows)     # readable both ways
+
+
+def test_R_INV_1_stock_of_an_item_not_on_haravan_is_reported_then_sent_once_it_is(world):
+    # An item kept inactive in MISA is not put on Haravan, so its stock has nowhere to go:
+    # the line is refused and reported (dead letter, exit 2), never dropped silently.
+    world.save_in_amis(item("BO-DO-NGU-M", "Bộ đồ ngủ lụa - M", "Bộ", 680000, inactive=True))
+    world.set_stock("BO-DO-NGU-M", "KHO_HN", 6)
+    world.run("products")
+    output = world.run("inventory", expect_exit=2)
+    assert "SKU BO-DO-NGU-M is not in Haravan; push the product first" in output
+    assert world.on_hand() == {}
+
+    # The accountant makes it active again: the product is created, and the next stock run
+    # sends the line it could not send before.
+    world.save_in_amis(item("BO-DO-NGU-M", "Bộ đồ ngủ lụa - M", "Bộ", 680000))
+    assert route_line(world.run("products"), "product").startswith("written 1")
+    output = world.run("inventory")
+    assert route_line(output, "stock").startswith("written 1")
+    assert world.on_hand() == {(HN, "BO-DO-NGU-M"): 6}

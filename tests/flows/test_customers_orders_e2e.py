@@ -1,0 +1,643 @@
+"""End to end: Haravan customers and orders → MISA AMIS (R-CUS-1..4, R-ORD-1..6, R-CAN-1..8).
+
+Both sandboxes run in-process on loopback HTTP with ``data="empty"`` (the shop's locations, the
+company's stocks, units and shipping item). Each test acts as the shop does on Haravan (creates
+customers and orders through the real ``/com/`` routes; pays, fulfils, cancels and refunds) and as
+the accountant does in AMIS (generates a request), runs the packaged flows
+``mappings/customers.yaml`` and ``mappings/orders.yaml`` through the CLI, and checks MISA through
+its admin routes (``/_sandbox/requests``, ``/_sandbox/dictionary``). After every scenario, running
+all flows again must change nothing in MISA.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import httpx
+import pytest
+import yaml
+
+from hexaflow.connectors.commands import start_sandboxes
+
+from e2e_world import CREDENTIALS, ITEMS, TIMEOUT, World
+
+VN = timezone(timedelta(hours=7))
+ADDRESS = {"address1": "182 Lê Đại Hành", "ward": "Phường 15", "district": "Quận 11",
+           "province": "Hồ Chí Minh"}
+ADDRESS_TEXT = "182 Lê Đại Hành, Phường 15, Quận 11, Hồ Chí Minh"
+SALES_ORDER, SALES_VOUCHER, CASH_RECEIPT, BANK_RECEIPT, CASH_PAYMENT, SALES_RETURN = 20, 13, 5, 1, 4, 12
+
+
+@pytest.fixture(scope="module")
+def sandboxes():
+    haravan, misa, creds = start_sandboxes(data="empty", orders=0, rate_limit=False,
+                                           credentials=dict(CREDENTIALS))
+    try:
+        yield haravan, misa, {**creds, "HARAVAN_BASE_URL": haravan.url, "MISA_BASE_URL": misa.url}
+    finally:
+        haravan.stop()
+        misa.stop()
+
+
+@pytest.fixture
+def world(sandboxes, tmp_path):
+    haravan, misa, config = sandboxes
+    with httpx.Client(timeout=TIMEOUT) as http:
+        assert http.post(f"{haravan.url}/_sandbox/reset", json={}).status_code == 200
+        assert http.post(f"{misa.url}/_sandbox/reset", json={"data": "empty"}).status_code == 200
+    w = World(haravan.url, misa.url, config, tmp_path)
+    w.seed_items()
+    yield w
+    w.http.close()
+
+
+# -- what a shop does ------------------------------------------------------------------------
+def lan(w: World, **extra) -> dict:
+    return w.create_customer(first_name="Lan", last_name="Nguyễn", email="lan.nguyen@example.com",
+                             phone="0909123456", note="MST: 0312345678", addresses=[ADDRESS], **extra)
+
+
+def line(sku: str, quantity: int = 1, promotion: int = 0) -> dict:
+    name, _unit, price = ITEMS[sku]
+    body = {"sku": sku, "title": name, "price": price, "quantity": quantity}
+    if promotion:
+        body["total_discount"] = promotion        # per unit: Haravan's price is net of it
+    return body
+
+
+def web_order(w: World, customer: dict | None, gateway: str = "Bank transfer", **extra) -> dict:
+    """Two lines (one with a line promotion), a discount code and a shipping fee."""
+    body = {"gateway": gateway, "note": "Giao giờ hành chính", "shipping_address": ADDRESS,
+            "line_items": [line("AO-THUN-M", 2, promotion=25000), line("QUAN-JEAN-32")],
+            "discount_codes": [{"code": "GIAM50K", "amount": 50000}],
+            "shipping_lines": [{"title": "Giao hàng nhanh", "price": 30000}]}
+    if customer is not None:
+        body["customer"] = {"id": customer["id"]}
+    body.update(extra)
+    return w.create_order(**body)
+
+
+# -- checks ----------------------------------------------------------------------------------
+def assert_rerun_changes_nothing(w: World) -> None:
+    """Running every flow again writes nothing: same requests (payloads, statuses) and
+    the same account objects as before."""
+    before = w.snapshot()
+    w.sync()
+    w.sync()
+    assert w.snapshot() == before
+
+
+def assert_balanced(payload: dict) -> None:
+    """MISA's balance rules, and whole đồng everywhere."""
+    detail = payload["detail"]
+    assert detail
+    money = [payload[k] for k in ("total_sale_amount", "total_discount_amount", "total_vat_amount",
+                                  "total_amount")]
+    money += [d[k] for d in detail for k in ("amount", "discount_amount", "vat_amount")]
+    for amount in money:
+        assert Decimal(str(amount)) == Decimal(str(amount)).to_integral_value(), payload
+        assert Decimal(str(amount)) >= 0, payload
+    assert Decimal(str(payload["total_sale_amount"])) == sum(Decimal(str(d["amount"])) for d in detail)
+    assert Decimal(str(payload["total_discount_amount"])) == sum(Decimal(str(d["discount_amount"])) for d in detail)
+    assert Decimal(str(payload["total_vat_amount"])) == sum(Decimal(str(d["vat_amount"])) for d in detail)
+    assert Decimal(str(payload["total_amount"])) == (
+        Decimal(str(payload["total_sale_amount"])) - Decimal(str(payload["total_discount_amount"]))
+        + Decimal(str(payload["total_vat_amount"])))
+
+
+def vn_time(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(VN)
+
+
+def assert_same_instant(misa_stamp: str, haravan_stamp: str) -> None:
+    got = datetime.fromisoformat(misa_stamp)
+    assert got.utcoffset() == timedelta(hours=7), misa_stamp
+    assert abs(got - vn_time(haravan_stamp)) < timedelta(seconds=1), (misa_stamp, haravan_stamp)
+
+
+def codes(reqs: dict[str, dict]) -> set[str]:
+    return set(reqs)
+
+
+# ============================================================================ customers
+def test_R_CUS_1_R_CUS_2_new_haravan_customer_becomes_a_misa_customer(world):
+    customer = lan(world)
+    world.sync("customers")
+
+    accounts = world.account_objects()
+    code = f"HRV-{customer['id']}"
+    assert set(accounts) == {code}
+    entry = accounts[code]
+    assert entry["account_object_name"] == "Nguyễn Lan"
+    assert entry["address"] == ADDRESS_TEXT
+    assert entry["tel"] == "0909123456"
+    assert entry["email_address"] == "lan.nguyen@example.com"
+    assert entry["description"] == "MST: 0312345678"
+    assert entry["is_customer"] is True and entry["is_vendor"] is False and entry["is_employee"] is False
+    assert entry["receive_account"] == "131"
+    assert world.request_list() == []          # customers are master data, not voucher requests
+
+    # A customer created later is picked up by the next run; the first one is left alone.
+    assert_rerun_changes_nothing(world)
+    before = world.account_objects()[code]
+    second = world.create_customer(first_name="Bình", last_name="Trần", phone="0912000111")
+    world.sync("customers")
+    accounts = world.account_objects()
+    assert set(accounts) == {code, f"HRV-{second['id']}"}
+    assert accounts[f"HRV-{second['id']}"]["account_object_name"] == "Trần Bình"
+    assert accounts[f"HRV-{second['id']}"]["tel"] == "0912000111"
+    assert accounts[code] == before
+    assert_rerun_changes_nothing(world)
+
+
+def test_R_CUS_1_guest_placeholder_is_not_created_as_a_customer(world):
+    world.create_customer(first_name="Guest", email="guest@haravan.com")
+    real = world.create_customer(first_name="Minh", last_name="Lê", email="minh@example.com")
+    world.sync("customers")
+    assert set(world.account_objects()) == {f"HRV-{real['id']}"}
+    assert_rerun_changes_nothing(world)
+
+
+@pytest.mark.parametrize("flow,anchor", [
+    ("customers", "      inactive: false\n"),                  # the customers flow's own route
+    ("orders", "          inactive: false\n"),              # the order flow's ensured customer
+])
+def test_R_CUS_3_validate_refuses_a_customer_group_mapping(world, flow, anchor):
+    folder = world.copy_mappings()
+    path = folder / f"{flow}.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert anchor in text
+    path.write_text(text.replace(anchor, anchor + anchor.replace("inactive: false", 'account_object_group_code_list: "KH_ONLINE"'), 1),
+                    encoding="utf-8")
+
+    result = world.cli("validate", str(path))
+    assert result.exit_code == 1, result.output
+    out = result.output
+    assert "account_object_group_code_list" in out
+    assert f"{flow}.yaml:" in out                                   # file:line
+    assert "no API" in out and "group" in out                          # why
+    assert "by hand in AMIS" in out                                  # what to do instead
+
+
+def test_R_CUS_3_packaged_flows_validate(world):
+    result = world.cli("validate", str(world.mappings / "customers.yaml"), str(world.mappings / "orders.yaml"))
+    assert result.exit_code == 0, result.output
+
+
+def test_R_CUS_4_an_orders_customer_is_created_with_the_order_and_never_twice(world):
+    customer = lan(world)
+    first = web_order(world, customer)
+    second = web_order(world, customer, gateway="Tiền mặt")
+    # Only the orders flow runs: the customers flow has never seen this customer.
+    world.run("orders")
+    reqs = world.wait_settled()
+    code = f"HRV-{customer['id']}"
+    accounts = world.account_objects()
+    assert list(accounts) == [code]
+    assert accounts[code]["account_object_name"] == "Nguyễn Lan"
+    assert accounts[code]["tel"] == "0909123456"
+    assert accounts[code]["email_address"] == "lan.nguyen@example.com"
+    # MISA accepted both sales orders: it knew the customer when it checked them.
+    for order in (first, second):
+        request = reqs[f"DH_{order['id']}"]
+        assert request["status"] == "accepted", request["errors"]
+        assert request["payload"]["account_object_code"] == code
+    # The customers flow then finds the customer already there: still one account object.
+    world.sync()
+    assert [a["account_object_code"] for a in world.dictionary()["account_objects"]] == [code]
+    assert_rerun_changes_nothing(world)
+
+
+def test_R_CUS_4_pos_order_without_customer_and_guest_order_go_to_the_walk_in_customer(world):
+    pos = world.create_order(gateway="Tiền mặt", source_name="pos", line_items=[line("MU-LUOI-TRAI")])
+    guest = world.create_order(gateway="Bank transfer",
+                               customer={"first_name": "Guest", "email": "guest@haravan.com"},
+                               line_items=[line("VO-COTTON-Den", 3)])
+    world.pay(pos["id"], "Tiền mặt")
+    world.fulfill(pos["id"])
+    world.sync()
+
+    reqs = world.wait_settled()
+    accounts = world.account_objects()
+    assert list(accounts) == ["KHACHLE"]
+    assert accounts["KHACHLE"]["account_object_name"] == "Khách lẻ"
+    assert reqs[f"BH_{pos['id']}"]["payload"]["account_object_code"] == "KHACHLE"
+    assert reqs[f"BH_{pos['id']}"]["status"] == "accepted", reqs[f"BH_{pos['id']}"]["errors"]
+    assert reqs[f"DH_{guest['id']}"]["payload"]["account_object_code"] == "KHACHLE"
+    assert reqs[f"DH_{guest['id']}"]["status"] == "accepted", reqs[f"DH_{guest['id']}"]["errors"]
+    assert_rerun_changes_nothing(world)
+
+
+# ============================================================================ orders
+def test_R_ORD_1_R_ORD_2_R_ORD_3_unfulfilled_order_becomes_a_sales_order(world):
+    customer = lan(world)
+    order = web_order(world, customer)
+    world.sync()
+
+    reqs = world.wait_settled()
+    assert codes(reqs) == {f"DH_{order['id']}"}
+    request = reqs[f"DH_{order['id']}"]
+    assert request["status"] == "accepted", request["errors"]
+    assert (request["voucher_type"], request["reftype"]) == (SALES_ORDER, 3520)
+    assert request["org_refno"] == str(order["id"])
+    p = request["payload"]
+    assert p["account_object_code"] == f"HRV-{customer['id']}"
+    assert p["account_object_name"] == "Nguyễn Lan"
+    assert p["shipping_address"] == ADDRESS_TEXT
+    assert p["journal_memo"] == f"Đơn hàng Haravan {order['name']} - Giao giờ hành chính"
+    assert_same_instant(p["refdate"], order["created_at"])
+    assert "employee_code" in p
+    goods = [(d["inventory_item_code"], d["inventory_item_name"], d["quantity"], d["stock_code"])
+             for d in p["detail"]]
+    assert goods == [("AO-THUN-M", "Áo thun cotton", 2, "KHO_HCM"),
+                     ("QUAN-JEAN-32", "Quần jean slim", 1, "KHO_HCM"),
+                     ("DV_VANCHUYEN", "Giao hàng nhanh", 1, None)]
+    assert Decimal(str(p["total_amount"])) == Decimal(str(order["total_price"]))
+    assert_rerun_changes_nothing(world)
+
+
+@pytest.mark.parametrize("gateway,paid,reftype", [
+    ("Tiền mặt", True, 3531), ("Bank transfer", True, 3537), ("COD", False, 3530)])
+def test_R_ORD_4_fulfilled_order_becomes_a_sales_voucher_with_stock_issue(world, gateway, paid, reftype):
+    customer = lan(world)
+    order = web_order(world, customer, gateway=gateway)
+    if paid:
+        world.pay(order["id"], gateway)
+    world.fulfill(order["id"])
+    world.sync()
+
+    reqs = world.wait_settled()
+    assert codes(reqs) == {f"BH_{order['id']}"}       # first seen delivered: no DH_, no PT_
+    request = reqs[f"BH_{order['id']}"]
+    assert request["status"] == "accepted", request["errors"]
+    assert (request["voucher_type"], request["reftype"]) == (SALES_VOUCHER, reftype)
+    assert request["org_refno"] == str(order["id"])
+    p = request["payload"]
+    assert p["is_sale_with_outward"] is True
+    assert p["is_paid"] is paid
+    outward = p["in_outward"]
+    assert outward["journal_memo"] and outward["account_object_code"] == f"HRV-{customer['id']}"
+    assert "employee_code" in outward
+    fulfilled = world.order(order["id"])["fulfillments"][0]["created_at"]
+    for stamp in (p["refdate"], p["posted_date"], outward["refdate"], outward["posted_date"]):
+        assert_same_instant(stamp, fulfilled)
+    assert [d["stock_code"] for d in p["detail"]] == ["KHO_HCM", "KHO_HCM", None]
+    money_account = {3531: "1111", 3537: "1121", 3530: "131"}[reftype]
+    assert {d["debit_account"] for d in p["detail"]} == {money_account}
+    assert Decimal(str(p["total_amount"])) == Decimal(str(order["total_price"]))
+    assert_rerun_changes_nothing(world)
+
+
+def test_R_ORD_5_discounts_and_shipping_match_haravan_to_the_dong(world):
+    customer = lan(world)
+    order = web_order(world, customer)
+    assert Decimal(str(order["total_price"])) == Decimal(880000)     # 2×225k + 450k − 50k + 30k
+    world.sync()
+    world.pay(order["id"], "Bank transfer")
+    world.fulfill(order["id"])
+    world.sync()
+
+    reqs = world.wait_settled()
+    for code in (f"DH_{order['id']}", f"BH_{order['id']}"):
+        request = reqs[code]
+        assert request["status"] == "accepted", request["errors"]
+        p = request["payload"]
+        assert_balanced(p)
+        assert Decimal(str(p["total_amount"])) == Decimal(str(order["total_price"]))
+        shirt, jeans, shipping = p["detail"]
+        # Shipping is its own line, with the service item, and carries no discount.
+        assert shipping["inventory_item_code"] == "DV_VANCHUYEN"
+        assert shipping["discount_amount"] == 0
+        assert Decimal(str(shipping["amount"])) + Decimal(str(shipping["vat_amount"])) == 30000
+        # Every goods line carries a discount; the promoted line a larger share (its own 50k
+        # promotion plus its pro-rata part of the 50k code), the lines together all 100k.
+        assert shirt["discount_amount"] > jeans["discount_amount"] > 0
+        gross_discounts = sum(Decimal(str(d["discount_amount"])) * Decimal("1.08") for d in (shirt, jeans))
+        assert abs(gross_discounts - 100000) <= 2
+        for d in (shirt, jeans):
+            assert d["discount_rate"] == pytest.approx(
+                float(Decimal(str(d["discount_amount"])) / Decimal(str(d["amount"])) * 100), abs=0.01)
+    # Paid and delivered between two runs: no separate receipt, the sales voucher holds it.
+    assert codes(reqs) == {f"DH_{order['id']}", f"BH_{order['id']}"}
+    assert reqs[f"BH_{order['id']}"]["reftype"] == 3537
+    assert_rerun_changes_nothing(world)
+
+
+def test_R_ORD_5_line_promotion_only_and_no_shipping(world):
+    order = world.create_order(gateway="Tiền mặt", customer={"id": lan(world)["id"]},
+                               line_items=[line("VO-COTTON-Den", 3, promotion=1000),
+                                           line("MU-LUOI-TRAI", 1)])
+    world.pay(order["id"])
+    world.fulfill(order["id"])
+    world.sync()
+    request = world.wait_settled()[f"BH_{order['id']}"]
+    assert request["status"] == "accepted", request["errors"]
+    p = request["payload"]
+    assert_balanced(p)
+    assert Decimal(str(p["total_amount"])) == Decimal(str(order["total_price"])) == Decimal(3 * 34000 + 150000)
+    assert [d["inventory_item_code"] for d in p["detail"]] == ["VO-COTTON-Den", "MU-LUOI-TRAI"]
+    assert p["detail"][1]["discount_amount"] == 0
+    assert_rerun_changes_nothing(world)
+
+
+def test_R_ORD_6_unfulfilled_then_paid_then_fulfilled_yields_each_document_once_in_order(world):
+    customer = lan(world)
+    order = web_order(world, customer)
+    oid = order["id"]
+
+    world.sync()
+    assert [r["refno_finance"] for r in world.request_list()] == [f"DH_{oid}"]
+    assert_rerun_changes_nothing(world)
+
+    world.pay(oid, "Bank transfer")
+    world.sync()
+    reqs = world.wait_settled()
+    assert [r["refno_finance"] for r in world.request_list()] == [f"DH_{oid}", f"PT_{oid}"]
+    receipt = reqs[f"PT_{oid}"]
+    assert (receipt["voucher_type"], receipt["reftype"]) == (BANK_RECEIPT, 1500)
+    assert receipt["status"] == "accepted", receipt["errors"]
+    assert Decimal(str(receipt["payload"]["total_amount"])) == Decimal(str(order["total_price"]))
+    paid_at = [t for t in world.order(oid)["transactions"] if t["kind"].lower() == "capture"][0]["created_at"]
+    assert_same_instant(receipt["payload"]["refdate"], paid_at)
+    assert_rerun_changes_nothing(world)
+
+    world.fulfill(oid)
+    world.sync()
+    reqs = world.wait_settled()
+    assert [r["refno_finance"] for r in world.request_list()] == [f"DH_{oid}", f"PT_{oid}", f"BH_{oid}"]
+    voucher = reqs[f"BH_{oid}"]
+    assert (voucher["voucher_type"], voucher["reftype"]) == (SALES_VOUCHER, 3530)   # PT_ holds the money
+    assert all(r["status"] == "accepted" for r in reqs.values()), reqs
+    # The sales order is left as it was (MISA closes it when the voucher is generated).
+    assert reqs[f"DH_{oid}"]["payload"]["total_amount"] == 880000
+    assert_rerun_changes_nothing(world)
+
+
+def test_R_ORD_6_cod_delivered_unpaid_then_collected_gets_a_receipt_afterwards(world):
+    order = web_order(world, lan(world), gateway="COD", gateway_code="COD")
+    oid = order["id"]
+    world.fulfill(oid)
+    world.sync()
+    assert [(r["refno_finance"], r["reftype"]) for r in world.request_list()] == [(f"BH_{oid}", 3530)]
+    world.pay(oid)
+    world.sync()
+    reqs = world.wait_settled()
+    assert [r["refno_finance"] for r in world.request_list()] == [f"BH_{oid}", f"PT_{oid}"]
+    assert (reqs[f"PT_{oid}"]["voucher_type"], reqs[f"PT_{oid}"]["reftype"]) == (BANK_RECEIPT, 1500)
+    assert reqs[f"BH_{oid}"]["reftype"] == 3530
+    assert_rerun_changes_nothing(world)
+
+
+# ============================================================================ cancellations
+def test_R_CAN_1_R_CAN_2_paid_order_cancelled_before_delivery_gets_PC_and_its_sales_order_withdrawn(world):
+    customer = lan(world)
+    order = web_order(world, customer, gateway="Tiền mặt")
+    oid = order["id"]
+    world.sync()
+    world.pay(oid, "Tiền mặt")
+    world.sync()
+    reqs = world.wait_settled()
+    assert (reqs[f"PT_{oid}"]["voucher_type"], reqs[f"PT_{oid}"]["reftype"]) == (CASH_RECEIPT, 1010)
+    assert_rerun_changes_nothing(world)
+
+    cancelled = world.cancel(oid, reason="customer", amount=order["total_price"], note="Khách đổi ý")
+    world.sync()
+    reqs = world.wait_settled()
+    assert codes(reqs) == {f"DH_{oid}", f"PT_{oid}", f"PC_{oid}"}
+    assert reqs[f"DH_{oid}"]["status"] == "deleted"
+    assert reqs[f"PT_{oid}"]["status"] == "accepted"
+    payment = reqs[f"PC_{oid}"]
+    assert payment["status"] == "accepted", payment["errors"]
+    assert (payment["voucher_type"], payment["reftype"]) == (CASH_PAYMENT, 1020)
+    assert payment["org_refno"] == str(oid)
+    p = payment["payload"]
+    assert Decimal(str(p["total_amount"])) == Decimal(str(order["total_price"]))
+    assert sum(Decimal(str(d["amount"])) for d in p["detail"]) == Decimal(str(order["total_price"]))
+    assert p["detail"][0]["credit_account"] == "1111"
+    refund = cancelled["refunds"][0]
+    assert_same_instant(p["refdate"], refund["created_at"])           # payment date
+    assert "Khách đổi ý" in p["journal_memo"]                           # the reason
+    assert_rerun_changes_nothing(world)
+
+
+def test_R_CAN_1_unpaid_order_cancelled_before_delivery_withdraws_its_sales_order(world):
+    order = web_order(world, lan(world), gateway="COD")
+    oid = order["id"]
+    world.sync()
+    world.cancel(oid, reason="customer")
+    world.sync()
+    reqs = world.wait_settled()
+    assert codes(reqs) == {f"DH_{oid}"}
+    assert reqs[f"DH_{oid}"]["status"] == "deleted"
+    assert_rerun_changes_nothing(world)
+
+
+def test_R_CAN_1_order_cancelled_before_any_sync_writes_nothing(world):
+    order = web_order(world, lan(world), gateway="Tiền mặt")
+    world.pay(order["id"])
+    world.cancel(order["id"], amount=order["total_price"])
+    world.sync()
+    assert world.request_list() == []
+    assert_rerun_changes_nothing(world)
+
+
+def test_R_CAN_3_cod_refused_after_delivery_becomes_a_BTL_sales_return(world):
+    customer = lan(world)
+    order = web_order(world, customer, gateway="COD", gateway_code="COD")
+    oid = order["id"]
+    world.fulfill(oid)
+    world.sync()
+    sale = world.wait_settled()[f"BH_{oid}"]
+    assert sale["reftype"] == 3530
+    assert_rerun_changes_nothing(world)
+
+    world.cancel(oid, reason="declined", restock=True, note="Khách từ chối nhận hàng")
+    world.sync()
+    reqs = world.wait_settled()
+    assert codes(reqs) == {f"BH_{oid}", f"BTL_{oid}"}            # no money moved: no PC_
+    ret = reqs[f"BTL_{oid}"]
+    assert ret["status"] == "accepted", ret["errors"]
+    assert (ret["voucher_type"], ret["reftype"]) == (SALES_RETURN, 3540)
+    assert ret["org_refno"] == str(oid)
+    p = ret["payload"]
+    assert p["is_return_with_inward"] is True
+    assert_balanced(p)
+    assert p["total_amount"] == sale["payload"]["total_amount"]
+    assert [(d["inventory_item_code"], d["quantity"]) for d in p["detail"]] == [
+        (d["inventory_item_code"], d["quantity"]) for d in sale["payload"]["detail"]]
+    assert {d["credit_account"] for d in p["detail"]} == {"131"}       # receivable reduced
+    assert reqs[f"BH_{oid}"]["status"] == "accepted"
+    assert_rerun_changes_nothing(world)
+
+
+def test_R_CAN_4_paid_delivered_order_cancelled_with_restock_gets_BTL_and_PC(world):
+    order = web_order(world, lan(world), gateway="Tiền mặt")
+    oid = order["id"]
+    world.pay(oid, "Tiền mặt")
+    world.fulfill(oid)
+    world.sync()
+    assert world.wait_settled()[f"BH_{oid}"]["reftype"] == 3531
+    assert_rerun_changes_nothing(world)
+
+    world.cancel(oid, reason="customer", restock=True, amount=order["total_price"])
+    world.sync()
+    reqs = world.wait_settled()
+    assert codes(reqs) == {f"BH_{oid}", f"BTL_{oid}", f"PC_{oid}"}
+    assert all(r["status"] == "accepted" for r in reqs.values()), reqs
+    assert Decimal(str(reqs[f"PC_{oid}"]["payload"]["total_amount"])) == Decimal(str(order["total_price"]))
+    assert reqs[f"PC_{oid}"]["payload"]["detail"][0]["credit_account"] == "1111"
+    assert Decimal(str(reqs[f"BTL_{oid}"]["payload"]["total_amount"])) == Decimal(str(order["total_price"]))
+    assert_rerun_changes_nothing(world)
+
+
+def test_R_CAN_4_paid_delivered_order_partly_refunded_with_restock_gets_BTL_for_the_line_and_PC(world):
+    order = web_order(world, lan(world), gateway="Bank transfer")
+    oid = order["id"]
+    world.pay(oid, "Bank transfer")
+    world.fulfill(oid)
+    world.sync()
+    sale = world.wait_settled()[f"BH_{oid}"]
+    assert sale["reftype"] == 3537
+    jeans_line = next(li for li in order["line_items"] if li["sku"] == "QUAN-JEAN-32")
+    world.refund(oid, restock=True, note="Đổi size", refund_line_items=[
+        {"line_item_id": jeans_line["id"], "quantity": 1}], transactions=[{"amount": 400000}])
+    world.sync()
+    reqs = world.wait_settled()
+    assert codes(reqs) == {f"BH_{oid}", f"BTL_{oid}", f"PC_{oid}"}
+    assert all(r["status"] == "accepted" for r in reqs.values()), reqs
+    payment = reqs[f"PC_{oid}"]["payload"]
+    assert Decimal(str(payment["total_amount"])) == Decimal(400000)
+    assert payment["detail"][0]["credit_account"] == "1121"
+    ret = reqs[f"BTL_{oid}"]["payload"]
+    assert_balanced(ret)
+    sold = next(d for d in sale["payload"]["detail"] if d["inventory_item_code"] == "QUAN-JEAN-32")
+    assert [(d["inventory_item_code"], d["quantity"], d["amount"], d["discount_amount"], d["vat_amount"])
+            for d in ret["detail"]] == [("QUAN-JEAN-32", 1, sold["amount"], sold["discount_amount"],
+                                         sold["vat_amount"])]
+    assert_rerun_changes_nothing(world)
+
+    # A second partial refund gets its own suffixed codes.
+    shirt_line = next(li for li in order["line_items"] if li["sku"] == "AO-THUN-M")
+    world.refund(oid, restock=True, refund_line_items=[{"line_item_id": shirt_line["id"], "quantity": 1}],
+                 transactions=[{"amount": 200000}])
+    world.sync()
+    reqs = world.wait_settled()
+    assert codes(reqs) == {f"BH_{oid}", f"BTL_{oid}", f"PC_{oid}", f"BTL_{oid}_2", f"PC_{oid}_2"}
+    assert Decimal(str(reqs[f"PC_{oid}_2"]["payload"]["total_amount"])) == Decimal(200000)
+    assert all(r["status"] == "accepted" for r in reqs.values()), reqs
+    assert_rerun_changes_nothing(world)
+
+
+def test_R_CAN_5_payment_and_return_documents_carry_customer_dates_staff_totals_and_lines(world):
+    customer = lan(world)
+    order = web_order(world, customer, gateway="Tiền mặt")
+    oid = order["id"]
+    world.pay(oid)
+    world.fulfill(oid)
+    world.sync()
+    cancelled = world.cancel(oid, reason="customer", restock=True, amount=order["total_price"],
+                             note="Hàng lỗi")
+    world.sync()
+    reqs = world.wait_settled()
+    code = f"HRV-{customer['id']}"
+    sale = reqs[f"BH_{oid}"]["payload"]
+
+    payment = reqs[f"PC_{oid}"]["payload"]
+    assert payment["account_object_code"] == code and payment["account_object_name"] == "Nguyễn Lan"
+    assert "employee_code" in payment
+    assert_same_instant(payment["posted_date"], cancelled["refunds"][0]["created_at"])
+    assert Decimal(str(payment["total_amount"])) == Decimal(str(order["total_price"]))
+    assert "Hàng lỗi" in payment["journal_memo"]
+    assert payment["detail"][0]["account_object_code"] == code
+
+    ret = reqs[f"BTL_{oid}"]["payload"]
+    assert ret["account_object_code"] == code and ret["account_object_name"] == "Nguyễn Lan"
+    assert "employee_code" in ret
+    assert_same_instant(ret["posted_date"], cancelled["cancelled_at"])
+    assert ret["journal_memo"]
+    assert ret["total_discount_amount"] == sale["total_discount_amount"] > 0
+    assert Decimal(str(ret["total_amount"])) == Decimal(str(order["total_price"]))
+    for got, sold in zip(ret["detail"], sale["detail"], strict=True):
+        for field in ("inventory_item_code", "inventory_item_name", "stock_code", "quantity",
+                      "discount_amount", "amount", "vat_amount"):
+            assert got[field] == sold[field], field
+    assert [d["stock_code"] for d in ret["detail"]] == ["KHO_HCM", "KHO_HCM", None]
+    assert_rerun_changes_nothing(world)
+
+
+def test_R_CAN_6_document_codes_follow_the_templates_in_settings(world):
+    folder = world.copy_mappings()
+    settings_path = folder / "settings.yaml"
+    settings = yaml.safe_load(settings_path.read_text(encoding="utf-8"))
+    settings["orders"]["codes"] = {"sales_order": "DDH-", "sales_voucher": "CTBH-", "receipt": "THU-",
+                                   "payment": "CHI-", "sales_return": "TRA-"}
+    settings_path.write_text(yaml.safe_dump(settings, allow_unicode=True), encoding="utf-8")
+
+    paid = web_order(world, lan(world), gateway="Tiền mặt")
+    refused = web_order(world, None, gateway="COD", gateway_code="COD")
+    world.sync()
+    world.pay(paid["id"])
+    world.fulfill(refused["id"])
+    world.sync()
+    world.cancel(paid["id"], amount=paid["total_price"])
+    world.cancel(refused["id"], reason="declined", restock=True)
+    world.sync()
+    reqs = world.wait_settled()
+    p, r = paid["id"], refused["id"]
+    assert codes(reqs) == {f"DDH-{p}", f"THU-{p}", f"CHI-{p}", f"DDH-{r}", f"CTBH-{r}", f"TRA-{r}"}
+    assert not any(code.startswith(("DH_", "BH_", "PT_", "PC_", "BTL_")) for code in reqs)
+    assert reqs[f"DDH-{p}"]["status"] == "deleted" and reqs[f"DDH-{r}"]["status"] == "accepted"
+    assert all(reqs[c]["status"] == "accepted" for c in (f"THU-{p}", f"CHI-{p}", f"CTBH-{r}", f"TRA-{r}")), reqs
+    assert_rerun_changes_nothing(world)
+
+
+def test_R_CAN_7_every_document_of_an_order_carries_its_id_in_org_refno(world):
+    order = web_order(world, lan(world), gateway="Bank transfer")
+    oid = order["id"]
+    other = web_order(world, None, gateway="Tiền mặt")
+    world.sync()                                    # DH_
+    world.pay(oid)
+    world.sync()                                    # PT_
+    world.fulfill(oid)
+    world.sync()                                    # BH_ 3530
+    jeans_line = next(li for li in order["line_items"] if li["sku"] == "QUAN-JEAN-32")
+    world.refund(oid, restock=True, refund_line_items=[{"line_item_id": jeans_line["id"], "quantity": 1}],
+                 transactions=[{"amount": 400000}])
+    world.sync()                                    # BTL_ + PC_
+    reqs = world.wait_settled()
+    mine = {c: r for c, r in reqs.items() if c.endswith(f"_{oid}")}
+    assert set(mine) == {f"DH_{oid}", f"PT_{oid}", f"BH_{oid}", f"BTL_{oid}", f"PC_{oid}"}
+    for request in mine.values():
+        assert request["org_refno"] == str(oid)
+        assert request["payload"]["org_refno"] == str(oid)
+    assert reqs[f"DH_{other['id']}"]["org_refno"] == str(other["id"])
+    # Staff find every document of the order by its Haravan id, and only those.
+    assert {c for c, r in reqs.items() if r["org_refno"] == str(oid)} == set(mine)
+    assert_rerun_changes_nothing(world)
+
+
+def test_R_CAN_8_cancelling_after_the_accountant_generated_the_sales_order_is_a_conflict_reported_once(world):
+    order = web_order(world, lan(world), gateway="COD")
+    oid = order["id"]
+    world.sync()
+    request = world.wait_settled()[f"DH_{oid}"]
+    assert request["status"] == "accepted"
+    world.generate(request["org_refid"])                # the accountant: Lập chứng từ
+    world.sync()
+    assert world.requests()[f"DH_{oid}"]["status"] == "generated"
+    before = world.snapshot()
+
+    world.cancel(oid, reason="customer")
+    output = world.run("orders")
+    world.wait_settled()
+    output += world.run("orders")
+    assert "conflict" in output.lower(), output
+    assert output.lower().count("conflict:") == 1, output          # one report line for the order
+    assert f"DH_{oid}" in output or str(oid) in output, output
+    after = world.requests()[f"DH_{oid}"]
+    assert after["status"] == "generated"                          # untouched
+    assert world.snapshot() == before
+
+    again = world.run("orders") + world.run("customers")
+    assert "conflict:" not in again.lower(), again
+    assert_rerun_changes_nothing(world)
