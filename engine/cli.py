@@ -95,5 +95,102 @@ def schema() -> None:
     click.echo(schema_text(), nl=False)
 
 
+def _state_options(fn):
+    fn = click.option("--tenant", default=None, help="Tenant id (default: HEXAFLOW_TENANT or 'default').")(fn)
+    fn = click.option("--state", "state_path", default=None, help="State store (default: HEXAFLOW_STATE).")(fn)
+    return fn
+
+
+def _open(state_path: str | None, tenant: str | None):
+    from hexaflow.state import open_store
+    return open_store(state_path), tenant or os.environ.get("HEXAFLOW_TENANT") or "default"
+
+
+@main.command()
+@_state_options
+def status(state_path: str | None, tenant: str | None) -> None:
+    """Per flow: cursor, last run, documents by state, dead letters, conflicts."""
+    from hexaflow.reports import status_text
+    store, tenant = _open(state_path, tenant)
+    click.echo(status_text(store, tenant), nl=False)
+
+
+@main.command()
+@click.argument("ref")
+@_state_options
+def trace(ref: str, state_path: str | None, tenant: str | None) -> None:
+    """Every document of a record (e.g. a Haravan order id) or with a document code, and its history."""
+    from hexaflow.reports import trace_text
+    store, tenant = _open(state_path, tenant)
+    click.echo(trace_text(store, tenant, ref), nl=False)
+
+
+@main.group()
+def dlq() -> None:
+    """Dead letters: records that could not be mapped, documents the target rejected."""
+
+
+@dlq.command("list")
+@click.option("--flow", default=None, help="Only this flow.")
+@_state_options
+def dlq_list(flow: str | None, state_path: str | None, tenant: str | None) -> None:
+    """List the open dead letters with their reasons."""
+    from hexaflow.reports import dlq_list_text
+    store, tenant = _open(state_path, tenant)
+    click.echo(dlq_list_text(store, tenant, flow), nl=False)
+
+
+@dlq.command("show")
+@click.argument("letter_id", type=int)
+@_state_options
+def dlq_show(letter_id: int, state_path: str | None, tenant: str | None) -> None:
+    """Show one dead letter: reason, record and payload."""
+    from hexaflow.reports import dlq_show_text
+    from hexaflow.runner import FlowError
+    store, tenant = _open(state_path, tenant)
+    try:
+        click.echo(dlq_show_text(store, tenant, letter_id), nl=False)
+    except FlowError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_INVALID)
+
+
+@dlq.command("drop")
+@click.argument("letter_id", type=int)
+@_state_options
+def dlq_drop(letter_id: int, state_path: str | None, tenant: str | None) -> None:
+    """Close a dead letter without replaying it."""
+    from hexaflow.reports import dlq_drop as drop
+    from hexaflow.runner import FlowError
+    store, tenant = _open(state_path, tenant)
+    try:
+        drop(store, tenant, letter_id)
+    except FlowError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_INVALID)
+    click.echo(f"dropped dead letter #{letter_id}")
+
+
+@dlq.command("replay")
+@click.argument("flow", type=click.Path())
+@click.option("--id", "ids", type=int, multiple=True, help="Only these dead letters (default: all of the flow).")
+@_state_options
+def dlq_replay(flow: str, ids: tuple[int, ...], state_path: str | None, tenant: str | None) -> None:
+    """Map the dead-lettered records again with the flow as it is now; write each document once."""
+    from hexaflow.reports import dlq_replay as replay
+    from hexaflow.runner import FlowError
+    store, tenant = _open(state_path, tenant)
+    try:
+        summary = replay(store, tenant, flow, list(ids) or None,
+                         lambda line: click.echo(line, err=True))
+    except FlowError as exc:
+        for problem in exc.problems:
+            click.echo(problem.text(), err=True)
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_INVALID)
+    click.echo(summary.render(), nl=False)
+    sys.exit(EXIT_RECORDS_FAILED if summary.failed else EXIT_OK)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

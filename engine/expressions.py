@@ -304,6 +304,12 @@ def _fast_template(ast: jn.Template, env: SandboxedEnvironment, key: bool) -> Fn
                 value = lookup(scope, path)
                 if filt is not None:
                     value = filt(value)
+                if value is None or (key and value == ""):
+                    shown = ".".join(str(p) for p in path)
+                    state = "null" if value is None else "empty"
+                    raise RecordError(f"{shown} is {state}" + (
+                        "; a key is never built from an empty value" if key
+                        else f"; write <<{shown} or ''>> if empty text is meant"))
                 out.append(str(finalize(value)))
         return "".join(out)
     return render

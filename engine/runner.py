@@ -212,10 +212,12 @@ def run_flow(plan: Plan, *, tenant: str, store: SQLiteStore, connectors: Connect
                             f"wait for it to finish, then run again")
     run_id = None if dry_run else store.start_run(tenant, plan.name)
     status = "failed"
+    started = time.time()
     try:
         _run_pages(plan, tenant, store, connectors, summary, dry_run, limit, budget, emit,
                    report, progress, fence)
         if not dry_run:
+            resend_unsettled(plan, tenant, store, connectors, summary, report, fence, started)
             poll_results(plan, tenant, store, connectors, summary)
         status = "failed" if summary.failed else "ok"
     finally:
@@ -331,11 +333,26 @@ def _process_page(plan: Plan, tenant: str, store: SQLiteStore, connectors: Conne
                 emit({"route": doc.route, "target": f"{doc.connector}/{doc.document}",
                       "action": doc.action, "key": doc.key, "payload": doc.payload})
         return handled
+    for index in _write(plan, tenant, store, connectors, summary, to_send, records,
+                        emit, report, fence):
+        handled[index] = False
+    return handled
+
+
+def _write(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connectors,
+           summary: RunSummary, to_send: list[tuple[int, Document]], records: list[Any],
+           emit: Callable[[dict[str, Any]], None] | None, report: Callable[[str], None],
+           fence: int | None) -> set[int]:
+    """Record each document as planned, write them per connector, record the results.
+    Returns the indexes (into ``records``) of records with a document not written."""
+    flow = plan.name
+    not_written: set[int] = set()
     by_connector: dict[str, list[tuple[str, int, Document]]] = {}
     for n, (index, doc) in enumerate(to_send):
-        store.plan(tenant, plan.name, doc.route, doc.key, connector=doc.connector,
+        store.plan(tenant, flow, doc.route, doc.key, connector=doc.connector,
                    document=doc.document, action=doc.action, source_id=doc.source_id,
-                   source_version=doc.source_version, payload=doc.payload, fence=fence)
+                   source_version=doc.source_version, payload=doc.payload, params=doc.params,
+                   fence=fence)
         by_connector.setdefault(doc.connector, []).append((str(n), index, doc))
     for name, batch in by_connector.items():
         items = [WriteItem(ref, doc.document, doc.action, doc.key, doc.payload, doc.params)
@@ -353,20 +370,21 @@ def _process_page(plan: Plan, tenant: str, store: SQLiteStore, connectors: Conne
                 state, code, message = FAILED, None, f"{name} returned no result for this document"
             else:
                 state, code, message = result.status, result.code, result.message
-            store.mark(tenant, plan.name, doc.route, doc.key, state,
+            store.mark(tenant, flow, doc.route, doc.key, state,
                        target_ref=result.target_ref if result else None, code=code,
                        message=message, fence=fence)
             if emit:
                 emit({"route": doc.route, "target": f"{doc.connector}/{doc.document}",
                       "action": doc.action, "key": doc.key, "status": state})
-            label = f"{alias} {doc.source_id}"
+            label = f"{plan.source.alias} {doc.source_id}"
             if state in (DONE, QUEUED):
                 summary.count(doc.route, "written" if state == DONE else "queued")
             elif state == REJECTED:
                 summary.count(doc.route, "rejected")
                 reason = f"{doc.connector} rejected {doc.key}: {code or ''} {message or ''}".strip()
                 report(f"{label}: route {doc.route}: {reason}")
-                store.dead_letter(tenant, plan.name, doc.source_id, reason, record=records[index],
+                record = records[index] if 0 <= index < len(records) else None
+                store.dead_letter(tenant, flow, doc.source_id, reason, record=record,
                                   route=doc.route, key=doc.key, payload=doc.payload)
             elif state == CONFLICT:
                 summary.count(doc.route, "conflict")
@@ -374,8 +392,25 @@ def _process_page(plan: Plan, tenant: str, store: SQLiteStore, connectors: Conne
             else:
                 summary.count(doc.route, "failed")
                 report(f"{label}: route {doc.route}: not written, will retry: {message or state}")
-                handled[index] = False
-    return handled
+                not_written.add(index)
+    return not_written
+
+
+def resend_unsettled(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connectors,
+                     summary: RunSummary, report: Callable[[str], None], fence: int | None,
+                     before: float) -> None:
+    """Send again, as recorded, documents an earlier run planned but never saw confirmed (it
+    crashed between the send and the ledger update, or the target failed) and that no route
+    of this run wrote again. Deterministic keys and ids make the re-send land on the same
+    document in the target."""
+    stale = [e for e in store.entries(tenant, plan.name)
+             if e.state in UNSETTLED and e.updated_at < before]
+    docs = [(-1, Document(e.flow, e.route, e.connector, e.document, e.action, e.key,
+                          json.loads(e.payload), json.loads(e.params or "{}"), e.source_id,
+                          e.source_version, (), "." in e.route)) for e in stale]
+    if docs:
+        report(f"{plan.name}: sending again {len(docs)} document(s) not confirmed by an earlier run")
+        _write(plan, tenant, store, connectors, summary, docs, [], None, report, fence)
 
 
 def _ensure_exists(store: SQLiteStore, connectors: Connectors, tenant: str, ens: Document,

@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS ledger (
     tenant TEXT NOT NULL, flow TEXT NOT NULL, route TEXT NOT NULL, key TEXT NOT NULL,
     connector TEXT NOT NULL, document TEXT NOT NULL, action TEXT NOT NULL,
     source_id TEXT NOT NULL, source_version TEXT,
-    payload_hash TEXT NOT NULL, payload TEXT NOT NULL,
+    payload_hash TEXT NOT NULL, payload TEXT NOT NULL, params TEXT,
     state TEXT NOT NULL, target_ref TEXT, code TEXT, message TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL, updated_at REAL NOT NULL,
@@ -82,6 +82,7 @@ class LedgerEntry:
     source_version: str | None
     payload_hash: str
     payload: str
+    params: str | None
     state: str
     target_ref: str | None
     code: str | None
@@ -235,7 +236,7 @@ class SQLiteStore:
 
     def plan(self, tenant: str, flow: str, route: str, key: str, *, connector: str, document: str,
              action: str, source_id: str, source_version: str | None, payload: Any,
-             fence: int | None = None) -> None:
+             params: Any = None, fence: int | None = None) -> None:
         """Record that this document is about to be sent (written before the send)."""
         body = canonical_json(payload)
         digest = payload_hash(payload)
@@ -244,14 +245,15 @@ class SQLiteStore:
             self._check_fence(tenant, flow, fence)
             self.db.execute(
                 "INSERT INTO ledger (tenant, flow, route, key, connector, document, action, "
-                "source_id, source_version, payload_hash, payload, state, attempts, created_at, "
-                "updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,'planned',0,?,?) "
+                "source_id, source_version, payload_hash, payload, params, state, attempts, "
+                "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,'planned',0,?,?) "
                 "ON CONFLICT (tenant, flow, route, key) DO UPDATE SET "
                 "action=excluded.action, source_version=excluded.source_version, "
-                "payload_hash=excluded.payload_hash, payload=excluded.payload, state='planned', "
-                "code=NULL, message=NULL, updated_at=excluded.updated_at",
+                "payload_hash=excluded.payload_hash, payload=excluded.payload, "
+                "params=excluded.params, state='planned', code=NULL, message=NULL, "
+                "updated_at=excluded.updated_at",
                 (tenant, flow, route, key, connector, document, action, source_id, source_version,
-                 digest, body, now, now))
+                 digest, body, canonical_json(dict(params or {})), now, now))
             self._event(tenant, flow, route, key, "planned", None, now)
 
     def mark(self, tenant: str, flow: str, route: str, key: str, state: str, *,
@@ -278,9 +280,12 @@ class SQLiteStore:
                         payload: Any, state: str, message: str | None = None,
                         fence: int | None = None) -> None:
         """A ledger row for something decided without sending (a conflict, an existing doc)."""
-        self.plan(tenant, flow, route, key, connector=connector, document=document, action=action,
-                  source_id=source_id, source_version=source_version, payload=payload, fence=fence)
-        self.mark(tenant, flow, route, key, state, message=message, fence=fence, attempted=False)
+        with self._tx():
+            self.plan(tenant, flow, route, key, connector=connector, document=document,
+                      action=action, source_id=source_id, source_version=source_version,
+                      payload=payload, fence=fence)
+            self.mark(tenant, flow, route, key, state, message=message, fence=fence,
+                      attempted=False)
 
     def apply_result(self, tenant: str, connector: str, target_ref: str, state: str,
                      code: str | None = None, message: str | None = None) -> list[LedgerEntry]:

@@ -113,3 +113,19 @@ def test_a_second_route_writing_the_same_document_is_a_conflict(tmp_path, write,
     summary, lines = world.run([{"id": 5, "status": "open", "customer": 1, "memo": "copy"}])
     assert summary.routes["copy_of_sales_order"]["conflict"] == 1
     assert any("already written by route sales_order" in line for line in lines)
+
+
+def test_a_document_planned_by_a_crashed_run_is_sent_again_once(tmp_path, write, monkeypatch):
+    world = World(tmp_path, write, monkeypatch)
+    # a run that crashed after recording DH_6 as planned and before the send was confirmed;
+    # by now the order is cancelled, so no route of the next run writes DH_6 again
+    world.store.plan("t", "orders", "sales_order", "DH_6", connector="file", document="records",
+                     action="upsert", source_id="6", source_version=None, payload={"memo": "crash"},
+                     params={})
+    summary, lines = world.run([{"id": 6, "status": "cancelled", "customer": 1, "memo": "x"}])
+    assert any("sending again 1 document" in line for line in lines)
+    assert world.store.entry("t", "orders", "sales_order", "DH_6").state == "done"
+    summary, lines = world.run([{"id": 6, "status": "cancelled", "customer": 1, "memo": "x"}])
+    sent = [(l["key"], l["action"]) for l in world.written() if l["key"] == "DH_6"]
+    # sent once as planned; then, since it now exists and the order is cancelled, withdrawn once
+    assert sent == [("DH_6", "upsert"), ("DH_6", "delete")]

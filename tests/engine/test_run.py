@@ -154,3 +154,29 @@ def test_second_concurrent_run_exits_with_a_clear_message(cli, write, tmp_path):
     assert result.exit_code == 1
     assert "already running (other-host:1)" in result.stderr
     assert written(tmp_path) == []
+
+
+def test_dead_letter_is_kept_then_replayed_once_after_the_mapping_is_fixed(cli, write, tmp_path):
+    orders = [ORDERS[0], {"id": 5, "name": None, "status": "open", "total": 7}]
+    write("orders.jsonl", "".join(json.dumps(o) + "\n" for o in orders))
+    write("flow.yaml", FLOW.replace("{incremental}", "").replace("{accept}", ""))
+    first = cli("run", "flow.yaml")
+    assert first.exit_code == 2
+    listing = cli("dlq", "list")
+    assert "record 5" in listing.stdout and "order.name" in listing.stdout
+    letter_id = listing.stdout.split()[0].lstrip("#")
+    shown = cli("dlq", "show", letter_id)
+    assert '"total": 7' in shown.stdout
+    # fix the mapping: an order without a name uses its id
+    write("flow.yaml", FLOW.replace("{incremental}", "").replace("{accept}", "")
+          .replace('memo: "Đơn <<order.name>>"', 'memo: "Đơn <<order.name or order.id>>"'))
+    replayed = cli("dlq", "replay", "flow.yaml")
+    assert replayed.exit_code == 0, replayed.output
+    assert "written 1" in replayed.stdout
+    assert cli("dlq", "list").stdout == "no open dead letters\n"
+    assert cli("dlq", "replay", "flow.yaml").stdout.count("written") == 0
+    assert [d["key"] for d in written(tmp_path)] == ["DH_1", "DH_5"]
+    status = cli("status")
+    assert "orders: cursor -" in status.stdout and "2 done" in status.stdout
+    trace = cli("trace", "5")
+    assert "DH_5  flow orders  route sales_order" in trace.stdout and "done" in trace.stdout
