@@ -127,6 +127,7 @@ class Plan:
     routes: tuple[RoutePlan, ...]
     spec: LoadedSpec
     compiler: ExpressionCompiler
+    lets_read_history: bool = True    # False: let values depend on the record alone
 
     def record_id(self, record: Mapping[str, Any]) -> str:
         value = self.source.id(record) if isinstance(record, dict) else None
@@ -142,12 +143,13 @@ class Plan:
 
     def evaluate(self, record: Mapping[str, Any], history: Mapping[str, Mapping[str, Any]] | None = None,
                  tenant: str = "default", explain: bool = False,
-                 documents: bool = True) -> RecordOutcome:
+                 documents: bool = True, lets: Mapping[str, Any] | None = None) -> RecordOutcome:
         """Map one record: let values, then every route whose condition holds.
 
         ``history`` maps route name → {key, state} for documents this record already has;
         routes fired in this call are added to it (state ``planned``) for the routes below.
-        With ``documents=False`` only the conditions are evaluated (coverage analysis).
+        With ``documents=False`` only the conditions are evaluated (coverage analysis);
+        ``lets`` reuses let values computed for the same record (when they read no history).
         Raises MappingError naming the route and field that failed.
         """
         source_id = self.record_id(record) if documents else "-"
@@ -157,13 +159,17 @@ class Plan:
         scope["tenant"] = tenant
         hist: dict[str, Any] = {k: dict(v) for k, v in (history or {}).items()}
         scope["history"] = hist
-        lets: dict[str, Any] = {}
-        for name, expr in self.lets:
-            try:
-                value = expr(scope)
-            except RecordError as exc:
-                raise MappingError(str(exc), f"let {name}") from None
-            scope[name] = lets[name] = value
+        if lets is not None:          # computed by an earlier call for the same record
+            scope.update(lets)
+            lets = dict(lets)
+        else:
+            lets = {}
+            for name, expr in self.lets:
+                try:
+                    value = expr(scope)
+                except RecordError as exc:
+                    raise MappingError(str(exc), f"let {name}") from None
+                scope[name] = lets[name] = value
         fired: list[str] = []
         docs: list[Document] = []
         conditions: list[tuple[str, Any]] = []
@@ -523,8 +529,10 @@ class _Compiler:
                 routes.append(route)
         if self.problems and any(p.severity == ERROR for p in self.problems) or source is None:
             return None
+        reads_history = "history" in repr(data.get("let") or {})
         return Plan(data["flow"], self.spec.path, self.base_dir, self.timezone, source,
-                    self.tables, tuple(lets), tuple(routes), self.spec, self.compiler)
+                    self.tables, tuple(lets), tuple(routes), self.spec, self.compiler,
+                    reads_history)
 
     def source(self, raw: dict[str, Any]) -> SourcePlan | None:
         connector = raw.get("connector")

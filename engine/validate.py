@@ -177,13 +177,16 @@ def check_coverage(plan: Plan, spec: LoadedSpec) -> list[Problem]:
             _set_path(record, parts, value)
         label = ", ".join(f"{d}={json.dumps(v, ensure_ascii=False, default=str)}"
                           for d, v in zip(vary, values))
+        lets = None
         for subset in subsets:
             history = {name: {"key": "", "state": "accepted"} for name in subset}
             try:
-                outcome = plan.evaluate(record, history, documents=False)
+                outcome = plan.evaluate(record, history, documents=False, lets=lets)
             except MappingError as exc:
                 eval_error = eval_error or (label, str(exc))
-                continue
+                break
+            if not plan.lets_read_history:
+                lets = outcome.lets
             fired = outcome.routes
             fired_ever.update(fired)
             if not subset and not fired:
