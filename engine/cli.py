@@ -119,10 +119,25 @@ def status(state_path: str | None, tenant: str | None) -> None:
 @click.argument("ref")
 @_state_options
 def trace(ref: str, state_path: str | None, tenant: str | None) -> None:
-    """Every document of a record (e.g. a Haravan order id) or with a document code, and its history."""
+    """Every document of a record (e.g. an order id) or with a document code, and its history."""
     from hexaflow.reports import trace_text
     store, tenant = _open(state_path, tenant)
     click.echo(trace_text(store, tenant, ref), nl=False)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8765, show_default=True, help="Port (0: any free port).")
+@click.option("--interval", type=float, default=300, show_default=True,
+              help="Seconds between scheduled runs of every flow (0: off).")
+@_state_options
+def serve(paths: tuple[str, ...], host: str, port: int, interval: float,
+          state_path: str | None, tenant: str | None) -> None:
+    """Receive webhooks and callbacks (POST /hooks/<connector>) and run flows on a schedule."""
+    from hexaflow.serve import serve_command
+    sys.exit(serve_command(paths, host=host, port=port, interval=interval, tenant=tenant,
+                           state=state_path))
 
 
 @main.group()

@@ -129,6 +129,33 @@ class AsyncResult:
     message: str | None = None
 
 
+@dataclass(frozen=True)
+class ReceivedEvent:
+    """A record that changed in the source, as told by a webhook (a trigger, not the data:
+    the run reads the record from the source)."""
+    resource: str              # resource name from the catalogue, e.g. "orders"
+    record_id: str
+    version: str | None = None  # e.g. the record's updated_at; a new version is a new event
+
+
+@dataclass
+class Received:
+    """What a connector made of one delivery to ``POST /hooks/<connector>``.
+
+    ``status`` and ``body`` are the HTTP answer (``body`` JSON-serialisable). A status >= 400
+    means the delivery is refused (401: missing or forged signature) and nothing in it is
+    stored; the body must then say why without any secret.
+    """
+    status: int = 200
+    body: Any = None
+    events: list[ReceivedEvent] = field(default_factory=list)     # webhooks
+    results: list[AsyncResult] = field(default_factory=list)      # asynchronous-write callbacks
+
+    @property
+    def refused(self) -> bool:
+        return self.status >= 400
+
+
 class Connector:
     """Base class for connectors. Subclasses set ``name`` and ``catalogue``.
 
@@ -168,6 +195,19 @@ class Connector:
     def poll(self, target_refs: Iterable[str]) -> list[AsyncResult]:
         """Outcomes of earlier queued writes that are known now (may be empty)."""
         return []
+
+    def receive(self, raw_body: bytes, headers: Mapping[str, str]) -> Received:
+        """Verify and read one webhook or callback delivery (optional; ``hexaflow serve``
+        offers ``POST /hooks/<name>`` only for connectors that implement it).
+
+        Must check the signature over ``raw_body`` exactly as received, do no I/O (the
+        receiver answers fast) and be safe to call from several threads at once.
+        """
+        raise NotImplementedError(f"connector {self.name!r} receives no webhooks or callbacks")
+
+    @classmethod
+    def can_receive(cls) -> bool:
+        return cls.receive is not Connector.receive
 
     def close(self) -> None:
         """Release network clients and files."""

@@ -124,7 +124,8 @@ def dlq_replay(store: SQLiteStore, tenant: str, flow_file: str, letter_ids: list
         raise FlowError(f"flow {plan.name!r} is running; replay when it has finished")
     connectors = Connectors(tenant, plan.base_dir)
     try:
-        _process_page(plan, tenant, store, connectors, summary, records, False, None, report, fence)
+        _process_page(plan, tenant, store, connectors, summary, records, False, None, report,
+                      fence, retry_rejected=True)
         summary.records = len(records)
         poll_results(plan, tenant, store, connectors, summary)
     finally:

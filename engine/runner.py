@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, TextIO
 
-from hexaflow.connector import (CONFLICT, DONE, FAILED, QUEUED, REJECTED, Connector,
+from hexaflow.connector import (CONFLICT, DONE, FAILED, QUEUED, REJECTED, AsyncResult, Connector,
                                 ConnectorContext, ConnectorError, WriteItem)
 from hexaflow.plan import Document, MappingError, Plan, compile_plan
 from hexaflow.problems import ERROR, Problem
@@ -35,6 +35,9 @@ from hexaflow.yamlload import SpecSyntaxError
 EXIT_OK, EXIT_CONFIG, EXIT_RECORDS_FAILED = 0, 1, 2
 SEND, SKIP, CONFLICT_DECISION = "send", "skip", "conflict"
 LOCK_TTL = 600.0
+# A rejected document is sent again by the next runs up to this many attempts in all; after
+# that only a changed payload or `hexaflow dlq replay` sends it again.
+REJECTED_RETRIES = 3
 
 
 class FlowError(Exception):
@@ -119,8 +122,11 @@ class Budget:
 
 
 # --------------------------------------------------------------------------- deciding
-def decide(store: SQLiteStore, tenant: str, doc: Document) -> tuple[str, str]:
-    """(send | skip | conflict, reason) for one document, from what the ledger holds."""
+def decide(store: SQLiteStore, tenant: str, doc: Document,
+           retry_rejected: bool = False) -> tuple[str, str]:
+    """(send | skip | conflict, reason) for one document, from what the ledger holds.
+    A rejected document is sent again when its payload changed, by the next runs up to
+    REJECTED_RETRIES attempts, and whenever asked (``dlq replay``)."""
     entry = store.entry(tenant, doc.flow, doc.route, doc.key)
     if doc.action == "delete":
         if entry is not None and entry.state not in UNSETTLED and entry.state != "rejected":
@@ -138,6 +144,9 @@ def decide(store: SQLiteStore, tenant: str, doc: Document) -> tuple[str, str]:
     if entry is not None:
         if entry.state in UNSETTLED:
             return SEND, "not confirmed by an earlier run"
+        if entry.state == "rejected" and (retry_rejected or entry.attempts < REJECTED_RETRIES):
+            # The cause may lie outside the payload (a product or customer created since).
+            return SEND, "retrying a rejected document"
         if entry.payload_hash == digest:
             return SKIP, "already written"
         if doc.action == "create":
@@ -275,7 +284,7 @@ def _run_pages(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connecto
 def _process_page(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connectors,
                   summary: RunSummary, records: list[Any], dry_run: bool,
                   emit: Callable[[dict[str, Any]], None] | None, report: Callable[[str], None],
-                  fence: int | None) -> list[bool]:
+                  fence: int | None, retry_rejected: bool = False) -> list[bool]:
     """Map and write one page; return per record whether it is handled (cursor may pass it)."""
     ids: list[str | None] = []
     for record in records:
@@ -303,7 +312,7 @@ def _process_page(plan: Plan, tenant: str, store: SQLiteStore, connectors: Conne
         for route in outcome.routes:
             summary.count(route, "matched")
         for doc in outcome.documents:
-            decision, reason = decide(store, tenant, doc)
+            decision, reason = decide(store, tenant, doc, retry_rejected)
             if decision == SKIP:
                 summary.count(doc.route, "skipped")
                 continue
@@ -379,6 +388,7 @@ def _write(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connectors,
             label = f"{plan.source.alias} {doc.source_id}"
             if state in (DONE, QUEUED):
                 summary.count(doc.route, "written" if state == DONE else "queued")
+                store.resolve_dead_letters(tenant, flow, doc.source_id, doc.route, doc.key)
             elif state == REJECTED:
                 summary.count(doc.route, "rejected")
                 reason = f"{doc.connector} rejected {doc.key}: {code or ''} {message or ''}".strip()
@@ -440,15 +450,28 @@ def poll_results(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connec
         if e.target_ref:
             by_connector.setdefault(e.connector, []).append(e.target_ref)
     for name, refs in by_connector.items():
-        for result in connectors.get(name).poll(refs):
-            for e in store.apply_result(tenant, name, result.target_ref, result.status,
-                                        result.code, result.message):
-                if result.status == REJECTED:
-                    reason = f"{name} rejected {e.key}: {result.code or ''} {result.message or ''}".strip()
-                    store.dead_letter(tenant, e.flow, e.source_id, reason, route=e.route,
-                                      key=e.key, payload=json.loads(e.payload))
-                    summary.count(e.route, "rejected")
+        apply_async_results(store, tenant, name, connectors.get(name).poll(refs), summary)
     return len(store.entries(tenant, plan.name, state="queued"))
+
+
+def apply_async_results(store: SQLiteStore, tenant: str, connector: str,
+                        results: Iterable[AsyncResult],
+                        summary: RunSummary | None = None) -> list[LedgerEntry]:
+    """Apply later outcomes of queued writes (from a poll or a callback) to the ledger, only
+    forward; a rejection becomes a dead letter with the target's code and message. Returns
+    the ledger rows that changed."""
+    changed: list[LedgerEntry] = []
+    for result in results:
+        for e in store.apply_result(tenant, connector, result.target_ref, result.status,
+                                    result.code, result.message):
+            changed.append(e)
+            if result.status == REJECTED:
+                reason = f"{connector} rejected {e.key}: {result.code or ''} {result.message or ''}".strip()
+                store.dead_letter(tenant, e.flow, e.source_id, reason, route=e.route,
+                                  key=e.key, payload=json.loads(e.payload))
+                if summary is not None:
+                    summary.count(e.route, "rejected")
+    return changed
 
 
 # --------------------------------------------------------------------------- the command

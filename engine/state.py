@@ -62,6 +62,12 @@ CREATE INDEX IF NOT EXISTS dead_letters_flow ON dead_letters (tenant, flow, stat
 CREATE TABLE IF NOT EXISTS locks (
     tenant TEXT NOT NULL, flow TEXT NOT NULL, owner TEXT, fence INTEGER NOT NULL,
     expires_at REAL NOT NULL, PRIMARY KEY (tenant, flow));
+CREATE TABLE IF NOT EXISTS inbox (
+    tenant TEXT NOT NULL, connector TEXT NOT NULL, resource TEXT NOT NULL,
+    record_id TEXT NOT NULL, version TEXT NOT NULL, received_at REAL NOT NULL,
+    handled_at REAL,
+    PRIMARY KEY (tenant, connector, resource, record_id, version));
+CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (tenant, connector, resource, handled_at);
 """
 
 
@@ -353,9 +359,43 @@ class SQLiteStore:
                  "created_at", "status")
         return [dict(zip(names, row)) for row in self.db.execute(sql + " ORDER BY id", args)]
 
-    def resolve_dead_letters(self, tenant: str, flow: str, source_id: str) -> None:
+    def resolve_dead_letters(self, tenant: str, flow: str, source_id: str,
+                             route: str | None = None, key: str | None = None) -> None:
+        """Close open letters: the record's mapping failures (no route given), or the letter of
+        one document once it was written."""
         self.db.execute("UPDATE dead_letters SET status='resolved' WHERE tenant=? AND flow=? AND "
-                        "source_id=? AND status='open'", (tenant, flow, source_id))
+                        "source_id=? AND route IS ? AND key IS ? AND status='open'",
+                        (tenant, flow, source_id, route, key))
+
+    # -- inbox (webhook events received by `hexaflow serve`, docs/serve.md) -------------
+    def put_inbox(self, tenant: str, connector: str, resource: str, record_id: str,
+                  version: str | None) -> bool:
+        """Store an event once; True when it is new (a repeated or concurrent delivery of
+        the same version is a no-op that returns False)."""
+        cur = self.db.execute(
+            "INSERT INTO inbox (tenant, connector, resource, record_id, version, received_at) "
+            "VALUES (?,?,?,?,?,?) ON CONFLICT (tenant, connector, resource, record_id, version) "
+            "DO NOTHING",
+            # NULL is never equal to NULL in a unique key: an event without version is ''.
+            (tenant, connector, resource, record_id, version or "", time.time()))
+        return cur.rowcount == 1
+
+    def inbox(self, tenant: str, *, pending: bool = False) -> list[dict[str, Any]]:
+        sql = ("SELECT connector, resource, record_id, version, received_at, handled_at FROM inbox "
+               "WHERE tenant=?" + (" AND handled_at IS NULL" if pending else "") +
+               " ORDER BY received_at")
+        names = ("connector", "resource", "record_id", "version", "received_at", "handled_at")
+        return [dict(zip(names, row)) for row in self.db.execute(sql, (tenant,))]
+
+    def mark_inbox_handled(self, tenant: str, connector: str, resource: str,
+                           received_before: float) -> int:
+        """Mark handled the events of this source that arrived before ``received_before`` (the
+        start of the runs that read them); returns how many."""
+        cur = self.db.execute(
+            "UPDATE inbox SET handled_at=? WHERE tenant=? AND connector=? AND resource=? AND "
+            "handled_at IS NULL AND received_at < ?",
+            (time.time(), tenant, connector, resource, received_before))
+        return cur.rowcount
 
     # -- runs ---------------------------------------------------------------------------
     def start_run(self, tenant: str, flow: str) -> int:

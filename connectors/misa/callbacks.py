@@ -32,6 +32,10 @@ class CallbackError(ValueError):
     """A callback body that must not be trusted or cannot be read; nothing in it was applied."""
 
 
+class CallbackSignatureError(CallbackError):
+    """The callback's signature is missing or was not made with our key (forged)."""
+
+
 def sign(data: str, key: str) -> str:
     return hmac.new(key.encode("utf-8"), data.encode("utf-8"), hashlib.sha256).hexdigest()
 
@@ -63,9 +67,9 @@ def verify(body: Mapping[str, Any], key: str) -> str:
     if not isinstance(raw, str):
         raise CallbackError("callback has no 'data' string to verify")
     if not isinstance(signature, str) or not signature:
-        raise CallbackError("callback has no signature")
+        raise CallbackSignatureError("callback has no signature")
     if not hmac.compare_digest(sign(raw, key), signature.strip().lower()):
-        raise CallbackError("callback signature does not match (check MISA_CALLBACK_KEY)")
+        raise CallbackSignatureError("callback signature does not match (check MISA_CALLBACK_KEY)")
     return raw
 
 

@@ -13,10 +13,10 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from hexaflow.connector import (ACCEPTED, CONFLICT, FAILED, QUEUED, REJECTED, AsyncResult,
                                 Catalogue, Connector, ConnectorContext, DocumentInfo, Page,
-                                ResourceInfo, WriteItem, WriteResult)
+                                Received, ResourceInfo, WriteItem, WriteResult)
 from hexaflow.timeutil import get_zone
 
-from .callbacks import results_from_data
+from .callbacks import CallbackError, CallbackSignatureError, parse_callback, results_from_data
 from .client import MisaClient, MisaSettings
 from .errors import AUTH_CODES, MisaAuthError, MisaError, MisaTokenError, MisaTransportError
 from .records import normalise
@@ -340,6 +340,19 @@ class MisaConnector(Connector):
     def _codes(self, data_type: int, code_field: str) -> set[str]:
         resource = {v: k for k, v in DICTIONARY_RESOURCES.items()}[data_type]
         return {str(r.get(code_field)) for page in self.read(resource, {}) for r in page.records}
+
+    # -- callbacks --------------------------------------------------------------------
+    def receive(self, raw_body: bytes, headers: Mapping[str, str]) -> Received:
+        """A MISA callback: verified with MISA_CALLBACK_KEY (default the app id), answered in
+        MISA's reply shape; its results are applied by the engine like polled ones."""
+        try:
+            results = parse_callback(raw_body, self.settings.callback_key or self.settings.app_id)
+        except CallbackError as exc:
+            # The message names what is wrong (never the key); 401 marks a forged one.
+            status = 401 if isinstance(exc, CallbackSignatureError) else 400
+            return Received(status, {"Success": False, "ErrorCode": "InvalidParam",
+                                     "ErrorMessage": str(exc)})
+        return Received(200, {"Success": True}, results=results)
 
     def exists(self, document: str, key: str) -> bool | None:
         """Dictionary entries can be looked up (key: ``dictionary:<type>:<code>`` or

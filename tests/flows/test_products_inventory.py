@@ -301,12 +301,6 @@ def test_R_INV_1_stock_of_an_item_not_on_haravan_is_reported_not_dropped(world):
     assert world.on_hand()[(HN, "BO-DO-NGU-M")] == 5
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine gap: a document the target rejected is 'already written' for the ledger when the "
-    "same payload comes again (runner.decide), and the record's dead letter is resolved when it "
-    "maps again (run_flow: resolve_dead_letters), so a stock line refused because its product "
-    "was not on Haravan yet is never re-sent, and no longer reported, until MISA's quantity "
-    "changes"))
 def test_R_INV_1_stock_refused_before_its_product_existed_is_sent_once_it_exists(world):
     world.save_in_amis(item("BO-DO-NGU-L", "Bộ đồ ngủ lụa - L", "Bộ", 680000, inactive=True))
     world.set_stock("BO-DO-NGU-L", "KHO_HN", 6)

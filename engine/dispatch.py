@@ -1,0 +1,191 @@
+"""The dispatcher: the one place that decides when a flow runs in ``hexaflow serve``.
+
+Receivers and the scheduler only *ask* for a run of (tenant, flow); one worker thread runs the
+requests one at a time. Asking twice before the run starts is asking once (a set); asking while
+the flow runs makes it run once more afterwards, because the run in progress may have read its
+page before the change that caused the request. Exactly-once effects do not depend on any of
+this: the ledger and the fencing lock guarantee them whoever runs the flow and how often.
+
+Many workers on many machines later means putting these requests on a job queue; the contract
+(``request``) stays the same.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+from hexaflow.connector import ConnectorError
+from hexaflow.plan import Plan
+from hexaflow.runner import Budget, Connectors, FlowError, run_flow
+from hexaflow.state import LostLock, SQLiteStore, open_store
+
+log = logging.getLogger("hexaflow.serve")
+
+RETRY_LOCKED_S = 1.0       # a flow locked by another run (e.g. `hexaflow run` by hand)
+RETRY_FAILED_S = 5.0       # a run that raised (target down, lock lost): try again later
+RUN_BUDGET_S = 30.0        # a long catch-up run yields to other flows and asks again
+
+Key = tuple[str, str]      # (tenant, flow name)
+
+
+class Dispatcher:
+    def __init__(self, plans: Iterable[Plan], *, state_path: str,
+                 config_for: Callable[[str], Mapping[str, str]],
+                 budget_s: float = RUN_BUDGET_S):
+        self.plans = {p.name: p for p in plans}
+        self.state_path = state_path
+        self.config_for = config_for           # tenant → configuration (secrets included)
+        self.budget_s = budget_s
+        self._pending: dict[Key, float] = {}   # key → not before (time.monotonic())
+        self._running: Key | None = None
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._store: SQLiteStore | None = None  # the worker's own connection
+        self._connectors: dict[tuple[str, Path], Connectors] = {}
+        # Start time of each flow's last completed run: inbox rows older than the oldest of
+        # these, over the flows reading a source, have been seen by every such flow.
+        self._completed_start: dict[Key, float] = {}
+        self.runs = 0                          # completed runs, for /health and tests
+
+    # -- asking ---------------------------------------------------------------------------
+    def flows_reading(self, connector: str, resource: str) -> list[str]:
+        return [p.name for p in self.plans.values()
+                if p.source.connector == connector and p.source.resource == resource]
+
+    def request(self, tenant: str, flow: str, delay: float = 0.0) -> None:
+        if flow not in self.plans:
+            raise KeyError(flow)
+        due = time.monotonic() + delay
+        with self._cond:
+            # Coalesce: one pending request per (tenant, flow), the earliest wins.
+            self._pending[(tenant, flow)] = min(due, self._pending.get((tenant, flow), due))
+            self._cond.notify_all()
+
+    def request_source(self, tenant: str, connector: str, resource: str) -> list[str]:
+        """Ask for a run of every flow whose source is ``connector``/``resource``."""
+        flows = self.flows_reading(connector, resource)
+        for flow in flows:
+            self.request(tenant, flow)
+        return flows
+
+    def request_all(self, tenant: str) -> None:
+        for flow in self.plans:
+            self.request(tenant, flow)
+
+    # -- state for /health and tests --------------------------------------------------------
+    def pending(self) -> list[Key]:
+        with self._cond:
+            return sorted(self._pending)
+
+    def idle(self) -> bool:
+        with self._cond:
+            return not self._pending and self._running is None
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait (bounded) until nothing is pending or running; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending or self._running is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.05))
+            return True
+
+    # -- the worker -------------------------------------------------------------------------
+    def start(self) -> "Dispatcher":
+        self._thread = threading.Thread(target=self._work, name="hexaflow-dispatcher",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """No new runs; wait (bounded) for the run in progress to finish."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _next(self) -> Key | None:
+        with self._cond:
+            while not self._stopping:
+                now = time.monotonic()
+                due = [(t, k) for k, t in self._pending.items() if t <= now]
+                if due:
+                    key = min(due)[1]
+                    del self._pending[key]
+                    self._running = key
+                    return key
+                wait = min(self._pending.values(), default=now + 1.0) - now
+                self._cond.wait(max(0.01, min(wait, 1.0)))
+            return None
+
+    def _work(self) -> None:
+        self._store = open_store(self.state_path)
+        try:
+            while (key := self._next()) is not None:
+                try:
+                    self._run(*key)
+                except Exception:  # a bug must not stop the worker; the scheduler retries
+                    log.exception("serve: run of flow %s (tenant %s) failed", key[1], key[0])
+                    self._drop_connectors(key[0])
+                finally:
+                    with self._cond:
+                        self._running = None
+                        self._cond.notify_all()
+        finally:
+            for connectors in self._connectors.values():
+                connectors.close()
+            self._store.close()
+
+    def _connectors_for(self, tenant: str, plan: Plan) -> Connectors:
+        # Kept across runs so tokens and rate-limit buckets are reused (latency); one set per
+        # tenant and flow folder (relative paths in connector settings are per folder).
+        key = (tenant, plan.base_dir)
+        if key not in self._connectors:
+            self._connectors[key] = Connectors(tenant, plan.base_dir, dict(self.config_for(tenant)))
+        return self._connectors[key]
+
+    def _drop_connectors(self, tenant: str) -> None:
+        for key in [k for k in self._connectors if k[0] == tenant]:
+            self._connectors.pop(key).close()
+
+    def _run(self, tenant: str, flow: str) -> None:
+        plan = self.plans[flow]
+        store = self._store
+        assert store is not None
+        started = time.time()
+        try:
+            summary = run_flow(plan, tenant=tenant, store=store,
+                               connectors=self._connectors_for(tenant, plan),
+                               budget=Budget(max_seconds=self.budget_s),
+                               report=lambda line: log.warning("serve: %s: %s", flow, line))
+        except FlowError as exc:
+            if store.lock_holder(tenant, flow) is not None:
+                # Another process runs this flow now; ours must still happen after it.
+                log.info("serve: flow %s is running elsewhere; trying again shortly", flow)
+                self.request(tenant, flow, delay=RETRY_LOCKED_S)
+            else:
+                log.error("serve: flow %s cannot run: %s", flow, exc)
+            return
+        except (ConnectorError, LostLock) as exc:
+            log.error("serve: flow %s: %s; trying again in %.0f s", flow, exc, RETRY_FAILED_S)
+            self._drop_connectors(tenant)
+            self.request(tenant, flow, delay=RETRY_FAILED_S)
+            return
+        self.runs += 1
+        log.info("serve: %s", summary.render().strip().replace("\n", " | "))
+        if summary.more_left:
+            self.request(tenant, flow)      # stopped at its budget: not everything is read
+            return
+        self._completed_start[(tenant, flow)] = started
+        source = plan.source
+        readers = self.flows_reading(source.connector, source.resource)
+        seen_by_all = min(self._completed_start.get((tenant, f), 0.0) for f in readers)
+        if seen_by_all:
+            store.mark_inbox_handled(tenant, source.connector, source.resource, seen_by_all)

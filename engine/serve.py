@@ -1,0 +1,262 @@
+"""``hexaflow serve``: receive webhooks and callbacks, run flows on a schedule (docs/serve.md).
+
+Receivers only verify, store and acknowledge: ``POST /hooks/<connector>`` hands the raw body to
+the connector's ``receive`` (which checks the signature), puts webhook events into the inbox,
+applies asynchronous-write results to the ledger, asks the dispatcher for the runs and answers.
+No source read, no mapping and no target call happens on the request path.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, TextIO
+
+from hexaflow.connector import Connector, ConnectorError
+from hexaflow.dispatch import Dispatcher
+from hexaflow.plan import Plan
+from hexaflow.registry import get_connector
+from hexaflow.runner import Connectors, FlowError, apply_async_results, load_plan
+from hexaflow.state import open_store, state_path as default_state_path
+
+log = logging.getLogger("hexaflow.serve")
+
+MAX_BODY = 5 * 1024 * 1024      # a webhook or callback is small; refuse anything huge
+EXIT_OK, EXIT_CONFIG = 0, 1
+
+
+class Scheduler:
+    """Asks the dispatcher for every flow every ``interval`` seconds (the first time at start:
+    catch up on what changed while serve was down). Each run ends by polling queued results."""
+
+    def __init__(self, dispatcher: Dispatcher, tenant: str, interval: float):
+        self.dispatcher, self.tenant, self.interval = dispatcher, tenant, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._tick, name="hexaflow-scheduler", daemon=True)
+
+    def start(self) -> "Scheduler":
+        if self.interval > 0:
+            self._thread.start()
+        return self
+
+    def _tick(self) -> None:
+        while not self._stop.is_set():
+            self.dispatcher.request_all(self.tenant)
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+
+
+class HookServer:
+    """The receivers, the dispatcher and the scheduler of one tenant, on one HTTP port."""
+
+    def __init__(self, plans: Iterable[Plan], *, tenant: str, config: Mapping[str, str],
+                 state: str, host: str = "127.0.0.1", port: int = 0, interval: float = 0.0):
+        self.plans = list(plans)
+        if state == ":memory:":
+            raise FlowError("hexaflow serve needs a state file (HEXAFLOW_STATE), not :memory:: "
+                            "its threads each open their own connection")
+        self.tenant, self.config, self.state = tenant, dict(config), state
+        self.dispatcher = Dispatcher(self.plans, state_path=state,
+                                     config_for=lambda _tenant: self.config)
+        self.scheduler = Scheduler(self.dispatcher, tenant, interval)
+        # Connectors that receive, named by the flows (sources and targets). Instances are
+        # shared by the request threads: receive() is pure (no I/O, no shared mutable state).
+        names: list[str] = []
+        for plan in self.plans:
+            names.append(plan.source.connector)
+            names.extend(route.connector for route in plan.routes if route.connector)
+        self.receivers: dict[str, Connector] = {}
+        base_dir = self.plans[0].base_dir if self.plans else Path(".")
+        self._connectors = Connectors(tenant, base_dir, self.config)
+        for name in dict.fromkeys(names):
+            cls = get_connector(name)
+            if cls is not None and cls.can_receive():
+                # Created now so that a missing setting is reported at start, not at the
+                # first delivery.
+                self.receivers[name] = self._connectors.get(name)
+        self.httpd = ThreadingHTTPServer((host, port), _Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.app = self                    # type: ignore[attr-defined]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def hook_url(self, connector: str) -> str:
+        return f"{self.url}/hooks/{connector}"
+
+    def start(self) -> "HookServer":
+        self._recover()
+        self.dispatcher.start()
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="hexaflow-serve",
+                                        daemon=True)
+        self._thread.start()
+        self.scheduler.start()
+        return self
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop taking requests, then let the run in progress finish (bounded)."""
+        self.scheduler.stop()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.dispatcher.stop(timeout)
+        self._connectors.close()
+
+    def _recover(self) -> None:
+        # Events acknowledged before a crash but not yet run: ask for their runs again.
+        store = open_store(self.state)
+        try:
+            pending = store.inbox(self.tenant, pending=True)
+        finally:
+            store.close()
+        for source in {(row["connector"], row["resource"]) for row in pending}:
+            self.dispatcher.request_source(self.tenant, *source)
+
+    # -- the request path -----------------------------------------------------------------
+    def handle_hook(self, name: str, raw_body: bytes,
+                    headers: Mapping[str, str]) -> tuple[int, Any]:
+        connector = self.receivers.get(name)
+        if connector is None:
+            return 404, {"error": f"no receiver for {name!r}; known: {sorted(self.receivers)}"}
+        received = connector.receive(raw_body, headers)
+        if received.refused:
+            # Forged, unsigned or unreadable: nothing is stored, nothing runs.
+            log.warning("serve: refused a %s delivery (HTTP %d)", name, received.status)
+            return received.status, received.body
+        sources: set[str] = set()
+        if received.events or received.results:
+            store = open_store(self.state)      # one connection per request thread
+            try:
+                for event in received.events:
+                    if store.put_inbox(self.tenant, name, event.resource, event.record_id,
+                                       event.version):
+                        sources.add(event.resource)
+                if received.results:
+                    apply_async_results(store, self.tenant, name, received.results)
+            finally:
+                store.close()
+        # Only a new event asks for a run: a duplicate delivery was already asked for.
+        for resource in sources:
+            self.dispatcher.request_source(self.tenant, name, resource)
+        return received.status, received.body
+
+    def health(self) -> dict[str, Any]:
+        return {"ok": True, "tenant": self.tenant, "runs": self.dispatcher.runs,
+                "pending": [flow for _tenant, flow in self.dispatcher.pending()],
+                "hooks": sorted(self.receivers)}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "hexaflow"
+    protocol_version = "HTTP/1.1"
+
+    @property
+    def app(self) -> HookServer:
+        return self.server.app                   # type: ignore[attr-defined]
+
+    def do_GET(self) -> None:
+        if self.path.split("?")[0] == "/health":
+            self._answer(200, self.app.health())
+        else:
+            self._answer(404, {"error": "not found; try GET /health or POST /hooks/<connector>"})
+
+    def do_POST(self) -> None:
+        parts = self.path.split("?")[0].strip("/").split("/")
+        if len(parts) != 2 or parts[0] != "hooks":
+            self._answer(404, {"error": "not found; POST /hooks/<connector>"})
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or "")
+        except ValueError:
+            self._answer(411, {"error": "Content-Length required"})
+            return
+        if length < 0 or length > MAX_BODY:
+            self._answer(413, {"error": f"body larger than {MAX_BODY} bytes"})
+            return
+        raw = self.rfile.read(length)
+        try:
+            status, body = self.app.handle_hook(parts[1], raw, dict(self.headers.items()))
+        except Exception:  # a bug: 500 makes the sender retry; the scheduler is the net
+            log.exception("serve: handling a %s delivery failed", parts[1])
+            status, body = 500, {"error": "internal error; the delivery was not stored"}
+        self._answer(status, body)
+
+    def _answer(self, status: int, body: Any) -> None:
+        data = json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        # Request lines carry no secrets (signatures are headers); keep them out of stderr.
+        log.debug("serve: %s " + fmt, self.address_string(), *args)
+
+
+# --------------------------------------------------------------------------- the command
+def load_flows(paths: Iterable[str]) -> list[Plan]:
+    from hexaflow.validate import Report, find_flow_files
+    report = Report()
+    files = find_flow_files(paths, report)
+    if report.problems:
+        raise FlowError("; ".join(p.text() for p in report.problems), list(report.problems))
+    if not files:
+        raise FlowError("no flow files found in " + ", ".join(paths))
+    plans = [load_plan(path) for path in files]
+    names = [p.name for p in plans]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise FlowError(f"flow names must be unique; given twice: {', '.join(twice)}")
+    return plans
+
+
+def serve_command(paths: Iterable[str], *, host: str, port: int, interval: float,
+                  tenant: str | None = None, state: str | None = None,
+                  out: TextIO | None = None, err: TextIO | None = None,
+                  stop: threading.Event | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    tenant = tenant or os.environ.get("HEXAFLOW_TENANT") or "default"
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, stream=err,
+                            format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        plans = load_flows(paths)
+        server = HookServer(plans, tenant=tenant, config=dict(os.environ),
+                            state=default_state_path(state), host=host, port=port,
+                            interval=interval)
+    except (FlowError, ConnectorError, OSError) as exc:
+        for problem in getattr(exc, "problems", []):
+            print(problem.text(), file=err)
+        print(f"error: {exc}", file=err)
+        return EXIT_CONFIG
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    print(f"hexaflow serve: listening on {server.url} (tenant {tenant}; flows: "
+          f"{', '.join(p.name for p in plans)})", file=out)
+    for name in sorted(server.receivers):
+        print(f"  POST {server.hook_url(name)}   (webhooks / callbacks of {name})", file=out)
+    print(f"  GET  {server.url}/health", file=out)
+    print("  scheduled runs: " + (f"every {interval:g} s" if interval > 0 else "off"), file=out)
+    out.flush()
+    stop.wait()
+    print("hexaflow serve: stopping (waiting for the run in progress)", file=out)
+    out.flush()
+    server.stop()
+    print("hexaflow serve: stopped", file=out)
+    return EXIT_OK
