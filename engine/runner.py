@@ -227,7 +227,7 @@ def run_flow(plan: Plan, *, tenant: str, store: SQLiteStore, connectors: Connect
                    report, progress, fence)
         if not dry_run:
             resend_unsettled(plan, tenant, store, connectors, summary, report, fence, started)
-            poll_results(plan, tenant, store, connectors, summary)
+            poll_results(plan, tenant, store, connectors, summary, report)
         status = "failed" if summary.failed else "ok"
     finally:
         if not dry_run:
@@ -439,38 +439,55 @@ def _ensure_exists(store: SQLiteStore, connectors: Connectors, tenant: str, ens:
     return False
 
 
+# Documents still moving in the target (queued → accepted → generated → posted) are polled
+# while they changed within this many seconds; older ones are left to callbacks.
+POLL_WINDOW_S = 30 * 86400
+
+
 def poll_results(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connectors,
-                 summary: RunSummary | None = None) -> int:
-    """One pass over this flow's queued documents: apply what the targets know now.
-    Returns how many are still queued."""
+                 summary: RunSummary | None = None,
+                 report: Callable[[str], None] | None = None) -> int:
+    """One pass over this flow's documents still moving in their target (queued, accepted,
+    generated): apply what the targets know now. Returns how many are still queued."""
     summary = summary or RunSummary(plan.name)
-    queued = store.entries(tenant, plan.name, state="queued")
+    recent = time.time() - POLL_WINDOW_S
     by_connector: dict[str, list[str]] = {}
-    for e in queued:
-        if e.target_ref:
+    for e in store.entries(tenant, plan.name):
+        if e.target_ref and (e.state == "queued" or
+                             (e.state in ("accepted", "generated") and e.updated_at >= recent)):
             by_connector.setdefault(e.connector, []).append(e.target_ref)
     for name, refs in by_connector.items():
-        apply_async_results(store, tenant, name, connectors.get(name).poll(refs), summary)
+        apply_async_results(store, tenant, name, connectors.get(name).poll(refs), summary, report)
     return len(store.entries(tenant, plan.name, state="queued"))
 
 
 def apply_async_results(store: SQLiteStore, tenant: str, connector: str,
                         results: Iterable[AsyncResult],
-                        summary: RunSummary | None = None) -> list[LedgerEntry]:
-    """Apply later outcomes of queued writes (from a poll or a callback) to the ledger, only
-    forward; a rejection becomes a dead letter with the target's code and message. Returns
-    the ledger rows that changed."""
+                        summary: RunSummary | None = None,
+                        report: Callable[[str], None] | None = None) -> list[LedgerEntry]:
+    """Apply later outcomes of writes (from a poll or a callback) to the ledger, only
+    forward; a rejection becomes a dead letter with the target's code and message, and a
+    rejection or conflict is reported once (when the row changes). Returns the changed rows."""
     changed: list[LedgerEntry] = []
     for result in results:
         for e in store.apply_result(tenant, connector, result.target_ref, result.status,
                                     result.code, result.message):
             changed.append(e)
+            detail = f"{result.code or ''} {result.message or ''}".strip()
             if result.status == REJECTED:
-                reason = f"{connector} rejected {e.key}: {result.code or ''} {result.message or ''}".strip()
+                reason = f"{connector} rejected {e.key}: {detail}"
                 store.dead_letter(tenant, e.flow, e.source_id, reason, route=e.route,
                                   key=e.key, payload=json.loads(e.payload))
                 if summary is not None:
                     summary.count(e.route, "rejected")
+                if report is not None:
+                    report(f"{e.source_id}: route {e.route}: {reason}")
+            elif result.status == CONFLICT:
+                if summary is not None:
+                    summary.count(e.route, "conflict")
+                if report is not None:
+                    report(f"{e.source_id}: route {e.route}: conflict: {connector} cannot change "
+                           f"{e.key}: {detail} — handle it by hand")
     return changed
 
 

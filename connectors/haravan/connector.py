@@ -294,6 +294,13 @@ class HaravanConnector(Connector):
             if item.action == "create":
                 return _result(item, DONE, target_ref=product_id,
                                message="already exists (matched by SKU); not updated")
+            if len(existing.get("variants") or []) > 1:
+                # The item is one variant of a product with several (sizes, colours): it may
+                # update its own variant, not the name and options the others share.
+                payload = {}
+                for variant in variants:
+                    for option in ("option1", "option2", "option3"):
+                        variant.pop(option, None)
             by_sku = {v.get("sku"): v.get("id") for v in existing.get("variants") or [] if v.get("sku")}
             for variant in variants:
                 if variant.get("sku") in by_sku:
