@@ -1,6 +1,6 @@
 """Webhook latency: from a Haravan webhook POST to the order's voucher request queued in MISA.
 
-    python bench/webhook_latency.py [--orders 50] [--overlap 300] [--mode self|sandbox]
+    python bench/webhook_latency.py [--orders 50] [--gap 0.5] [--overlap 300] [--mode self|sandbox]
 
 Starts both sandboxes (empty company setup plus two items, rate limit off) and ``hexaflow serve``
 with the packaged orders flow in-process on loopback, scheduler off. For each order, one at a
@@ -60,6 +60,10 @@ def main() -> int:
     parser.add_argument("--overlap", type=float, default=300,
                         help="HARAVAN_OVERLAP_SECONDS: how far before its cursor each run re-reads")
     parser.add_argument("--mode", choices=("self", "sandbox"), default="self")
+    parser.add_argument("--gap", type=float, default=0.5,
+                        help="seconds between orders; each webhook's run reads Haravan, whose "
+                             "bucket drains 4 calls/s, so back-to-back orders (0) measure "
+                             "the rate limit rather than serve")
     parser.add_argument("--sandbox-nagle", action="store_true",
                         help="keep Nagle's algorithm on in the sandboxes' HTTP servers (their "
                              "default): each MISA call then waits ~40 ms for a delayed ACK, "
@@ -94,6 +98,8 @@ def main() -> int:
             }).json()["customer"]
             latencies, answers, order_ids = [], [], []
             for i in range(args.orders):
+                if i:
+                    time.sleep(args.gap)
                 body = {"gateway": "Bank transfer", "customer": {"id": customer["id"]},
                         "line_items": [{"sku": "AO-THUN-M", "title": "Áo thun cotton",
                                         "price": 250000, "quantity": 1 + i % 3}]}
@@ -135,7 +141,8 @@ def main() -> int:
 
     ms = [v * 1000 for v in latencies]
     print(f"webhook → voucher request in MISA, {len(ms)} orders, mode {args.mode}, "
-          f"overlap {args.overlap:g} s, sandbox Nagle {'on' if args.sandbox_nagle else 'off'}")
+          f"gap {args.gap:g} s, overlap {args.overlap:g} s, "
+          f"sandbox Nagle {'on' if args.sandbox_nagle else 'off'}")
     print(f"  median {statistics.median(ms):.1f} ms   p95 {percentile(ms, 95):.1f} ms   "
           f"max {max(ms):.1f} ms   (first {ms[0]:.1f} ms: connects to MISA)")
     if answers:

@@ -19,13 +19,14 @@ from typing import Callable, Iterable, Mapping
 
 from hexaflow.connector import ConnectorError
 from hexaflow.plan import Plan
-from hexaflow.runner import Budget, Connectors, FlowError, run_flow
+from hexaflow.runner import Budget, Connectors, FlowError, poll_results, run_flow
 from hexaflow.state import LostLock, SQLiteStore, open_store
 
 log = logging.getLogger("hexaflow.serve")
 
 RETRY_LOCKED_S = 1.0       # a flow locked by another run (e.g. `hexaflow run` by hand)
-RETRY_FAILED_S = 5.0       # a run that raised (target down, lock lost): try again later
+RETRY_FAILED_S = 5.0       # a run that raised (target down, lock lost): try again later,
+RETRY_FAILED_MAX_S = 300.0  # doubling the wait after each failure in a row up to this
 RUN_BUDGET_S = 30.0        # a long catch-up run yields to other flows and asks again
 
 Key = tuple[str, str]      # (tenant, flow name)
@@ -49,12 +50,19 @@ class Dispatcher:
         # Start time of each flow's last completed run: inbox rows older than the oldest of
         # these, over the flows reading a source, have been seen by every such flow.
         self._completed_start: dict[Key, float] = {}
+        self._failures: dict[Key, int] = {}    # failed runs in a row, for the backoff
         self.runs = 0                          # completed runs, for /health and tests
 
     # -- asking ---------------------------------------------------------------------------
     def flows_reading(self, connector: str, resource: str) -> list[str]:
         return [p.name for p in self.plans.values()
                 if p.source.connector == connector and p.source.resource == resource]
+
+    def flows_writing(self, connector: str) -> list[str]:
+        return [p.name for p in self.plans.values()
+                if any(route.connector == connector or
+                       any(ens.connector == connector for ens in route.ensure)
+                       for route in p.routes)]
 
     def request(self, tenant: str, flow: str, delay: float = 0.0) -> None:
         if flow not in self.plans:
@@ -155,6 +163,14 @@ class Dispatcher:
         for key in [k for k in self._connectors if k[0] == tenant]:
             self._connectors.pop(key).close()
 
+    def _poll_only(self, tenant: str, plan: Plan) -> None:
+        assert self._store is not None
+        try:
+            poll_results(plan, tenant, self._store, self._connectors_for(tenant, plan))
+        except Exception as exc:  # the target is down too: the next tick tries again
+            log.error("serve: polling results of flow %s failed: %s", plan.name, exc)
+            self._drop_connectors(tenant)
+
     def _run(self, tenant: str, flow: str) -> None:
         plan = self.plans[flow]
         store = self._store
@@ -173,11 +189,21 @@ class Dispatcher:
             else:
                 log.error("serve: flow %s cannot run: %s", flow, exc)
             return
-        except (ConnectorError, LostLock) as exc:
-            log.error("serve: flow %s: %s; trying again in %.0f s", flow, exc, RETRY_FAILED_S)
+        except Exception as exc:  # a system down, a lost lock, a bug: try again later
+            failures = self._failures[(tenant, flow)] = self._failures.get((tenant, flow), 0) + 1
+            delay = min(RETRY_FAILED_MAX_S, RETRY_FAILED_S * 2 ** (failures - 1))
+            if isinstance(exc, (ConnectorError, LostLock)):
+                log.error("serve: flow %s: %s; trying again in %.0f s", flow, exc, delay)
+            else:
+                log.exception("serve: flow %s failed; trying again in %.0f s", flow, delay)
             self._drop_connectors(tenant)
-            self.request(tenant, flow, delay=RETRY_FAILED_S)
+            if not isinstance(exc, LostLock):
+                # The source may be down while the target still answers: results of queued
+                # documents are polled on every tick all the same.
+                self._poll_only(tenant, plan)
+            self.request(tenant, flow, delay=delay)
             return
+        self._failures.pop((tenant, flow), None)
         self.runs += 1
         log.info("serve: %s", summary.render().strip().replace("\n", " | "))
         if summary.more_left:

@@ -43,8 +43,8 @@ def _history(raw: Any) -> dict[str, dict[str, Any]]:
     if not raw:
         return {}
     if isinstance(raw, list):
-        return {name: {"key": "", "state": "accepted"} for name in raw}
-    return {name: {"key": "", "state": state} for name, state in raw.items()}
+        return {name: {"key": "", "state": "accepted", "keys": []} for name in raw}
+    return {name: {"key": "", "state": state, "keys": []} for name, state in raw.items()}
 
 
 def _pretty(value: Any) -> list[str]:
@@ -113,7 +113,8 @@ def run_case(plan: Plan, case: dict[str, Any]) -> list[str]:
                     failures.append(f"{where}ensure {name} of {route} differs:\n" +
                                     _diff(expected, got[name], f"{route}.{name}"))
         for doc in outcome.documents:
-            history[doc.route] = {"key": doc.key, "state": "accepted"}
+            keys = (history.get(doc.route) or {}).get("keys") or []
+            history[doc.route] = {"key": doc.key, "state": "accepted", "keys": keys + [doc.key]}
     return failures
 
 

@@ -114,6 +114,11 @@ class Library:
         """strftime in the flow's time zone, e.g. '%Y-%m-%d %H:%M:%S'."""
         return self._local(value).strftime(fmt)
 
+    def seconds_between(self, start: Any, end: Any) -> Decimal:
+        """Seconds from ``start`` to ``end`` (negative when ``end`` is earlier)."""
+        a, b = self._local(start), self._local(end)
+        return Decimal(str((b - a).total_seconds()))
+
     def _local(self, value: Any):
         if value is None or value == "":
             raise RecordError("date: expected a timestamp, got null")
@@ -153,6 +158,15 @@ class Library:
         for item in items or []:
             if isinstance(item, dict) and item.get(field_name) is not None:
                 out[self.text(item[field_name])] = item
+        return out
+
+    def sum_by(self, items: Any, key_field: str, value_field: str) -> dict[str, Decimal]:
+        """Totals of ``value_field`` per text of ``key_field`` (e.g. quantity per line id)."""
+        out: dict[str, Decimal] = {}
+        for item in items or []:
+            if isinstance(item, dict) and item.get(key_field) is not None:
+                key = self.text(item[key_field])
+                out[key] = out.get(key, Decimal(0)) + _num(item.get(value_field) or 0, "sum_by")
         return out
 
     def get(self, obj: Any, key: Any, *default: Any) -> Any:
@@ -210,10 +224,12 @@ FUNCTIONS: dict[str, tuple[str, list[list[str]], bool]] = {
     "local_datetime": ("local_datetime", [["string", "null"]], False),
     "local_date": ("local_date", [["string", "null"]], False),
     "local_format": ("local_format", [["string", "null"], ["string"]], False),
+    "seconds_between": ("seconds_between", [["string", "null"], ["string", "null"]], False),
     "uuid5": ("uuid5", [[]], True),
     "lookup": ("lookup", [["string"], []], True),
     "must": ("must", [[], ["string"]], False),
     "index_by": ("index_by", [["array", "null"], ["string"]], False),
+    "sum_by": ("sum_by", [["array", "null"], ["string"], ["string"]], False),
     "get": ("get", [["object", "null"], []], True),
     "if": ("if_", [[], [], []], False),
     "lower": ("lower", [["string", "null"]], False),

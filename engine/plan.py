@@ -199,7 +199,9 @@ class Plan:
                             raise MappingError(str(exc), f"route {route.name}: let {name}") from None
                 if documents:
                     docs.append(self._document(route, route_scope, source_id, version))
-                hist[route.name] = {"key": docs[-1].key if documents else "", "state": "planned"}
+                key = docs[-1].key if documents else ""
+                keys = (hist.get(route.name) or {}).get("keys") or []
+                hist[route.name] = {"key": key, "state": "planned", "keys": keys + [key]}
         return RecordOutcome(source_id, version, lets, fired, docs, conditions)
 
     def _route_scopes(self, route: RoutePlan, scope: Scope) -> Any:

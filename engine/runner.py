@@ -165,11 +165,13 @@ def decide(store: SQLiteStore, tenant: str, doc: Document,
 
 
 def history_of(entries: Iterable[LedgerEntry]) -> dict[str, dict[str, Any]]:
-    """route → {key, state} for documents the target holds (or held in conflict)."""
+    """route → {key, state, keys} for documents the target holds (or held in conflict): the
+    latest one, and the keys of all of them (a route with `each` writes several)."""
     hist: dict[str, dict[str, Any]] = {}
     for e in entries:
         if e.state in LIVE or e.state == "conflict":
-            hist[e.route] = {"key": e.key, "state": e.state}
+            keys = hist.get(e.route, {}).get("keys", [])
+            hist[e.route] = {"key": e.key, "state": e.state, "keys": keys + [e.key]}
     return hist
 
 

@@ -28,6 +28,7 @@ from hexaflow.state import open_store, state_path as default_state_path
 log = logging.getLogger("hexaflow.serve")
 
 MAX_BODY = 5 * 1024 * 1024      # a webhook or callback is small; refuse anything huge
+UNMATCHED_RESULT_DELAY_S = 1.0  # before polling for a result that overtook its send
 EXIT_OK, EXIT_CONFIG = 0, 1
 
 
@@ -74,7 +75,9 @@ class HookServer:
         names: list[str] = []
         for plan in self.plans:
             names.append(plan.source.connector)
-            names.extend(route.connector for route in plan.routes if route.connector)
+            for route in plan.routes:
+                names.extend([route.connector] if route.connector else [])
+                names.extend(ens.connector for ens in route.ensure)
         self.receivers: dict[str, Connector] = {}
         base_dir = self.plans[0].base_dir if self.plans else Path(".")
         self._connectors = Connectors(tenant, base_dir, self.config)
@@ -109,7 +112,8 @@ class HookServer:
     def stop(self, timeout: float = 60.0) -> None:
         """Stop taking requests, then let the run in progress finish (bounded)."""
         self.scheduler.stop()
-        self.httpd.shutdown()
+        if self._thread is not None:          # shutdown() waits for serve_forever to return
+            self.httpd.shutdown()
         self.httpd.server_close()
         self.dispatcher.stop(timeout)
         self._connectors.close()
@@ -136,20 +140,33 @@ class HookServer:
             log.warning("serve: refused a %s delivery (HTTP %d)", name, received.status)
             return received.status, received.body
         sources: set[str] = set()
+        unmatched = False
         if received.events or received.results:
             store = open_store(self.state)      # one connection per request thread
             try:
                 for event in received.events:
+                    if not self.dispatcher.flows_reading(name, event.resource):
+                        continue                # no flow reads it: nothing would handle the row
                     if store.put_inbox(self.tenant, name, event.resource, event.record_id,
                                        event.version):
                         sources.add(event.resource)
                 if received.results:
-                    apply_async_results(store, self.tenant, name, received.results)
+                    apply_async_results(store, self.tenant, name, received.results,
+                                        report=lambda line: log.warning("serve: %s", line))
+                    # A result can overtake the run that sent the document (it records the
+                    # target's ref just after the send returns): nothing to apply it to yet.
+                    unmatched = not all(store.has_target_ref(self.tenant, name, r.target_ref)
+                                        for r in received.results)
             finally:
                 store.close()
         # Only a new event asks for a run: a duplicate delivery was already asked for.
         for resource in sources:
             self.dispatcher.request_source(self.tenant, name, resource)
+        if unmatched:
+            # Let the sending run finish, then run the flows writing here: each run ends by
+            # polling its queued documents, which picks the overtaking result up.
+            for flow in self.dispatcher.flows_writing(name):
+                self.dispatcher.request(self.tenant, flow, delay=UNMATCHED_RESULT_DELAY_S)
         return received.status, received.body
 
     def health(self) -> dict[str, Any]:
@@ -161,6 +178,9 @@ class HookServer:
 class _Handler(BaseHTTPRequestHandler):
     server_version = "hexaflow"
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, the second waits for the peer's
+    # delayed ACK (~40 ms on Linux) before it leaves.
+    disable_nagle_algorithm = True
 
     @property
     def app(self) -> HookServer:

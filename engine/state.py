@@ -18,6 +18,7 @@ import socket
 import sqlite3
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -110,9 +111,30 @@ def payload_hash(payload: Any) -> str:
     return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
 
 
+def _json_default(value: Any) -> Any:
+    # Records keep their decimals as JSON numbers, so a replayed record is the record read.
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return str(value)
+
+
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=str)
+                      default=_json_default)
+
+
+def _holder_is_dead(owner: str | None) -> bool:
+    """A lock held by a process of this host that no longer exists (killed run)."""
+    host, _, pid = (owner or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def state_path(explicit: str | None = None) -> str:
@@ -158,7 +180,7 @@ class SQLiteStore:
         with self._tx():
             row = self.db.execute("SELECT owner, fence, expires_at FROM locks WHERE tenant=? AND flow=?",
                                   (tenant, flow)).fetchone()
-            if row is not None and row[2] > now and row[0] != owner:
+            if row is not None and row[2] > now and row[0] != owner and not _holder_is_dead(row[0]):
                 return None
             fence = (row[1] if row else 0) + 1
             self.db.execute(
@@ -366,6 +388,11 @@ class SQLiteStore:
         self.db.execute("UPDATE dead_letters SET status='resolved' WHERE tenant=? AND flow=? AND "
                         "source_id=? AND route IS ? AND key IS ? AND status='open'",
                         (tenant, flow, source_id, route, key))
+
+    def has_target_ref(self, tenant: str, connector: str, target_ref: str) -> bool:
+        """Whether any ledger row knows this target ref (a result for it can be applied)."""
+        return self.db.execute("SELECT 1 FROM ledger WHERE tenant=? AND connector=? AND "
+                               "target_ref=? LIMIT 1", (tenant, connector, target_ref)).fetchone() is not None
 
     # -- inbox (webhook events received by `hexaflow serve`, docs/serve.md) -------------
     def put_inbox(self, tenant: str, connector: str, resource: str, record_id: str,

@@ -102,8 +102,9 @@ class World:
         assert answer.status_code == 200, answer.text
         return answer.json()
 
-    def fulfill(self, order_id: int) -> dict:
-        answer = self.http.post(f"{self.haravan_url}/_sandbox/orders/{order_id}/fulfill", json={})
+    def fulfill(self, order_id: int, location_id: int | None = None) -> dict:
+        answer = self.http.post(f"{self.haravan_url}/_sandbox/orders/{order_id}/fulfill",
+                                json={"location_id": location_id} if location_id else {})
         assert answer.status_code == 200, answer.text
         return answer.json()
 
@@ -133,8 +134,8 @@ class World:
         return result.output
 
     def sync(self, *flows: str) -> str:
-        """Run the flows in order (customers before orders), then wait for MISA's answers
-        and run once more so hexaflow records them; return the combined output."""
+        """Run the flows in order (customers before orders; each run polls MISA at its end),
+        then wait (bounded) until MISA has processed everything; return the combined output."""
         flows = flows or FLOWS
         out = "".join(self.run(f) for f in flows)
         self.wait_settled()
