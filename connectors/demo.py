@@ -85,19 +85,29 @@ def _what_was_created(haravan_url: str, misa_url: str) -> str:
     lines = ["What is where now:"]
     lines.append(f"  Haravan: {len(shop.get('customers', []))} customers, "
                  f"{len(shop.get('orders', []))} orders, {len(shop.get('products', []))} products")
+    names = {loc["id"]: loc["name"] for loc in shop.get("locations", [])}
+    on_hand: Counter[str] = Counter()
+    for row in shop.get("inventory", []):
+        on_hand[names.get(row.get("loc_id"), str(row.get("loc_id")))] += row.get("qty_onhand") or 0
+    if on_hand:
+        lines.append("  Haravan stock on hand: " + ", ".join(f"{name} {qty}" for name, qty in sorted(on_hand.items())))
     lines.append(f"  MISA AMIS: {len(dictionary.get('account_objects', []))} account objects, "
                  f"{len(dictionary.get('inventory_items', []))} items, "
                  f"{len(dictionary.get('stocks', []))} warehouses")
     by_kind: Counter[tuple[Any, Any, Any]] = Counter()
     totals: Counter[tuple[Any, Any, Any]] = Counter()
+    examples: dict[tuple[Any, Any, Any], list[str]] = {}
     for req in misa_requests:
         kind = (req.get("voucher_type"), req.get("reftype"), req.get("status"))
         by_kind[kind] += 1
         totals[kind] += (req.get("payload") or {}).get("total_amount") or 0
+        examples.setdefault(kind, []).append(str(req.get("refno_finance") or req.get("org_refid")))
     if by_kind:
-        lines.append("  MISA voucher requests (voucher_type / reftype / status: count, total):")
+        lines.append("  MISA voucher requests (voucher_type / reftype / status: count, total, codes):")
         for kind, count in sorted(by_kind.items(), key=lambda kv: tuple(map(str, kv[0]))):
-            lines.append(f"    {kind[0]} / {kind[1]} / {kind[2]}: {count}, {totals[kind]:,.0f} đ")
+            codes = ", ".join(sorted(examples[kind])[:3]) + (", ..." if count > 3 else "")
+            lines.append(f"    {kind[0]} / {kind[1]} / {kind[2]}: {count}, "
+                         f"{totals[kind]:,.0f} đ ({codes})")
     else:
         lines.append("  MISA voucher requests: none")
     return "\n".join(lines)
