@@ -225,11 +225,15 @@ def run_flow(plan: Plan, *, tenant: str, store: SQLiteStore, connectors: Connect
     status = "failed"
     started = time.time()
     try:
+        if not dry_run:
+            # Learn what the targets know (accepted, generated, ...) before deciding anything:
+            # a document generated since the last run must not be sent again as a change.
+            poll_results(plan, tenant, store, connectors, summary, report)
         _run_pages(plan, tenant, store, connectors, summary, dry_run, limit, budget, emit,
                    report, progress, fence)
         if not dry_run:
             resend_unsettled(plan, tenant, store, connectors, summary, report, fence, started)
-            poll_results(plan, tenant, store, connectors, summary, report)
+            settle(plan, tenant, store, connectors, summary, report)
         status = "failed" if summary.failed else "ok"
     finally:
         if not dry_run:
@@ -461,6 +465,19 @@ def poll_results(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connec
     for name, refs in by_connector.items():
         apply_async_results(store, tenant, name, connectors.get(name).poll(refs), summary, report)
     return len(store.entries(tenant, plan.name, state="queued"))
+
+
+def settle(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connectors,
+           summary: RunSummary, report: Callable[[str], None] | None = None) -> int:
+    """Poll for the results of this run's queued documents for a short while (asynchronous
+    targets validate within seconds), so the run ends knowing what was accepted. Bounded by
+    HEXAFLOW_SETTLE_SECONDS (default 5; 0 polls once). Returns how many are still queued."""
+    deadline = time.monotonic() + float(os.environ.get("HEXAFLOW_SETTLE_SECONDS", "5"))
+    while True:
+        queued = poll_results(plan, tenant, store, connectors, summary, report)
+        if not queued or time.monotonic() >= deadline:
+            return queued
+        time.sleep(0.25)
 
 
 def apply_async_results(store: SQLiteStore, tenant: str, connector: str,

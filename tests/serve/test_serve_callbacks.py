@@ -17,7 +17,9 @@ def callback_stats(shop) -> dict:
     return shop.http.get(f"{shop.misa_url}/_sandbox/callback").json()
 
 
-def test_callbacks_move_queued_documents_to_accepted_or_to_dead_letters(shop):
+def test_callbacks_move_queued_documents_to_accepted_or_to_dead_letters(shop, monkeypatch):
+    # Runs must end before MISA has answered, so that only the callbacks can settle them.
+    monkeypatch.setenv("HEXAFLOW_SETTLE_SECONDS", "0")
     # MISA answers later than the run's own poll, so only the callback can settle the rows.
     shop.misa_options(processing_delay_ms=400)
     server = shop.serve("orders")
@@ -94,7 +96,8 @@ def test_a_result_that_overtakes_its_send_asks_for_a_polling_run(shop):
     wait_for(lambda: server.dispatcher.runs == 1, "the polling run")
 
 
-def test_queued_results_are_polled_even_when_the_source_is_down(shop):
+def test_queued_results_are_polled_even_when_the_source_is_down(shop, monkeypatch):
+    monkeypatch.setenv("HEXAFLOW_SETTLE_SECONDS", "0")
     # No callback URL and MISA slower than the run's own poll: the documents stay queued.
     shop.misa_options(processing_delay_ms=300)
     shop.config["HARAVAN_MAX_ATTEMPTS"] = "1"
