@@ -160,10 +160,25 @@ class SQLiteStore:
         self.db = sqlite3.connect(path, timeout=30, isolation_level=None,
                                   check_same_thread=False)
         self.db.execute("PRAGMA busy_timeout = 30000")
-        if path != ":memory:":
-            self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.execute("PRAGMA synchronous = NORMAL")
-        self.db.executescript(SCHEMA)
+        self._set_up(path)
+
+    def _set_up(self, path: str) -> None:
+        """WAL mode and the tables. Several processes may open a new state file at the same
+        moment; switching the journal mode does not wait for a busy database, so it is tried
+        again for a bounded time."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if path != ":memory:":
+                    if self.db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                        self.db.execute("PRAGMA journal_mode = WAL")
+                    self.db.execute("PRAGMA synchronous = NORMAL")
+                self.db.executescript(SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         self.db.close()
