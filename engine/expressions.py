@@ -25,7 +25,7 @@ from jmespath import exceptions as jp_exc
 
 from hexaflow.functions import (Library, RecordError, direct_functions, jinja_callables,
                                 jmespath_options)
-from hexaflow.jmespath_compiler import ClosureCompiler
+from hexaflow.jmespath_compiler import ClosureCompiler, field_keys
 from hexaflow.money import to_json_number
 
 Scope = dict[str, Any]
@@ -89,45 +89,6 @@ def _root_names(node: dict[str, Any], out: set[str]) -> None:
             _root_names(child, out)
 
 
-def _field_chain(node: dict[str, Any]) -> list[str] | None:
-    if node["type"] == "field":
-        return [node["value"]]
-    if node["type"] == "subexpression":
-        keys: list[str] = []
-        for child in node["children"]:
-            sub = _field_chain(child)
-            if sub is None:
-                return None
-            keys.extend(sub)
-        return keys
-    return None
-
-
-def _chain_getter(keys: list[str]) -> Fn:
-    if len(keys) == 1:
-        (k,) = keys
-
-        def get1(scope: Scope) -> Any:
-            return scope.get(k)
-        return get1
-    if len(keys) == 2:
-        k1, k2 = keys
-
-        def get2(scope: Scope) -> Any:
-            v = scope.get(k1)
-            return v.get(k2) if isinstance(v, dict) else None
-        return get2
-
-    def get(scope: Scope) -> Any:
-        v: Any = scope
-        for k in keys:
-            if not isinstance(v, dict):
-                return None
-            v = v.get(k)
-        return v
-    return get
-
-
 class ExpressionCompiler:
     """Compiles JMESPath and Jinja for one flow (one function library, one Jinja environment)."""
 
@@ -159,14 +120,11 @@ class ExpressionCompiler:
         _check_negated_paths(parsed.parsed, source)
         names: set[str] = set()
         _root_names(parsed.parsed, names)
-        chain = _field_chain(parsed.parsed)
-        if chain is not None:
-            return Expr(source, frozenset(names), _chain_getter(chain), True)
         try:
             compiled = self._closures.compile(parsed.parsed)
         except jp_exc.JMESPathError as exc:
             raise CompileError(f"{source!r}: {exc}", 0) from None
-        return Expr(source, frozenset(names), compiled, False)
+        return Expr(source, frozenset(names), compiled, field_keys(parsed.parsed) is not None)
 
     def _check_functions(self, node: dict[str, Any], source: str) -> None:
         if node["type"] == "function_expression" and node["value"] not in self._function_names:

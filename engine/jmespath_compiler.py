@@ -29,6 +29,21 @@ def _is_false(value: Any) -> bool:
     return value == "" or value == [] or value == {} or value is None or value is False
 
 
+def field_keys(node: dict[str, Any]) -> list[str] | None:
+    """['a', 'b', 'c'] for ``a.b.c`` (however the parser nests it); None for anything else."""
+    if node["type"] == "field":
+        return [node["value"]]
+    if node["type"] != "subexpression":
+        return None
+    keys: list[str] = []
+    for child in node["children"]:
+        sub = field_keys(child)
+        if sub is None:
+            return None
+        keys.extend(sub)
+    return keys
+
+
 def _field_chain(keys: list[str]) -> Fn:
     """``a.b.c``: the common case, without a closure per step."""
     if len(keys) == 2:
@@ -89,8 +104,9 @@ class ClosureCompiler:
         return field
 
     def _chain(self, node: dict[str, Any]) -> Fn:
-        if node["type"] == "subexpression" and all(c["type"] == "field" for c in node["children"]):
-            return _field_chain([c["value"] for c in node["children"]])
+        keys = field_keys(node)
+        if keys is not None:
+            return _field_chain(keys)
         steps = [self.compile(c) for c in node["children"]]
         if len(steps) == 2:
             first, second = steps
