@@ -12,7 +12,7 @@ from collections import Counter
 from decimal import Decimal
 from typing import Any, Callable
 
-from hexaflow.runner import (LOCK_TTL, Connectors, FlowError, RunSummary, _process_page,
+from hexaflow.runner import (LOCK_TTL, Connectors, FlowError, RunSummary, process_records,
                              load_plan, poll_results, resolve_flow_path)
 from hexaflow.state import SQLiteStore
 
@@ -124,8 +124,8 @@ def dlq_replay(store: SQLiteStore, tenant: str, flow_file: str, letter_ids: list
         raise FlowError(f"flow {plan.name!r} is running; replay when it has finished")
     connectors = Connectors(tenant, plan.base_dir)
     try:
-        _process_page(plan, tenant, store, connectors, summary, records, False, None, report,
-                      fence, retry_rejected=True)
+        process_records(plan, tenant, store, connectors, summary, records, report, fence,
+                        retry_rejected=True)
         summary.records = len(records)
         poll_results(plan, tenant, store, connectors, summary)
     finally:

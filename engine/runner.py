@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import sys
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, TextIO
+from typing import Any, Callable, Iterable, Iterator, TextIO
 
 from hexaflow.connector import (CONFLICT, DONE, FAILED, QUEUED, REJECTED, AsyncResult, Connector,
-                                ConnectorContext, ConnectorError, WriteItem)
+                                ConnectorContext, ConnectorError, WriteItem, WriteResult)
 from hexaflow.plan import Document, MappingError, Plan, compile_plan
 from hexaflow.problems import ERROR, Problem
 from hexaflow.registry import get_connector
@@ -69,7 +72,8 @@ def load_plan(path: Path) -> Plan:
     try:
         spec = load_spec(path)
     except SpecSyntaxError as exc:
-        raise FlowError(str(exc), [Problem(exc.file, exc.line, exc.col, exc.message, exc.hint)]) from None
+        raise FlowError(f"{path}: the flow is not valid; run `hexaflow validate {path}`",
+                        [Problem(exc.file, exc.line, exc.col, exc.message, exc.hint)]) from None
     plan, problems = compile_plan(spec)
     errors = [p for p in problems if p.severity == ERROR]
     if plan is None or errors:
@@ -112,6 +116,9 @@ class RunSummary:
         for route, counts in self.routes.items():
             parts = [f"{name} {counts[name]}" for name in order if counts.get(name)]
             lines.append(f"  {route:<{width}}  " + (", ".join(parts) or "nothing"))
+        if not self.dry_run and (self.failed_records or any(c.get("rejected") for c in self.routes.values())):
+            lines.append("kept as dead letters: `hexaflow dlq list` shows why; fix the data or the "
+                         "flow, then `hexaflow dlq replay <flow file>`")
         return "\n".join(lines) + "\n"
 
 
@@ -160,7 +167,8 @@ def decide(store: SQLiteStore, tenant: str, doc: Document,
               and e.state in LIVE]
     if others:
         return CONFLICT_DECISION, (f"{doc.key} was already written by route {others[0].route} "
-                                   f"(flow {others[0].flow}); route {doc.route} would change it")
+                                   f"(flow {others[0].flow}); route {doc.route} would change it: "
+                                   f"make the two routes' `when` conditions exclusive")
     return SEND, "new"
 
 
@@ -198,10 +206,234 @@ class Connectors:
         self._open.clear()
 
 
+class _Page:
+    """A page being handled: its records, which of them are fully written, and how many of
+    its documents still wait for an outcome (the cursor passes it only at zero)."""
+
+    def __init__(self, records: list[Any], cursor: Any, whole: bool):
+        self.records = records
+        self.cursor = cursor
+        self.whole = whole                   # all the page's records were taken (no --limit cut)
+        self.handled = [True] * len(records)
+        self.outstanding = 0
+
+
 @dataclass
-class _Pending:
+class _Item:
+    page: _Page | None          # None: a document sent again from the ledger
+    index: int                  # the record's index in its page
     doc: Document
-    record: Any
+
+
+class _ReadAhead:
+    """Reads pages in a thread of its own, up to ``depth`` pages ahead of the mapping, so that
+    waiting for the source's rate limit overlaps mapping and writing. ``depth`` 0 reads in the
+    caller's thread. Iterating yields pages, or None when ``wake_in()`` seconds passed without
+    one (the caller then flushes a batch that has waited long enough)."""
+
+    _END = object()
+
+    def __init__(self, pages: Iterator[Any], depth: int, wake_in: Callable[[], float | None]):
+        self._pages, self._depth, self._wake_in = pages, depth, wake_in
+        self._stop = threading.Event()
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._thread: threading.Thread | None = None
+
+    def _produce(self) -> None:
+        try:
+            for page in self._pages:
+                if not self._offer(page):
+                    return
+            self._offer(self._END)
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._offer(exc)
+        finally:
+            close = getattr(self._pages, "close", None)
+            if close:
+                close()
+
+    def _offer(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[Any]:
+        if self._depth <= 0:
+            yield from self._pages
+            return
+        self._thread = threading.Thread(target=self._produce, name="hexaflow-read-ahead",
+                                        daemon=True)
+        self._thread.start()
+        while True:
+            try:
+                item = self._queue.get(timeout=self._wake_in())
+            except queue.Empty:
+                yield None
+                continue
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+
+def _batch_delay() -> float:
+    return float(os.environ.get("HEXAFLOW_BATCH_DELAY", "0.5"))
+
+
+class _Writer:
+    """Documents of a run waiting for their batch, and the one batch in flight.
+
+    The ledger row of every document is written (planned) in one transaction before its batch
+    leaves, and the outcomes in one transaction after; the send itself runs in a worker thread
+    so that the next pages are mapped meanwhile. All ledger work stays in the caller's thread.
+    A batch leaves when it is full (the target connector's ``batch_size``), when its oldest
+    document has waited ``delay`` seconds, or when the run ends.
+    """
+
+    def __init__(self, plan: Plan, tenant: str, store: SQLiteStore, connectors: Connectors,
+                 summary: RunSummary, emit: Callable[[dict[str, Any]], None] | None,
+                 report: Callable[[str], None], fence: int | None, delay: float = float("inf")):
+        self.plan, self.tenant, self.store, self.connectors = plan, tenant, store, connectors
+        self.summary, self.emit, self.report, self.fence = summary, emit, report, fence
+        self.delay = delay
+        self.waiting: list[_Item] = []
+        self.waiting_since = 0.0
+        self.in_flight: tuple[list[_Item], Future] | None = None
+        self.targets: set[tuple[str, str, str]] = set()    # (connector, document, key) not yet settled
+        self._pool: ThreadPoolExecutor | None = None
+
+    def holds(self, doc: Document) -> bool:
+        """Whether a document with this target key waits or is in flight in this run."""
+        return (doc.connector, doc.document, doc.key) in self.targets
+
+    def add(self, page: _Page | None, index: int, doc: Document) -> None:
+        if not self.waiting:
+            self.waiting_since = time.monotonic()
+        self.waiting.append(_Item(page, index, doc))
+        self.targets.add((doc.connector, doc.document, doc.key))
+        if page is not None:
+            page.outstanding += 1
+
+    def wake_in(self) -> float | None:
+        """Seconds until the waiting documents are due (None: nothing waits)."""
+        if not self.waiting:
+            return None
+        return max(0.0, self.waiting_since + self.delay - time.monotonic())
+
+    def _full_size(self) -> int:
+        return min(max(1, self.connectors.get(i.doc.connector).batch_size) for i in self.waiting)
+
+    def flush(self, force: bool = False) -> None:
+        """Send every full batch; the rest too when ``force`` or when it has waited enough."""
+        if self.in_flight is not None and self.in_flight[1].done():
+            self._collect()          # outcomes recorded early let the cursor move on
+        while self.waiting:
+            size = self._full_size()
+            if len(self.waiting) < size and not force and self.wake_in():
+                return
+            batch, self.waiting = self.waiting[:size], self.waiting[size:]
+            self.waiting_since = time.monotonic()
+            self._send(batch)
+
+    def finish(self) -> None:
+        """Send everything waiting and wait for every outcome."""
+        self.flush(force=True)
+        self._collect()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def _send(self, batch: list[_Item]) -> None:
+        self._collect()          # one batch in flight at a time
+        flow = self.plan.name
+        with self.store.transaction():
+            for item in batch:
+                doc = item.doc
+                self.store.plan(self.tenant, flow, doc.route, doc.key, connector=doc.connector,
+                                document=doc.document, action=doc.action,
+                                source_id=doc.source_id, source_version=doc.source_version,
+                                payload=doc.payload, params=doc.params, fence=self.fence)
+        by_connector: dict[str, list[WriteItem]] = {}
+        for n, item in enumerate(batch):
+            doc = item.doc
+            by_connector.setdefault(doc.connector, []).append(
+                WriteItem(str(n), doc.document, doc.action, doc.key, doc.payload, doc.params))
+        calls = [(self.connectors.get(name), items) for name, items in by_connector.items()]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hexaflow-write")
+        self.in_flight = (batch, self._pool.submit(_write_all, calls, self.report))
+
+    def _collect(self) -> None:
+        if self.in_flight is None:
+            return
+        batch, future = self.in_flight
+        self.in_flight = None
+        results = future.result()        # a ConnectorError (nothing can work) stops the run
+        self._record(batch, results)
+
+    def _record(self, batch: list[_Item], results: dict[str, WriteResult]) -> None:
+        flow, summary, report = self.plan.name, self.summary, self.report
+        with self.store.transaction():
+            for n, item in enumerate(batch):
+                doc = item.doc
+                result = results.get(str(n))
+                if result is None:
+                    state, code, message = FAILED, None, f"{doc.connector} returned no result for this document"
+                else:
+                    state, code, message = result.status, result.code, result.message
+                self.store.mark(self.tenant, flow, doc.route, doc.key, state,
+                                target_ref=result.target_ref if result else None, code=code,
+                                message=message, fence=self.fence)
+                self.targets.discard((doc.connector, doc.document, doc.key))
+                if item.page is not None:
+                    item.page.outstanding -= 1
+                if self.emit:
+                    self.emit({"route": doc.route, "target": f"{doc.connector}/{doc.document}",
+                               "action": doc.action, "key": doc.key, "status": state})
+                label = f"{self.plan.source.alias} {doc.source_id}"
+                if state in (DONE, QUEUED):
+                    summary.count(doc.route, "written" if state == DONE else "queued")
+                    self.store.resolve_dead_letters(self.tenant, flow, doc.source_id, doc.route, doc.key)
+                elif state == REJECTED:
+                    summary.count(doc.route, "rejected")
+                    reason = f"{doc.connector} rejected {doc.key}: {code or ''} {message or ''}".strip()
+                    report(f"{label}: route {doc.route}: {reason}")
+                    record = item.page.records[item.index] if item.page is not None else None
+                    self.store.dead_letter(self.tenant, flow, doc.source_id, reason, record=record,
+                                           route=doc.route, key=doc.key, payload=doc.payload)
+                elif state == CONFLICT:
+                    summary.count(doc.route, "conflict")
+                    report(f"{label}: route {doc.route}: conflict: {message or ''}")
+                else:
+                    summary.count(doc.route, "failed")
+                    report(f"{label}: route {doc.route}: not written, will retry: {message or state}")
+                    if item.page is not None:
+                        item.page.handled[item.index] = False
+
+
+def _write_all(calls: list[tuple[Connector, list[WriteItem]]],
+               report: Callable[[str], None]) -> dict[str, WriteResult]:
+    """The send of one batch (runs in the writer thread): every connector's part, in order."""
+    results: dict[str, WriteResult] = {}
+    for connector, items in calls:
+        try:
+            results.update((r.ref, r) for r in connector.write(items))
+        except ConnectorError:
+            raise
+        except Exception as exc:  # a connector bug or an unexpected failure: retry next run
+            report(f"{connector.name}: the batch of {len(items)} documents failed: {exc}")
+    return results
 
 
 def run_flow(plan: Plan, *, tenant: str, store: SQLiteStore, connectors: Connectors,
@@ -220,7 +452,8 @@ def run_flow(plan: Plan, *, tenant: str, store: SQLiteStore, connectors: Connect
             holder = store.lock_holder(tenant, plan.name)
             who = holder[0] if holder else "another run"
             raise FlowError(f"flow {plan.name!r} (tenant {tenant}) is already running ({who}); "
-                            f"wait for it to finish, then run again")
+                            f"wait for it to finish, then run again (the lock of a run that "
+                            f"crashed expires after {LOCK_TTL / 60:g} min)")
     run_id = None if dry_run else store.start_run(tenant, plan.name)
     status = "failed"
     started = time.time()
@@ -250,48 +483,98 @@ def _run_pages(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connecto
     raw_cursor = store.get_cursor(tenant, plan.name)
     since = json.loads(raw_cursor) if raw_cursor is not None else None
     reader = connectors.get(source.connector)
+    writer = _Writer(plan, tenant, store, connectors, summary, emit, report, fence, _batch_delay())
     started = time.monotonic()
     pages = 0
-    blocked = False          # a record before this point is not handled: the cursor stays
-    cursor_value = since
-    for page in reader.read(source.resource, source.params, since, cursor_field=source.cursor):
-        records = page.records
-        if limit is not None:
-            records = records[: max(0, limit - summary.records)]
-        handled = _process_page(plan, tenant, store, connectors, summary, records, dry_run,
-                                emit, report, fence)
-        summary.records += len(records)
-        for record, ok in zip(records, handled):
-            if not ok:
-                blocked = True
-            # A page that carries its own cursor knows the order of its records (they may be
-            # unsorted); only without one is the record's cursor field trusted, in read order.
-            if not blocked and page.cursor is None and source.cursor and \
-                    isinstance(record, dict) and record.get(source.cursor) is not None:
-                cursor_value = record[source.cursor]
-        if not blocked and page.cursor is not None and len(records) == len(page.records):
-            cursor_value = page.cursor
-        if not dry_run and cursor_value != since and cursor_value is not None:
-            store.set_cursor(tenant, plan.name, json.dumps(cursor_value, default=str), fence)
-            store.renew_lock(tenant, plan.name, fence, LOCK_TTL)
-        summary.cursor = cursor_value
-        pages += 1
-        if progress:
-            progress(summary)
-        if limit is not None and summary.records >= limit:
-            summary.more_left = True
-            break
-        if budget and ((budget.max_pages and pages >= budget.max_pages) or
-                       (budget.max_seconds and time.monotonic() - started >= budget.max_seconds)):
-            summary.more_left = True
-            break
+    open_pages: deque[_Page] = deque()
+    cursor = _CursorKeeper(plan, tenant, store, since, dry_run, fence)
+    read_ahead = _ReadAhead(reader.read(source.resource, source.params, since,
+                                        cursor_field=source.cursor),
+                            int(os.environ.get("HEXAFLOW_READ_AHEAD", "2")), writer.wake_in)
+    try:
+        for page in read_ahead:
+            if page is not None:
+                records = page.records
+                if limit is not None:
+                    records = records[: max(0, limit - summary.records)]
+                open_page = _Page(records, page.cursor, len(records) == len(page.records))
+                _map_records(plan, tenant, store, connectors, summary, open_page, dry_run, emit,
+                             report, fence, writer)
+                summary.records += len(records)
+                open_pages.append(open_page)
+                pages += 1
+            writer.flush()
+            cursor.advance(open_pages)
+            if page is None:
+                continue
+            if progress:
+                progress(summary)
+            if limit is not None and summary.records >= limit:
+                summary.more_left = True
+                break
+            if budget and ((budget.max_pages and pages >= budget.max_pages) or
+                           (budget.max_seconds and time.monotonic() - started >= budget.max_seconds)):
+                summary.more_left = True
+                break
+        writer.finish()
+        cursor.advance(open_pages)
+    finally:
+        read_ahead.close()
+        writer.close()
+    summary.cursor = cursor.value
 
 
-def _process_page(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connectors,
-                  summary: RunSummary, records: list[Any], dry_run: bool,
-                  emit: Callable[[dict[str, Any]], None] | None, report: Callable[[str], None],
-                  fence: int | None, retry_rejected: bool = False) -> list[bool]:
-    """Map and write one page; return per record whether it is handled (cursor may pass it)."""
+class _CursorKeeper:
+    """Moves the flow's cursor past pages whose records are all handled, in read order; a
+    record not handled (a document not written) holds it for the rest of the run."""
+
+    def __init__(self, plan: Plan, tenant: str, store: SQLiteStore, since: Any, dry_run: bool,
+                 fence: int | None):
+        self.plan, self.tenant, self.store, self.dry_run, self.fence = plan, tenant, store, dry_run, fence
+        self.value = self.saved = since
+        self.blocked = False
+
+    def advance(self, open_pages: deque[_Page]) -> None:
+        field_name = self.plan.source.cursor
+        while open_pages and open_pages[0].outstanding == 0:
+            page = open_pages.popleft()
+            for record, ok in zip(page.records, page.handled):
+                if not ok:
+                    self.blocked = True
+                # A page that carries its own cursor knows the order of its records (they may
+                # be unsorted); only without one is the record's cursor field trusted, in read order.
+                if not self.blocked and page.cursor is None and field_name and \
+                        isinstance(record, dict) and record.get(field_name) is not None:
+                    self.value = record[field_name]
+            if not self.blocked and page.cursor is not None and page.whole:
+                self.value = page.cursor
+        if not self.dry_run and self.value != self.saved and self.value is not None:
+            self.store.set_cursor(self.tenant, self.plan.name,
+                                  json.dumps(self.value, default=str), self.fence)
+            self.store.renew_lock(self.tenant, self.plan.name, self.fence, LOCK_TTL)
+            self.saved = self.value
+
+
+def process_records(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connectors,
+                    summary: RunSummary, records: list[Any], report: Callable[[str], None],
+                    fence: int | None, retry_rejected: bool = False) -> None:
+    """Map and write some records now, outside a paged run (``hexaflow dlq replay``)."""
+    writer = _Writer(plan, tenant, store, connectors, summary, None, report, fence)
+    try:
+        _map_records(plan, tenant, store, connectors, summary, _Page(records, None, True), False,
+                     None, report, fence, writer, retry_rejected)
+        writer.finish()
+    finally:
+        writer.close()
+
+
+def _map_records(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connectors,
+                 summary: RunSummary, page: _Page, dry_run: bool,
+                 emit: Callable[[dict[str, Any]], None] | None, report: Callable[[str], None],
+                 fence: int | None, writer: _Writer, retry_rejected: bool = False) -> None:
+    """Map one page's records, decide each document against the ledger, hand what must be
+    sent to the writer (in a dry run: print it)."""
+    records = page.records
     ids: list[str | None] = []
     for record in records:
         try:
@@ -299,9 +582,6 @@ def _process_page(plan: Plan, tenant: str, store: SQLiteStore, connectors: Conne
         except MappingError:
             ids.append(None)
     known = store.entries_for_sources(tenant, plan.name, [i for i in ids if i is not None])
-    handled = [True] * len(records)
-    to_send: list[tuple[int, Document]] = []      # (record index, document)
-    ensured: set[tuple[str, str, str]] = set()
     alias = plan.source.alias
     for index, (record, source_id) in enumerate(zip(records, ids)):
         label = f"{alias} {source_id}" if source_id else f"{alias} #{summary.records + index + 1}"
@@ -318,6 +598,10 @@ def _process_page(plan: Plan, tenant: str, store: SQLiteStore, connectors: Conne
         for route in outcome.routes:
             summary.count(route, "matched")
         for doc in outcome.documents:
+            if writer.holds(doc):
+                # The same document is already on its way in this run (the record was read
+                # twice): let the ledger learn its outcome before deciding again.
+                writer.finish()
             decision, reason = decide(store, tenant, doc, retry_rejected)
             if decision == SKIP:
                 summary.count(doc.route, "skipped")
@@ -333,83 +617,21 @@ def _process_page(plan: Plan, tenant: str, store: SQLiteStore, connectors: Conne
                                           state="conflict", message=reason, fence=fence)
                 continue
             for ens in doc.ensure:
-                ident = (ens.connector, ens.document, ens.key)
-                if ident in ensured or _ensure_exists(store, connectors, tenant, ens, dry_run, fence):
+                if writer.holds(ens) or _ensure_exists(store, connectors, tenant, ens, dry_run, fence):
                     continue
-                ensured.add(ident)
-                to_send.append((index, ens))
-            to_send.append((index, doc))
-    if not to_send:
-        return handled
-    if dry_run:
-        for _, doc in to_send:
-            summary.count(doc.route, "would_write")
-            if emit:
-                emit({"route": doc.route, "target": f"{doc.connector}/{doc.document}",
-                      "action": doc.action, "key": doc.key, "payload": doc.payload})
-        return handled
-    for index in _write(plan, tenant, store, connectors, summary, to_send, records,
-                        emit, report, fence):
-        handled[index] = False
-    return handled
+                _hand_over(writer, page, index, ens, dry_run, summary, emit)
+            _hand_over(writer, page, index, doc, dry_run, summary, emit)
 
 
-def _write(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connectors,
-           summary: RunSummary, to_send: list[tuple[int, Document]], records: list[Any],
-           emit: Callable[[dict[str, Any]], None] | None, report: Callable[[str], None],
-           fence: int | None) -> set[int]:
-    """Record each document as planned, write them per connector, record the results.
-    Returns the indexes (into ``records``) of records with a document not written."""
-    flow = plan.name
-    not_written: set[int] = set()
-    by_connector: dict[str, list[tuple[str, int, Document]]] = {}
-    for n, (index, doc) in enumerate(to_send):
-        store.plan(tenant, flow, doc.route, doc.key, connector=doc.connector,
-                   document=doc.document, action=doc.action, source_id=doc.source_id,
-                   source_version=doc.source_version, payload=doc.payload, params=doc.params,
-                   fence=fence)
-        by_connector.setdefault(doc.connector, []).append((str(n), index, doc))
-    for name, batch in by_connector.items():
-        items = [WriteItem(ref, doc.document, doc.action, doc.key, doc.payload, doc.params)
-                 for ref, _, doc in batch]
-        try:
-            results = {r.ref: r for r in connectors.get(name).write(items)}
-        except ConnectorError:
-            raise
-        except Exception as exc:  # a connector bug or an unexpected failure: retry next run
-            report(f"{name}: the batch of {len(items)} documents failed: {exc}")
-            results = {}
-        for ref, index, doc in batch:
-            result = results.get(ref)
-            if result is None:
-                state, code, message = FAILED, None, f"{name} returned no result for this document"
-            else:
-                state, code, message = result.status, result.code, result.message
-            store.mark(tenant, flow, doc.route, doc.key, state,
-                       target_ref=result.target_ref if result else None, code=code,
-                       message=message, fence=fence)
-            if emit:
-                emit({"route": doc.route, "target": f"{doc.connector}/{doc.document}",
-                      "action": doc.action, "key": doc.key, "status": state})
-            label = f"{plan.source.alias} {doc.source_id}"
-            if state in (DONE, QUEUED):
-                summary.count(doc.route, "written" if state == DONE else "queued")
-                store.resolve_dead_letters(tenant, flow, doc.source_id, doc.route, doc.key)
-            elif state == REJECTED:
-                summary.count(doc.route, "rejected")
-                reason = f"{doc.connector} rejected {doc.key}: {code or ''} {message or ''}".strip()
-                report(f"{label}: route {doc.route}: {reason}")
-                record = records[index] if 0 <= index < len(records) else None
-                store.dead_letter(tenant, flow, doc.source_id, reason, record=record,
-                                  route=doc.route, key=doc.key, payload=doc.payload)
-            elif state == CONFLICT:
-                summary.count(doc.route, "conflict")
-                report(f"{label}: route {doc.route}: conflict: {message or ''}")
-            else:
-                summary.count(doc.route, "failed")
-                report(f"{label}: route {doc.route}: not written, will retry: {message or state}")
-                not_written.add(index)
-    return not_written
+def _hand_over(writer: _Writer, page: _Page, index: int, doc: Document, dry_run: bool,
+               summary: RunSummary, emit: Callable[[dict[str, Any]], None] | None) -> None:
+    if not dry_run:
+        writer.add(page, index, doc)
+        return
+    summary.count(doc.route, "would_write")
+    if emit:
+        emit({"route": doc.route, "target": f"{doc.connector}/{doc.document}",
+              "action": doc.action, "key": doc.key, "payload": doc.payload})
 
 
 def resend_unsettled(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connectors,
@@ -419,14 +641,20 @@ def resend_unsettled(plan: Plan, tenant: str, store: SQLiteStore, connectors: Co
     crashed between the send and the ledger update, or the target failed) and that no route
     of this run wrote again. Deterministic keys and ids make the re-send land on the same
     document in the target."""
-    stale = [e for e in store.entries(tenant, plan.name)
-             if e.state in UNSETTLED and e.updated_at < before]
-    docs = [(-1, Document(e.flow, e.route, e.connector, e.document, e.action, e.key,
-                          json.loads(e.payload), json.loads(e.params or "{}"), e.source_id,
-                          e.source_version, (), "." in e.route)) for e in stale]
-    if docs:
-        report(f"{plan.name}: sending again {len(docs)} document(s) not confirmed by an earlier run")
-        _write(plan, tenant, store, connectors, summary, docs, [], None, report, fence)
+    stale = store.unsettled(tenant, plan.name, before)
+    if not stale:
+        return
+    report(f"{plan.name}: sending again {len(stale)} document(s) not confirmed by an earlier run")
+    writer = _Writer(plan, tenant, store, connectors, summary, None, report, fence)
+    try:
+        for e in stale:
+            writer.add(None, -1, Document(e.flow, e.route, e.connector, e.document, e.action, e.key,
+                                          json.loads(e.payload), json.loads(e.params or "{}"),
+                                          e.source_id, e.source_version, (), "." in e.route))
+            writer.flush()
+        writer.finish()
+    finally:
+        writer.close()
 
 
 def _ensure_exists(store: SQLiteStore, connectors: Connectors, tenant: str, ens: Document,
@@ -456,15 +684,10 @@ def poll_results(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connec
     """One pass over this flow's documents still moving in their target (queued, accepted,
     generated): apply what the targets know now. Returns how many are still queued."""
     summary = summary or RunSummary(plan.name)
-    recent = time.time() - POLL_WINDOW_S
-    by_connector: dict[str, list[str]] = {}
-    for e in store.entries(tenant, plan.name):
-        if e.target_ref and (e.state == "queued" or
-                             (e.state in ("accepted", "generated") and e.updated_at >= recent)):
-            by_connector.setdefault(e.connector, []).append(e.target_ref)
-    for name, refs in by_connector.items():
+    in_motion = store.refs_in_motion(tenant, plan.name, time.time() - POLL_WINDOW_S)
+    for name, refs in in_motion.items():
         apply_async_results(store, tenant, name, connectors.get(name).poll(refs), summary, report)
-    return len(store.entries(tenant, plan.name, state="queued"))
+    return store.count(tenant, plan.name, "queued")
 
 
 def settle(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connectors,
@@ -500,12 +723,12 @@ def apply_async_results(store: SQLiteStore, tenant: str, connector: str,
                 if summary is not None:
                     summary.count(e.route, "rejected")
                 if report is not None:
-                    report(f"{e.source_id}: route {e.route}: {reason}")
+                    report(f"flow {e.flow}, record {e.source_id}: route {e.route}: {reason}")
             elif result.status == CONFLICT:
                 if summary is not None:
                     summary.count(e.route, "conflict")
                 if report is not None:
-                    report(f"{e.source_id}: route {e.route}: conflict: {connector} cannot change "
+                    report(f"flow {e.flow}, record {e.source_id}: route {e.route}: conflict: {connector} cannot change "
                            f"{e.key}: {detail} — handle it by hand")
     return changed
 

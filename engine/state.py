@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS ledger (
 CREATE INDEX IF NOT EXISTS ledger_source ON ledger (tenant, flow, source_id);
 CREATE INDEX IF NOT EXISTS ledger_target ON ledger (tenant, connector, document, key);
 CREATE INDEX IF NOT EXISTS ledger_ref ON ledger (tenant, connector, target_ref);
+CREATE INDEX IF NOT EXISTS ledger_state ON ledger (tenant, flow, state);
 CREATE TABLE IF NOT EXISTS ledger_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, flow TEXT NOT NULL,
     route TEXT NOT NULL, key TEXT NOT NULL, at REAL NOT NULL, state TEXT NOT NULL,
@@ -186,6 +187,10 @@ class SQLiteStore:
     def _tx(self):
         return _Transaction(self.db)
 
+    def transaction(self):
+        """Group several calls into one transaction (a run plans and marks a batch at once)."""
+        return _Transaction(self.db)
+
     # -- locks --------------------------------------------------------------------------
     def acquire_lock(self, tenant: str, flow: str, ttl: float = 600.0,
                      owner: str | None = None) -> int | None:
@@ -214,7 +219,9 @@ class SQLiteStore:
         cur = self.db.execute("UPDATE locks SET expires_at=? WHERE tenant=? AND flow=? AND fence=?",
                               (time.time() + ttl, tenant, flow, fence))
         if cur.rowcount != 1:
-            raise LostLock(f"flow {flow!r}: the lock was taken by another run")
+            raise LostLock(f"flow {flow!r}: another run took the lock while this one was running, "
+                           f"so this run stopped; what it wrote is kept: run it again once the "
+                           f"other run has finished")
 
     def release_lock(self, tenant: str, flow: str, fence: int) -> None:
         self.db.execute("UPDATE locks SET expires_at=0 WHERE tenant=? AND flow=? AND fence=?",
@@ -226,7 +233,8 @@ class SQLiteStore:
         row = self.db.execute("SELECT fence FROM locks WHERE tenant=? AND flow=?",
                               (tenant, flow)).fetchone()
         if row is None or row[0] != fence:
-            raise LostLock(f"flow {flow!r}: another run holds the lock now; this run stops writing")
+            raise LostLock(f"flow {flow!r}: another run holds the lock now; this run stops writing "
+                           f"(what it wrote is kept): run it again once the other run has finished")
 
     # -- cursors ------------------------------------------------------------------------
     def get_cursor(self, tenant: str, flow: str) -> str | None:
@@ -276,6 +284,29 @@ class SQLiteStore:
                 sql += f" AND {column}=?"
                 args.append(value)
         return self._entries(sql + " ORDER BY created_at", args)
+
+    def unsettled(self, tenant: str, flow: str, before: float) -> list[LedgerEntry]:
+        """Rows planned or failed before ``before`` (not confirmed by the run that sent them)."""
+        marks = ",".join("?" * len(UNSETTLED))
+        return self._entries(f"SELECT {_COLUMNS} FROM ledger WHERE tenant=? AND flow=? AND "
+                             f"state IN ({marks}) AND updated_at < ? ORDER BY created_at",
+                             (tenant, flow, *UNSETTLED, before))
+
+    def refs_in_motion(self, tenant: str, flow: str, changed_since: float) -> dict[str, list[str]]:
+        """connector → target refs of documents whose outcome may still change: queued ones,
+        and accepted or generated ones that changed since ``changed_since``. Only the refs are
+        read, so a ledger of any size costs a list of short strings."""
+        out: dict[str, list[str]] = {}
+        for connector, ref in self.db.execute(
+                "SELECT connector, target_ref FROM ledger WHERE tenant=? AND flow=? AND "
+                "target_ref IS NOT NULL AND (state='queued' OR (state IN ('accepted', "
+                "'generated') AND updated_at >= ?))", (tenant, flow, changed_since)):
+            out.setdefault(connector, []).append(ref)
+        return out
+
+    def count(self, tenant: str, flow: str, state: str) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM ledger WHERE tenant=? AND flow=? AND state=?",
+                               (tenant, flow, state)).fetchone()[0]
 
     def plan(self, tenant: str, flow: str, route: str, key: str, *, connector: str, document: str,
              action: str, source_id: str, source_version: str | None, payload: Any,
@@ -458,6 +489,94 @@ class SQLiteStore:
         names = ("id", "flow", "started_at", "finished_at", "status", "summary")
         return [dict(zip(names, row)) for row in
                 self.db.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))]
+
+    # -- read-only queries of the status page (engine/statuspage.py) --------------------
+    # Each one is bounded (LIMIT, or index skip-scans) so the page stays fast with 100k+
+    # documents; `+tenant` keeps SQLite on the rowid order (newest first) instead of sorting
+    # every row of the tenant. None of them writes.
+    def ui_flows(self, tenant: str) -> list[str]:
+        """Flows with documents, dead letters, a cursor or one of the last 1000 runs."""
+        flows: set[str] = set()
+        for table in ("ledger", "dead_letters"):       # skip-scan: one index probe per flow
+            flows.update(self._ui_next_values(table, "flow", (), (tenant,)))
+        flows.update(r[0] for r in self.db.execute("SELECT flow FROM cursors WHERE tenant=?", (tenant,)))
+        flows.update(r[0] for r in self.db.execute(
+            "SELECT DISTINCT flow FROM (SELECT flow FROM runs WHERE +tenant=? ORDER BY id DESC "
+            "LIMIT 1000)", (tenant,)))
+        return sorted(flows)
+
+    def ui_document_counts(self, tenant: str) -> list[tuple[str, str, int]]:
+        """(flow, state, documents) for every flow and state (reads every ledger row)."""
+        return list(self.db.execute("SELECT flow, state, count(*) FROM ledger WHERE tenant=? "
+                                    "GROUP BY flow, state", (tenant,)))
+
+    def ui_recent_entries(self, tenant: str, *, flow: str | None = None, state: str | None = None,
+                          limit: int = 100) -> list[LedgerEntry]:
+        """The newest documents (by creation), optionally of one flow and/or in one state."""
+        sql, args = f"SELECT {_COLUMNS} FROM ledger WHERE +tenant=?", [tenant]
+        for column, value in (("flow", flow), ("state", state)):
+            if value is not None:
+                sql += f" AND +{column}=?"
+                args.append(value)
+        return self._entries(sql + " ORDER BY rowid DESC LIMIT ?", (*args, limit))
+
+    def ui_entries_with_key(self, tenant: str, key: str, limit: int = 50) -> list[LedgerEntry]:
+        """Documents with this code in any flow and route: one primary-key probe per
+        (flow, route), found by skip-scanning the primary key."""
+        out: list[LedgerEntry] = []
+        for flow in self._ui_next_values("ledger", "flow", (), (tenant,)):
+            for route in self._ui_next_values("ledger", "route", ("flow",), (tenant, flow)):
+                out.extend(self._entries(f"SELECT {_COLUMNS} FROM ledger WHERE tenant=? AND "
+                                         f"flow=? AND route=? AND key=?", (tenant, flow, route, key)))
+                if len(out) >= limit:
+                    return out[:limit]
+        return out
+
+    def _ui_next_values(self, table: str, column: str, fixed: tuple[str, ...],
+                        args: tuple[Any, ...]) -> Iterable[str]:
+        """The distinct values of ``column`` under (tenant, *fixed) = args, one index probe
+        each (a skip-scan; the column must follow them in an index)."""
+        where = " AND ".join(f"{c}=?" for c in ("tenant", *fixed))
+        row = self.db.execute(f"SELECT min({column}) FROM {table} WHERE {where}", args).fetchone()
+        while row and row[0] is not None:
+            yield row[0]
+            row = self.db.execute(f"SELECT min({column}) FROM {table} WHERE {where} AND {column}>?",
+                                  (*args, row[0])).fetchone()
+
+    def ui_entries_containing(self, tenant: str, text: str, limit: int = 50) -> list[LedgerEntry]:
+        """The newest documents whose payload contains ``text`` (case-insensitive for ASCII)."""
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        return self._entries(f"SELECT {_COLUMNS} FROM ledger WHERE +tenant=? AND payload LIKE ? "
+                             f"ESCAPE '\\' ORDER BY rowid DESC LIMIT ?", (tenant, pattern, limit))
+
+    def ui_dead_letters(self, tenant: str, *, source_id: str | None = None,
+                        text: str | None = None, status: str | None = "open",
+                        limit: int = 200) -> list[dict[str, Any]]:
+        """The newest dead letters (open ones by default), of one record or whose id, code,
+        record or payload contains ``text``."""
+        sql = ("SELECT id, flow, source_id, route, key, reason, record, payload, created_at, status "
+               "FROM dead_letters WHERE +tenant=?")
+        args: list[Any] = [tenant]
+        if status is not None:
+            sql += " AND status=?"
+            args.append(status)
+        if source_id is not None:
+            sql += " AND source_id=?"
+            args.append(source_id)
+        if text is not None:
+            pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            sql += (" AND (source_id=? OR key=? OR record LIKE ? ESCAPE '\\' "
+                    "OR payload LIKE ? ESCAPE '\\')")
+            args += [text, text, pattern, pattern]
+        names = ("id", "flow", "source_id", "route", "key", "reason", "record", "payload",
+                 "created_at", "status")
+        return [dict(zip(names, row)) for row in
+                self.db.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))]
+
+    def ui_open_dead_letter_counts(self, tenant: str) -> dict[str, int]:
+        return dict(self.db.execute("SELECT flow, count(*) FROM dead_letters WHERE tenant=? AND "
+                                    "status='open' GROUP BY flow", (tenant,)))
+    # -- end of the status page's queries ------------------------------------------------
 
 
 class _Transaction:
