@@ -24,10 +24,12 @@ from hexaflow.plan import Plan
 from hexaflow.registry import get_connector
 from hexaflow.runner import Connectors, FlowError, apply_async_results, load_plan
 from hexaflow.state import open_store, state_path as default_state_path
+from hexaflow.statuspage import Response, StatusPage
 
 log = logging.getLogger("hexaflow.serve")
 
 MAX_BODY = 5 * 1024 * 1024      # a webhook or callback is small; refuse anything huge
+MAX_STATUS_FORM = 16 * 1024     # the status page's login form
 UNMATCHED_RESULT_DELAY_S = 1.0  # before polling for a result that overtook its send
 EXIT_OK, EXIT_CONFIG = 0, 1
 
@@ -64,8 +66,9 @@ class HookServer:
                  state: str, host: str = "127.0.0.1", port: int = 0, interval: float = 0.0):
         self.plans = list(plans)
         if state == ":memory:":
-            raise FlowError("hexaflow serve needs a state file (HEXAFLOW_STATE), not :memory:: "
-                            "its threads each open their own connection")
+            raise FlowError("hexaflow serve needs a state file, not :memory: (its threads each "
+                            "open their own connection): set HEXAFLOW_STATE or --state to a file "
+                            "path, e.g. .hexaflow/state.db")
         self.tenant, self.config, self.state = tenant, dict(config), state
         self.dispatcher = Dispatcher(self.plans, state_path=state,
                                      config_for=lambda _tenant: self.config)
@@ -79,6 +82,10 @@ class HookServer:
                 names.extend([route.connector] if route.connector else [])
                 names.extend(ens.connector for ens in route.ensure)
         self.receivers: dict[str, Connector] = {}
+        # The read-only status page (docs/status-page.md); off without HEXAFLOW_ADMIN_TOKEN.
+        self.status_page = StatusPage(config=self.config, state=state, tenant=tenant,
+                                      sources={p.name: (p.source.connector, p.source.resource)
+                                               for p in self.plans})
         base_dir = self.plans[0].base_dir if self.plans else Path(".")
         self._connectors = Connectors(tenant, base_dir, self.config)
         for name in dict.fromkeys(names):
@@ -137,7 +144,8 @@ class HookServer:
         received = connector.receive(raw_body, headers)
         if received.refused:
             # Forged, unsigned or unreadable: nothing is stored, nothing runs.
-            log.warning("serve: refused a %s delivery (HTTP %d)", name, received.status)
+            log.warning("serve: refused a %s delivery (HTTP %d): %s", name, received.status,
+                        json.dumps(received.body, ensure_ascii=False, default=str))
             return received.status, received.body
         sources: set[str] = set()
         unmatched = False
@@ -189,10 +197,22 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path.split("?")[0] == "/health":
             self._answer(200, self.app.health())
+        elif _is_status_path(self.path):
+            self._status_page("GET", b"")
         else:
             self._answer(404, {"error": "not found; try GET /health or POST /hooks/<connector>"})
 
     def do_POST(self) -> None:
+        if _is_status_path(self.path):          # the status page's login and logout forms
+            try:
+                length = int(self.headers.get("Content-Length") or "0")
+            except ValueError:
+                length = -1
+            if not 0 <= length <= MAX_STATUS_FORM:
+                self._answer(413, {"error": f"form larger than {MAX_STATUS_FORM} bytes"})
+                return
+            self._status_page("POST", self.rfile.read(length))
+            return
         parts = self.path.split("?")[0].strip("/").split("/")
         if len(parts) != 2 or parts[0] != "hooks":
             self._answer(404, {"error": "not found; POST /hooks/<connector>"})
@@ -213,6 +233,20 @@ class _Handler(BaseHTTPRequestHandler):
             status, body = 500, {"error": "internal error; the delivery was not stored"}
         self._answer(status, body)
 
+    def _status_page(self, method: str, body: bytes) -> None:
+        try:
+            answer = self.app.status_page.handle(method, self.path, dict(self.headers.items()), body)
+        except Exception:   # a bug: say so without details (they could hold data)
+            log.exception("serve: the status page failed on %s", self.path.split("?")[0])
+            answer = Response(500, b"internal error", "text/plain; charset=utf-8")
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.content_type)
+        self.send_header("Content-Length", str(len(answer.body)))
+        for name, value in answer.headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(answer.body)
+
     def _answer(self, status: int, body: Any) -> None:
         data = json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
         self.send_response(status)
@@ -226,20 +260,28 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("serve: %s " + fmt, self.address_string(), *args)
 
 
+def _is_status_path(target: str) -> bool:
+    path = target.split("?")[0]
+    return path == "/status" or path.startswith("/status/")
+
+
 # --------------------------------------------------------------------------- the command
 def load_flows(paths: Iterable[str]) -> list[Plan]:
     from hexaflow.validate import Report, find_flow_files
     report = Report()
     files = find_flow_files(paths, report)
     if report.problems:
-        raise FlowError("; ".join(p.text() for p in report.problems), list(report.problems))
+        raise FlowError("cannot serve: fix the paths above", list(report.problems))
     if not files:
-        raise FlowError("no flow files found in " + ", ".join(paths))
+        raise FlowError("no flow files found in " + ", ".join(paths) + " (a flow file is YAML "
+                        "with `flow:`, `source:` and `routes:`)")
     plans = [load_plan(path) for path in files]
     names = [p.name for p in plans]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
-        raise FlowError(f"flow names must be unique; given twice: {', '.join(twice)}")
+        raise FlowError(f"flow names must be unique; given twice: {', '.join(twice)} (in "
+                        f"{', '.join(str(p.file) for p in plans if p.name in twice)}); rename one "
+                        f"(its `flow:` key) or serve only one of the files")
     return plans
 
 
@@ -272,6 +314,8 @@ def serve_command(paths: Iterable[str], *, host: str, port: int, interval: float
     for name in sorted(server.receivers):
         print(f"  POST {server.hook_url(name)}   (webhooks / callbacks of {name})", file=out)
     print(f"  GET  {server.url}/health", file=out)
+    print(f"  GET  {server.url}/status   " + ("(status page; log in with HEXAFLOW_ADMIN_TOKEN)"
+          if server.status_page.enabled else "(status page off: set HEXAFLOW_ADMIN_TOKEN)"), file=out)
     print("  scheduled runs: " + (f"every {interval:g} s" if interval > 0 else "off"), file=out)
     out.flush()
     stop.wait()

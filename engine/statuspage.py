@@ -1,0 +1,619 @@
+"""The read-only status page of ``hexaflow serve`` (docs/status-page.md).
+
+Server-rendered HTML under ``/status``: recent runs, documents and their lifecycle state, open
+dead letters and conflicts, search by record id, document code or text in a payload, and one
+page per source record with each document's history. It only reads the state store (its
+connection is ``PRAGMA query_only``) and every query is bounded (``LIMIT``).
+
+Access: ``HEXAFLOW_ADMIN_TOKEN``. ``Authorization: Bearer <token>``, or a login form that sets
+an HttpOnly, SameSite=Strict cookie holding an expiry and an HMAC keyed by the token (never the
+token). Without a configured token the page is off (404 naming the variable). Labels come from
+one dictionary, in Vietnamese (default) or English (``HEXAFLOW_UI_LANGUAGE``, ``?lang=``).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
+
+import jinja2
+
+from hexaflow.runner import FlowError
+from hexaflow.state import LedgerEntry, open_store
+from hexaflow.timeutil import DEFAULT_TIMEZONE, get_zone
+
+log = logging.getLogger("hexaflow.statuspage")
+
+TOKEN_VARIABLE = "HEXAFLOW_ADMIN_TOKEN"
+LANGUAGE_VARIABLE = "HEXAFLOW_UI_LANGUAGE"
+COOKIE = "hexaflow_status"
+SESSION_SECONDS = 12 * 3600
+MAX_FORM = 16 * 1024
+MIN_TOKEN_LENGTH = 16            # shorter tokens work, with a warning at start
+# Bounds: the page stays fast with 100k documents (bench/status_page.py).
+RUNS_SHOWN = 20
+DOCUMENTS_SHOWN = 100
+LETTERS_SHOWN = 200
+SEARCH_SHOWN = 50
+EVENTS_SHOWN = 200
+RECORD_DOCUMENTS_SHOWN = 200
+TEMPLATES = Path(__file__).resolve().parent / "templates" / "status"
+
+# Every label of the page, in every language: one dictionary (a test checks that both
+# languages have the same keys and that every key a template uses exists).
+LABELS: dict[str, dict[str, str]] = {
+    "vi": {
+        "app.title": "Trạng thái đồng bộ",
+        "app.tenant": "Đơn vị (tenant)",
+        "app.as_of": "Số liệu lúc",
+        "nav.overview": "Tổng quan",
+        "nav.problems": "Thư lỗi và xung đột",
+        "nav.logout": "Đăng xuất",
+        "nav.language": "Ngôn ngữ",
+        "lang.vi": "Tiếng Việt",
+        "lang.en": "English",
+        "search.label": "Tìm kiếm",
+        "search.placeholder": "Số đơn hàng (#1001), ID bản ghi hoặc mã chứng từ",
+        "search.button": "Tìm",
+        "search.title": "Kết quả tìm kiếm",
+        "search.query": "Từ khóa",
+        "search.records": "Bản ghi tìm thấy",
+        "search.documents": "Chứng từ tìm thấy",
+        "search.letters": "Thư lỗi tìm thấy",
+        "search.nothing": "Không tìm thấy đơn hàng, bản ghi hay chứng từ nào khớp.",
+        "search.empty": "Nhập số đơn hàng, ID bản ghi hoặc mã chứng từ.",
+        "search.matched_by": "Khớp theo",
+        "search.by_id": "ID bản ghi",
+        "search.by_code": "Mã chứng từ",
+        "search.by_text": "Nội dung chứng từ",
+        "login.title": "Đăng nhập",
+        "login.required": "Cần mã truy cập quản trị để xem trang trạng thái.",
+        "login.token": "Mã truy cập quản trị",
+        "login.submit": "Đăng nhập",
+        "login.wrong": "Mã truy cập không đúng.",
+        "disabled.title": "Trang trạng thái đang tắt",
+        "disabled.body": "Đặt biến môi trường {var} (một chuỗi ngẫu nhiên dài) rồi khởi động lại "
+                         "hexaflow serve để bật trang này.",
+        "notfound.title": "Không tìm thấy trang",
+        "notfound.body": "Địa chỉ này không có trong trang trạng thái.",
+        "flows.title": "Luồng đồng bộ",
+        "runs.title": "Lần chạy gần đây",
+        "documents.title": "Chứng từ gần đây",
+        "documents.filtered": "Đang lọc",
+        "documents.clear": "Bỏ lọc",
+        "letters.title": "Thư lỗi đang mở",
+        "letters.open_total": "Tổng số thư lỗi đang mở",
+        "conflicts.title": "Xung đột",
+        "record.title": "Bản ghi",
+        "record.documents": "Chứng từ của bản ghi",
+        "record.history": "Lịch sử",
+        "record.payload": "Dữ liệu gửi đi",
+        "record.letters": "Thư lỗi của bản ghi",
+        "record.data": "Dữ liệu bản ghi",
+        "record.nothing": "Chưa có gì được ghi nhận cho bản ghi này.",
+        "col.flow": "Luồng",
+        "col.source": "Nguồn",
+        "col.cursor": "Con trỏ",
+        "col.documents": "Chứng từ",
+        "col.dead_letters": "Thư lỗi",
+        "col.run": "Lần chạy",
+        "col.started": "Bắt đầu",
+        "col.duration": "Thời lượng",
+        "col.status": "Trạng thái",
+        "col.records": "Bản ghi đã đọc",
+        "col.failed_records": "Bản ghi lỗi",
+        "col.counts": "Kết quả",
+        "col.record": "Bản ghi nguồn",
+        "col.route": "Tuyến",
+        "col.code": "Mã chứng từ",
+        "col.document": "Loại chứng từ",
+        "col.action": "Thao tác",
+        "col.target_ref": "Tham chiếu bên đích",
+        "col.state": "Trạng thái",
+        "col.updated": "Cập nhật",
+        "col.created": "Thời điểm",
+        "col.reason": "Lý do",
+        "col.message": "Thông báo",
+        "col.attempts": "Số lần gửi",
+        "col.detail": "Chi tiết",
+        "col.letter": "Thư",
+        "col.match": "Đoạn khớp",
+        "common.none": "Không có",
+        "common.latest": "Hiển thị tối đa {n} dòng mới nhất.",
+        "common.all": "Tất cả",
+        "run.ok": "Thành công",
+        "run.failed": "Có lỗi",
+        "run.running": "Đang chạy",
+        "run.more_left": "còn tiếp",
+        "outcome.written": "đã ghi",
+        "outcome.would_write": "sẽ ghi",
+        "outcome.queued": "đã gửi, chờ xử lý",
+        "outcome.skipped": "bỏ qua",
+        "outcome.conflict": "xung đột",
+        "outcome.rejected": "bị từ chối",
+        "outcome.failed": "lỗi",
+        "outcome.matched": "khớp điều kiện",
+        "state.planned": "chờ gửi",
+        "state.failed": "lỗi tạm thời",
+        "state.done": "đã ghi",
+        "state.queued": "đang chờ xử lý",
+        "state.accepted": "đã chấp nhận",
+        "state.rejected": "bị từ chối",
+        "state.conflict": "xung đột",
+        "state.generated": "đã sinh chứng từ",
+        "state.posted": "đã ghi sổ",
+        "state.deleted": "đã thu hồi",
+        "resource.orders": "Đơn hàng",
+        "resource.customers": "Khách hàng",
+        "resource.products": "Sản phẩm",
+        "resource.inventory": "Tồn kho",
+        "resource.items": "Hàng hóa",
+    },
+    "en": {
+        "app.title": "Sync status",
+        "app.tenant": "Tenant",
+        "app.as_of": "As of",
+        "nav.overview": "Overview",
+        "nav.problems": "Dead letters and conflicts",
+        "nav.logout": "Log out",
+        "nav.language": "Language",
+        "lang.vi": "Tiếng Việt",
+        "lang.en": "English",
+        "search.label": "Search",
+        "search.placeholder": "Order number (#1001), record id or document code",
+        "search.button": "Search",
+        "search.title": "Search results",
+        "search.query": "Query",
+        "search.records": "Records found",
+        "search.documents": "Documents found",
+        "search.letters": "Dead letters found",
+        "search.nothing": "No order, record or document matches.",
+        "search.empty": "Enter an order number, a record id or a document code.",
+        "search.matched_by": "Matched by",
+        "search.by_id": "record id",
+        "search.by_code": "document code",
+        "search.by_text": "document content",
+        "login.title": "Log in",
+        "login.required": "The status page needs the admin access token.",
+        "login.token": "Admin access token",
+        "login.submit": "Log in",
+        "login.wrong": "Wrong access token.",
+        "disabled.title": "The status page is off",
+        "disabled.body": "Set the environment variable {var} (a long random string) and restart "
+                         "hexaflow serve to turn it on.",
+        "notfound.title": "Page not found",
+        "notfound.body": "The status page has no such address.",
+        "flows.title": "Flows",
+        "runs.title": "Recent runs",
+        "documents.title": "Recent documents",
+        "documents.filtered": "Filtered by",
+        "documents.clear": "Clear filter",
+        "letters.title": "Open dead letters",
+        "letters.open_total": "Open dead letters in all",
+        "conflicts.title": "Conflicts",
+        "record.title": "Record",
+        "record.documents": "Documents of this record",
+        "record.history": "History",
+        "record.payload": "Payload sent",
+        "record.letters": "Dead letters of this record",
+        "record.data": "Record data",
+        "record.nothing": "Nothing has been recorded for this record yet.",
+        "col.flow": "Flow",
+        "col.source": "Source",
+        "col.cursor": "Cursor",
+        "col.documents": "Documents",
+        "col.dead_letters": "Dead letters",
+        "col.run": "Run",
+        "col.started": "Started",
+        "col.duration": "Duration",
+        "col.status": "Status",
+        "col.records": "Records read",
+        "col.failed_records": "Failed records",
+        "col.counts": "Results",
+        "col.record": "Source record",
+        "col.route": "Route",
+        "col.code": "Document code",
+        "col.document": "Document type",
+        "col.action": "Action",
+        "col.target_ref": "Target reference",
+        "col.state": "State",
+        "col.updated": "Updated",
+        "col.created": "When",
+        "col.reason": "Reason",
+        "col.message": "Message",
+        "col.attempts": "Attempts",
+        "col.detail": "Detail",
+        "col.letter": "Letter",
+        "col.match": "Match",
+        "common.none": "None",
+        "common.latest": "Showing at most the latest {n} rows.",
+        "common.all": "All",
+        "run.ok": "OK",
+        "run.failed": "Failed",
+        "run.running": "Running",
+        "run.more_left": "more left",
+        "outcome.written": "written",
+        "outcome.would_write": "would write",
+        "outcome.queued": "sent, queued",
+        "outcome.skipped": "skipped",
+        "outcome.conflict": "conflict",
+        "outcome.rejected": "rejected",
+        "outcome.failed": "failed",
+        "outcome.matched": "matched",
+        "state.planned": "planned",
+        "state.failed": "failed (will retry)",
+        "state.done": "written",
+        "state.queued": "queued",
+        "state.accepted": "accepted",
+        "state.rejected": "rejected",
+        "state.conflict": "conflict",
+        "state.generated": "generated",
+        "state.posted": "posted",
+        "state.deleted": "withdrawn",
+        "resource.orders": "Order",
+        "resource.customers": "Customer",
+        "resource.products": "Product",
+        "resource.inventory": "Inventory",
+        "resource.items": "Item",
+    },
+}
+LANGUAGES = tuple(LABELS)
+DEFAULT_LANGUAGE = "vi"
+# Outcomes of a run's per-route counts, in the order they are shown ("matched" is not a result).
+OUTCOMES = ("written", "would_write", "queued", "skipped", "conflict", "rejected", "failed")
+STATE_ORDER = ("planned", "failed", "done", "queued", "accepted", "generated", "posted",
+               "rejected", "conflict", "deleted")
+PROBLEM_STATES = {"failed", "rejected", "conflict"}
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    content_type: str = "text/html; charset=utf-8"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+SECURITY_HEADERS = [
+    # No script at all; inline style only (the page's one <style> block).
+    ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; "
+                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+    ("Cache-Control", "no-store"),
+]
+
+
+def _when(ts: float | None) -> str:
+    """The moment in the shop's zone (HEXAFLOW_UI_TIMEZONE, default the flows' default zone),
+    not the server's: the accountant compares it with times in the accounting system."""
+    if not ts:
+        return "—"
+    from datetime import datetime
+    zone = get_zone(os.environ.get("HEXAFLOW_UI_TIMEZONE") or DEFAULT_TIMEZONE)
+    return datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _pretty_json(text: str | None) -> str:
+    if not text:
+        return ""
+    try:
+        value = json.loads(text, parse_float=Decimal)
+    except ValueError:
+        return text
+    return json.dumps(value, ensure_ascii=False, indent=2, default=str)
+
+
+def _snippet(text: str, needle: str, width: int = 50) -> str:
+    at = text.lower().find(needle.lower())
+    if at < 0:
+        return ""
+    start, end = max(0, at - width), min(len(text), at + len(needle) + width)
+    return ("…" if start else "") + text[start:end] + ("…" if end < len(text) else "")
+
+
+def _is_word_match(text: str, needle: str) -> bool:
+    """``needle`` occurs in ``text`` not glued to more letters or digits (so #1001 does not
+    find #10010)."""
+    pattern = (r"(?<![0-9A-Za-z])" if needle[:1].isalnum() else "") + re.escape(needle) + \
+        (r"(?![0-9A-Za-z])" if needle[-1:].isalnum() else "")
+    return re.search(pattern, text, re.IGNORECASE) is not None
+
+
+class StatusPage:
+    """Routes ``/status…`` requests of one tenant to their pages; no state of its own."""
+
+    def __init__(self, *, config: Mapping[str, str], state: str, tenant: str,
+                 sources: Mapping[str, tuple[str, str]] | None = None):
+        self.state, self.tenant = state, tenant
+        self.sources = dict(sources or {})            # flow → (connector, resource)
+        token = (config.get(TOKEN_VARIABLE) or "").strip()
+        self._token = token.encode("utf-8") if token else None
+        language = (config.get(LANGUAGE_VARIABLE) or DEFAULT_LANGUAGE).strip().lower()
+        if language not in LANGUAGES:
+            raise FlowError(f"{LANGUAGE_VARIABLE}={language!r}: use one of {', '.join(LANGUAGES)}")
+        self.language = language
+        if self._token and len(token) < MIN_TOKEN_LENGTH:
+            log.warning("serve: %s is shorter than %d characters; use a long random value",
+                        TOKEN_VARIABLE, MIN_TOKEN_LENGTH)
+        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                                      autoescape=True, undefined=jinja2.StrictUndefined,
+                                      trim_blocks=True, lstrip_blocks=True)
+
+    @property
+    def enabled(self) -> bool:
+        return self._token is not None
+
+    # -- access -------------------------------------------------------------------------------
+    def _session_value(self, expires: int) -> str:
+        assert self._token is not None
+        mac = hmac.new(self._token, f"hexaflow-status:{self.tenant}:{expires}".encode("utf-8"),
+                       hashlib.sha256).hexdigest()
+        return f"{expires}.{mac}"
+
+    def _token_matches(self, given: str) -> bool:
+        assert self._token is not None
+        return hmac.compare_digest(given.strip().encode("utf-8"), self._token)
+
+    def _authorized(self, headers: Mapping[str, str]) -> bool:
+        auth = headers.get("authorization", "")
+        if auth[:7].lower() == "bearer " and self._token_matches(auth[7:]):
+            return True
+        for part in headers.get("cookie", "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name != COOKIE:
+                continue
+            expires, _, _mac = value.partition(".")
+            if expires.isdigit() and len(expires) <= 12 and int(expires) > time.time() and \
+                    hmac.compare_digest(value.encode("utf-8"),
+                                        self._session_value(int(expires)).encode("utf-8")):
+                return True
+        return False
+
+    # -- the request path ---------------------------------------------------------------------
+    def handle(self, method: str, target: str, headers: Mapping[str, str],
+               body: bytes = b"") -> Response:
+        headers = {k.lower(): v for k, v in headers.items()}
+        url = urlsplit(target)
+        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        path = url.path.rstrip("/") or "/"
+        lang = query.get("lang") if query.get("lang") in LANGUAGES else None
+        view = _View(self, lang or self.language, explicit_lang=lang, path=url.path, query=query)
+        if not self.enabled:
+            return view.page(404, "message.html", title=view.t("disabled.title"),
+                             text=view.t("disabled.body", var=TOKEN_VARIABLE))
+        if path == "/status/login" and method == "POST":
+            return self._login(view, headers, body)
+        if path == "/status/logout" and method == "POST":
+            return view.redirect("/status", [(
+                "Set-Cookie", f"{COOKIE}=; Path=/status; Max-Age=0; HttpOnly; SameSite=Strict")])
+        if not self._authorized(headers):
+            return self._login_page(view, next_path=target if method == "GET" else "/status")
+        if method != "GET":
+            return view.page(405, "message.html", title=view.t("notfound.title"),
+                             text=view.t("notfound.body"))
+        store = open_store(self.state)           # one connection per request thread
+        try:
+            store.db.execute("PRAGMA query_only = ON")
+            data = _Data(store, self.tenant)
+            if path in ("/status", "/status/login"):
+                return view.overview(data)
+            if path == "/status/problems":
+                return view.problems(data)
+            if path == "/status/search":
+                return view.search(data, query.get("q", ""))
+            if path.startswith("/status/record/"):
+                return view.record(data, unquote(url.path[len("/status/record/"):]))
+            return view.page(404, "message.html", title=view.t("notfound.title"),
+                             text=view.t("notfound.body"))
+        finally:
+            store.close()
+
+    def _login_page(self, view: "_View", *, next_path: str, wrong: bool = False) -> Response:
+        return view.page(401, "login.html", next_path=_safe_next(next_path), wrong=wrong,
+                         headers=[("WWW-Authenticate", 'Bearer realm="hexaflow status"')])
+
+    def _login(self, view: "_View", headers: Mapping[str, str], body: bytes) -> Response:
+        if len(body) > MAX_FORM:
+            return view.page(413, "message.html", title=view.t("login.title"), text="")
+        form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        if form.get("lang") in LANGUAGES:
+            view = _View(self, form["lang"], explicit_lang=form["lang"], path=view.path,
+                         query=view.query)
+        next_path = _safe_next(form.get("next", "/status"))
+        if not self._token_matches(form.get("token", "")):
+            log.warning("status page: a login with a wrong token")
+            return self._login_page(view, next_path=next_path, wrong=True)
+        expires = int(time.time()) + SESSION_SECONDS
+        secure = "; Secure" if headers.get("x-forwarded-proto", "").lower() == "https" else ""
+        cookie = (f"{COOKIE}={self._session_value(expires)}; Path=/status; "
+                  f"Max-Age={SESSION_SECONDS}; HttpOnly; SameSite=Strict{secure}")
+        return view.redirect(next_path, [("Set-Cookie", cookie)])
+
+
+def _safe_next(target: str) -> str:
+    """Only a path of this page (no open redirect)."""
+    url = urlsplit(target or "")
+    if url.scheme or url.netloc or not url.path.startswith("/status") or \
+            url.path.startswith("/status/log"):
+        return "/status"
+    return url.path + (f"?{url.query}" if url.query else "")
+
+
+class _Data:
+    """The bounded, read-only queries behind the pages."""
+
+    def __init__(self, store: Any, tenant: str):
+        self.store, self.tenant = store, tenant
+
+    def flows(self) -> list[str]:
+        return self.store.ui_flows(self.tenant)
+
+    def entries_of_record(self, source_id: str) -> list[LedgerEntry]:
+        out: list[LedgerEntry] = []
+        for flow in self.flows():
+            out.extend(self.store.entries_for_sources(self.tenant, flow, [source_id])
+                       .get(source_id, []))
+        return out[:RECORD_DOCUMENTS_SHOWN]
+
+
+class _View:
+    """One request's language and links, and the pages rendered with them."""
+
+    def __init__(self, page: StatusPage, lang: str, *, explicit_lang: str | None, path: str,
+                 query: Mapping[str, str]):
+        self.app, self.lang, self.explicit_lang = page, lang, explicit_lang
+        self.path, self.query = path, dict(query)
+        self.labels = LABELS[lang]
+
+    # -- helpers the templates use --------------------------------------------------------------
+    def t(self, key: str, **values: Any) -> str:
+        text = self.labels[key]
+        return text.format(**values) if values else text
+
+    def label(self, prefix: str, name: str | None) -> str:
+        """A translated state, outcome or resource name; the name itself when unknown."""
+        return self.labels.get(f"{prefix}.{name}", name or "")
+
+    def u(self, path: str, **params: Any) -> str:
+        """A link that keeps the language chosen with ?lang=."""
+        pairs = [(k, str(v)) for k, v in params.items() if v not in (None, "")]
+        if self.explicit_lang:
+            pairs.append(("lang", self.explicit_lang))
+        return path + (("?" + urlencode(pairs)) if pairs else "")
+
+    def record_url(self, source_id: str) -> str:
+        return self.u("/status/record/" + quote(source_id, safe=""))
+
+    def lang_url(self, lang: str) -> str:
+        pairs = [(k, v) for k, v in self.query.items() if k != "lang"] + [("lang", lang)]
+        return self.path + "?" + urlencode(pairs)
+
+    def source_of(self, flow: str) -> str:
+        connector, resource = self.app.sources.get(flow, ("", ""))
+        return f"{connector}/{resource}" if connector else ""
+
+    def resource_of(self, flow: str) -> str:
+        return self.app.sources.get(flow, ("", ""))[1]
+
+    # -- responses ----------------------------------------------------------------------------
+    def page(self, status: int, template: str, *, headers: Iterable[tuple[str, str]] = (),
+             **context: Any) -> Response:
+        html = self.app.env.get_template(template).render(
+            v=self, t=self.t, lang=self.lang, languages=LANGUAGES, tenant=self.app.tenant,
+            now=_when(time.time()), when=_when, **context)
+        return Response(status, html.encode("utf-8"), headers=[*SECURITY_HEADERS, *headers])
+
+    def redirect(self, location: str, headers: Iterable[tuple[str, str]] = ()) -> Response:
+        if self.explicit_lang and "lang=" not in location:
+            location += ("&" if "?" in location else "?") + f"lang={self.explicit_lang}"
+        return Response(303, b"", headers=[*SECURITY_HEADERS, ("Location", location), *headers])
+
+    # -- pages ----------------------------------------------------------------------------------
+    def overview(self, data: _Data) -> Response:
+        store, tenant = data.store, data.tenant
+        counts: dict[str, dict[str, int]] = {}
+        for flow, state, n in store.ui_document_counts(tenant):
+            counts.setdefault(flow, {})[state] = n
+        letters = store.ui_open_dead_letter_counts(tenant)
+        flows = [{"name": flow, "source": self.source_of(flow),
+                  "cursor": store.get_cursor(tenant, flow),
+                  "states": sorted(counts.get(flow, {}).items(), key=lambda sn: _state_rank(sn[0])),
+                  "letters": letters.get(flow, 0)} for flow in data.flows()]
+        flow_filter = self.query.get("flow") or None
+        state_filter = self.query.get("state") or None
+        documents = store.ui_recent_entries(tenant, flow=flow_filter, state=state_filter,
+                                            limit=DOCUMENTS_SHOWN)
+        return self.page(200, "overview.html", flows=flows, runs=self._runs(store, tenant),
+                         documents=documents, flow_filter=flow_filter, state_filter=state_filter,
+                         shown=DOCUMENTS_SHOWN)
+
+    def _runs(self, store: Any, tenant: str) -> list[dict[str, Any]]:
+        out = []
+        for run in store.runs(tenant, limit=RUNS_SHOWN):
+            summary = json.loads(run["summary"] or "{}")
+            totals: dict[str, int] = {}
+            for counts in (summary.get("routes") or {}).values():
+                for outcome, n in counts.items():
+                    totals[outcome] = totals.get(outcome, 0) + n
+            duration = (f"{run['finished_at'] - run['started_at']:.1f} s"
+                        if run["finished_at"] else "")
+            out.append({**run, "records": summary.get("records"),
+                        "failed_records": summary.get("failed_records"),
+                        "more_left": summary.get("more_left"), "duration": duration,
+                        "totals": [(o, totals[o]) for o in OUTCOMES if totals.get(o)],
+                        "routes": {r: {o: n for o, n in c.items() if o in OUTCOMES and n}
+                                   for r, c in (summary.get("routes") or {}).items()}})
+        return out
+
+    def problems(self, data: _Data) -> Response:
+        store, tenant = data.store, data.tenant
+        letters = store.ui_dead_letters(tenant, limit=LETTERS_SHOWN)
+        total = sum(store.ui_open_dead_letter_counts(tenant).values())
+        conflicts = store.ui_recent_entries(tenant, state="conflict", limit=LETTERS_SHOWN)
+        return self.page(200, "problems.html", letters=letters, total=total, conflicts=conflicts,
+                         shown=LETTERS_SHOWN)
+
+    def search(self, data: _Data, q: str) -> Response:
+        store, tenant = data.store, data.tenant
+        q = q.strip()[:200]
+        documents: list[tuple[LedgerEntry, str, str]] = []       # entry, matched by, snippet
+        letters: list[dict[str, Any]] = []
+        if q:
+            seen: set[tuple[str, str, str]] = set()
+
+            def add(entries: Iterable[LedgerEntry], how: str) -> None:
+                for e in entries:
+                    if (e.flow, e.route, e.key) not in seen and len(documents) < SEARCH_SHOWN:
+                        seen.add((e.flow, e.route, e.key))
+                        documents.append((e, how, _snippet(e.payload, q) if how == "text" else ""))
+
+            add(data.entries_of_record(q), "id")
+            add(store.ui_entries_with_key(tenant, q, limit=SEARCH_SHOWN), "code")
+            if not documents:      # an id or a code found its documents: no text search
+                candidates = store.ui_entries_containing(tenant, q, limit=SEARCH_SHOWN * 4)
+                add((e for e in candidates if _is_word_match(e.payload, q)), "text")
+            letters = [d for d in store.ui_dead_letters(tenant, text=q, status=None,
+                                                        limit=SEARCH_SHOWN * 4)
+                       if d["source_id"] == q or d["key"] == q
+                       or _is_word_match(d["record"] or "", q)
+                       or _is_word_match(d["payload"] or "", q)][:SEARCH_SHOWN]
+        records: dict[tuple[str, str], list[str]] = {}
+        for e, _how, _snip in documents:
+            records.setdefault((e.flow, e.source_id), []).append(e.key)
+        for d in letters:
+            records.setdefault((d["flow"], d["source_id"]), [])
+        return self.page(200, "search.html", q=q, documents=documents, letters=letters,
+                         records=[{"flow": f, "source_id": s, "codes": keys}
+                                  for (f, s), keys in records.items()], shown=SEARCH_SHOWN)
+
+    def record(self, data: _Data, source_id: str) -> Response:
+        store, tenant = data.store, data.tenant
+        documents = []
+        for e in data.entries_of_record(source_id):
+            events = store.events(tenant, e.flow, e.route, e.key)[-EVENTS_SHOWN:]
+            documents.append({"e": e, "events": events, "payload": _pretty_json(e.payload)})
+        letters = store.ui_dead_letters(tenant, source_id=source_id, status=None,
+                                        limit=LETTERS_SHOWN)
+        for d in letters:
+            d["record_pretty"] = _pretty_json(d["record"])
+            d["payload_pretty"] = _pretty_json(d["payload"])
+        flows = sorted({d["e"].flow for d in documents} | {d["flow"] for d in letters})
+        resource = next((self.resource_of(f) for f in flows if self.resource_of(f)), "")
+        status = 200 if documents or letters else 404
+        return self.page(status, "record.html", source_id=source_id, documents=documents,
+                         letters=letters, flows=flows, resource=resource)
+
+
+def _state_rank(state: str) -> int:
+    return STATE_ORDER.index(state) if state in STATE_ORDER else len(STATE_ORDER)
