@@ -95,6 +95,34 @@ def schema() -> None:
     click.echo(schema_text(), nl=False)
 
 
+@main.command()
+@click.argument("directory", type=click.Path())
+@click.option("--force", is_flag=True,
+              help="Write into a folder that is not empty, replacing files with the same names.")
+def init(directory: str, force: bool) -> None:
+    """Create a project for one shop: flows, tables, tests, settings, CI, editor schema."""
+    from hexaflow.scaffold import init_command
+    sys.exit(init_command(directory, force=force))
+
+
+@main.command()
+@click.argument("flow", type=click.Path())
+@click.option("--record", "record_file", type=click.Path(dir_okay=False), default=None,
+              help="A JSON or YAML file holding the record (or {...} as the API returns it).")
+@click.option("--id", "record_id", default=None, metavar="ID",
+              help="Fetch the record from the flow's source by its id.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              help="text: for people; json: one object, for tools.")
+@click.option("--tenant", default=None, help="Tenant id (default: HEXAFLOW_TENANT or 'default').")
+@click.option("--state", "state_path", default=None, help="State store (default: HEXAFLOW_STATE); read only.")
+def explain(flow: str, record_file: str | None, record_id: str | None, fmt: str,
+            tenant: str | None, state_path: str | None) -> None:
+    """Why one record produces its documents: lets, conditions, keys, ledger decisions, payloads."""
+    from hexaflow.explain import explain_command
+    sys.exit(explain_command(flow, record_file=record_file, record_id=record_id, tenant=tenant,
+                             state=state_path, fmt=fmt))
+
+
 def _state_options(fn):
     fn = click.option("--tenant", default=None, help="Tenant id (default: HEXAFLOW_TENANT or 'default').")(fn)
     fn = click.option("--state", "state_path", default=None, help="State store (default: HEXAFLOW_STATE).")(fn)

@@ -73,6 +73,17 @@ class DocumentInfo:
 
 
 @dataclass(frozen=True)
+class ConfigVar:
+    """A configuration variable a connector reads (listed by ``hexaflow init`` in
+    ``.env.example``; the value itself is never shown anywhere)."""
+    name: str
+    description: str
+    required: bool = False
+    secret: bool = False
+    default: str | None = None
+
+
+@dataclass(frozen=True)
 class Catalogue:
     resources: Mapping[str, ResourceInfo] = field(default_factory=dict)
     documents: Mapping[str, DocumentInfo] = field(default_factory=dict)
@@ -165,6 +176,11 @@ class Connector:
 
     name: ClassVar[str] = ""
     catalogue: ClassVar[Catalogue] = Catalogue()
+    # The variables the connector reads from its configuration, for people and `hexaflow init`.
+    config_vars: ClassVar[Sequence[ConfigVar]] = ()
+    # How many documents one ``write`` call should carry: a run collects documents across
+    # pages until this many wait (or a short delay passes), so the target sees full batches.
+    batch_size: int = 100
 
     def __init__(self, context: ConnectorContext):
         self.context = context
@@ -179,6 +195,18 @@ class Connector:
         canonical).
         """
         raise NotImplementedError(f"connector {self.name!r} cannot read")
+
+    def read_one(self, resource: str, record_id: str,
+                 params: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        """One record of ``resource`` by its id, shaped exactly as :meth:`read` yields it;
+        None when the source has no such record (optional; ``hexaflow explain --id``).
+        ``params`` are the flow's ``source.params``. Must not change anything in the source."""
+        raise ConnectorError(f"connector {self.name!r} cannot fetch one record by its id; "
+                             f"save the record to a JSON file and give that instead")
+
+    @classmethod
+    def can_read_one(cls) -> bool:
+        return cls.read_one is not Connector.read_one
 
     def write(self, items: Sequence[WriteItem]) -> list[WriteResult]:
         """Write a batch; return exactly one result per item, in any order.

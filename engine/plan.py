@@ -113,6 +113,8 @@ class RecordOutcome:
     routes: list[str]
     documents: list[Document]
     conditions: list[tuple[str, Any]] = field(default_factory=list)   # (route, when value)
+    # explain=True: the scope each condition saw (history as it stood then), one per condition
+    scopes: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -128,11 +130,15 @@ class Plan:
     spec: LoadedSpec
     compiler: ExpressionCompiler
     lets_read_history: bool = True    # False: let values depend on the record alone
+    # Every expression and template compiled, with its path in the spec (e.g. ("let", "paid")):
+    # what each let reads, so that coverage evaluates only what the conditions need.
+    compiled: tuple[tuple[tuple, Any], ...] = ()
 
     def record_id(self, record: Mapping[str, Any]) -> str:
         value = self.source.id(record) if isinstance(record, dict) else None
         if value is None or value == "":
-            raise MappingError(f"the record has no {self.source.id.source!r} (its id)")
+            raise MappingError(f"the record has no {self.source.id.source!r} (its id); set "
+                               f"source.id to the field that identifies a record")
         return str(value)
 
     def record_version(self, record: Mapping[str, Any]) -> str | None:
@@ -173,8 +179,11 @@ class Plan:
         fired: list[str] = []
         docs: list[Document] = []
         conditions: list[tuple[str, Any]] = []
+        scopes: list[dict[str, Any]] = []
         for route in self.routes:
             for route_scope in self._route_scopes(route, scope):
+                if explain:
+                    scopes.append({**route_scope, "history": {k: dict(v) for k, v in hist.items()}})
                 if route.when is not None:
                     try:
                         cond = route.when(route_scope)
@@ -202,7 +211,7 @@ class Plan:
                 key = docs[-1].key if documents else ""
                 keys = (hist.get(route.name) or {}).get("keys") or []
                 hist[route.name] = {"key": key, "state": "planned", "keys": keys + [key]}
-        return RecordOutcome(source_id, version, lets, fired, docs, conditions)
+        return RecordOutcome(source_id, version, lets, fired, docs, conditions, scopes)
 
     def _route_scopes(self, route: RoutePlan, scope: Scope) -> Any:
         """The scope once, or once per element for a route with ``each``."""
@@ -299,6 +308,7 @@ class _Compiler:
         self.timezone = tz
         self.library = Library(FunctionContext(tz, self.tables, self.table_files))
         self.compiler = ExpressionCompiler(self.library)
+        self.compiled: list[tuple[tuple, Expr | Template]] = []   # becomes Plan.compiled
 
     def error(self, path: tuple, message: str, hint: str = "", *, key: bool = False,
               offset: int | None = None, severity: str = ERROR) -> None:
@@ -319,6 +329,7 @@ class _Compiler:
         except CompileError as exc:
             self.error(path, exc.message, exc.hint, offset=exc.offset)
             return None
+        self.compiled.append((path, expr))
         self.check_names(path, expr.names, names, "expression")
         return expr
 
@@ -331,6 +342,7 @@ class _Compiler:
         except CompileError as exc:
             self.error(path, exc.message, exc.hint, offset=exc.offset)
             return None
+        self.compiled.append((path, tpl))
         self.check_names(path, tpl.names, names, "template")
         return tpl
 
@@ -344,35 +356,33 @@ class _Compiler:
     def value(self, path: tuple, raw: Any, names: set[str], keep_decimals: bool = False) -> Fn | None:
         """Compile a field value. Payload values become JSON-ready (decimals as numbers);
         with ``keep_decimals`` (structured let values) they stay Decimal for later sums."""
+        compiled = self.field(path, raw, names, keep_decimals)
+        return None if compiled is None else compiled.fn
+
+    def field(self, path: tuple, raw: Any, names: set[str], keep_decimals: bool = False) -> _Field | None:
+        """``value``, with what a ``fields`` builder needs to skip the call in common cases."""
         if isinstance(raw, str):
             if raw.startswith("="):
                 expr = self.expr_body(path, raw[1:], names)
                 if expr is None:
                     return None
-                fn = expr.fn
+                keys = expr.keys if expr.keys is not None and len(expr.keys) <= 2 else None
                 if keep_decimals:
-                    return fn
-
-                def evaluate(scope: Scope) -> Any:
-                    value = fn(scope)
-                    kind = type(value)
-                    if kind is Decimal:
-                        return to_json_number(value)
-                    if kind is dict or kind is list:
-                        return jsonable(value)
-                    return value
-                return evaluate
+                    return _Field(expr.fn, keys=keys)
+                return _Field(_json_result(expr.fn), keys=keys, unconverted=expr.fn)
             if "<<" in raw or ">>" in raw:
                 tpl = self.template(path, raw, names)
-                return tpl.fn if tpl is not None else None
+                return _Field(tpl.fn) if tpl is not None else None
             self.check_constant(path, raw, names)
-            return _constant(raw)
+            return _Field.of_constant(raw)
         if isinstance(raw, dict):
             if "each" in raw:
-                return self.each(path, raw, names, keep_decimals)
+                fn = self.each(path, raw, names, keep_decimals)
+                return _Field(fn) if fn is not None else None
             if set(raw) == {"const"}:
-                return _constant(raw["const"] if keep_decimals else jsonable(raw["const"]))
-            return self.fields(path, raw, names, keep_decimals)
+                return _Field.of_constant(raw["const"] if keep_decimals else jsonable(raw["const"]))
+            fn = self.fields(path, raw, names, keep_decimals)
+            return _Field(fn) if fn is not None else None
         if isinstance(raw, list):
             items = [self.value(path + (i,), v, names, keep_decimals) for i, v in enumerate(raw)]
             if any(i is None for i in items):
@@ -387,8 +397,8 @@ class _Compiler:
                     except RecordError as exc:
                         raise _at(i, exc) from None
                 return out
-            return listing
-        return _constant(raw if keep_decimals else jsonable(raw))
+            return _Field(listing)
+        return _Field.of_constant(raw if keep_decimals else jsonable(raw))
 
     def expr_body(self, path: tuple, body: str, names: set[str]) -> Expr | None:
         try:
@@ -397,6 +407,7 @@ class _Compiler:
             offset = None if exc.offset is None else exc.offset + 1
             self.error(path, exc.message, exc.hint, offset=offset)
             return None
+        self.compiled.append((path, expr))
         self.check_names(path, expr.names, names, "expression")
         return expr
 
@@ -412,20 +423,42 @@ class _Compiler:
         compiled = []
         ok = True
         for key, value in raw.items():
-            fn = self.value(path + (key,), value, names, keep_decimals)
-            ok = ok and fn is not None
-            compiled.append((key, fn))
+            compiled_field = self.field(path + (key,), value, names, keep_decimals)
+            if compiled_field is None:
+                ok = False
+            else:
+                compiled.append((key,) + compiled_field.step())
         if not ok:
             return None
         items = tuple(compiled)
 
         def build(scope: Scope) -> dict[str, Any]:
+            # The loop of _Field.step's cases, inlined: most payload fields are constants,
+            # names or two-step paths, and this runs for every field of every document.
             out = {}
-            for key, fn in items:
-                try:
-                    out[key] = fn(scope)
-                except RecordError as exc:
-                    raise _at(key, exc) from None
+            try:
+                for key, kind, arg, to_json in items:
+                    if kind == _CONSTANT:
+                        out[key] = arg
+                        continue
+                    if kind == _NAME:
+                        value = scope.get(arg)
+                    elif kind == _PATH2:
+                        try:
+                            value = scope.get(arg[0]).get(arg[1])
+                        except AttributeError:
+                            value = None
+                    else:
+                        value = arg(scope)
+                    if to_json:
+                        value_type = type(value)
+                        if value_type is Decimal:
+                            value = to_json_number(value)
+                        elif value_type is dict or value_type is list:
+                            value = jsonable(value)
+                    out[key] = value
+            except RecordError as exc:
+                raise _at(key, exc) from None
             return out
         return build
 
@@ -534,7 +567,7 @@ class _Compiler:
         reads_history = "history" in repr(data.get("let") or {})
         return Plan(data["flow"], self.spec.path, self.base_dir, self.timezone, source,
                     self.tables, tuple(lets), tuple(routes), self.spec, self.compiler,
-                    reads_history)
+                    reads_history, tuple(self.compiled))
 
     def source(self, raw: dict[str, Any]) -> SourcePlan | None:
         connector = raw.get("connector")
@@ -607,6 +640,7 @@ class _Compiler:
             names = names | {each_as, "position"}
         elif "as" in raw:
             self.error(path + ("as",), "`as` names the element of `each`; this route has no each",
+                       "remove `as`, or add `each:` (the list to write one document per element)",
                        key=True)
         when = self.expr(path + ("when",), raw["when"], names) if "when" in raw else None
         route_lets, lets_ok = self.lets(path + ("let",), raw.get("let") or {}, names)
@@ -681,6 +715,51 @@ def _constant(value: Any) -> Fn:
     def const(scope: Scope) -> Any:
         return value
     return const
+
+
+def _json_result(fn: Fn) -> Fn:
+    """``fn`` with decimals in its result as JSON numbers (a payload value)."""
+    def evaluate(scope: Scope) -> Any:
+        value = fn(scope)
+        kind = type(value)
+        if kind is Decimal:
+            return to_json_number(value)
+        if kind is dict or kind is list:
+            return jsonable(value)
+        return value
+    return evaluate
+
+
+# How a `fields` builder computes one field (see _Field.step).
+_CONSTANT, _NAME, _PATH2, _CALL = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class _Field:
+    """A compiled field value: ``fn(scope)`` computes it. The rest lets a ``fields`` builder
+    skip the call for the common cases: a constant, or ``keys``, a name (``=customer_code``)
+    or two-step path (``=line.amount``) read straight from the scope, which gives what the
+    compiled field chain gives. ``unconverted``: ``fn`` before decimals become JSON numbers."""
+    fn: Fn
+    is_constant: bool = False
+    constant: Any = None
+    keys: tuple[str, ...] | None = None
+    unconverted: Fn | None = None
+
+    @classmethod
+    def of_constant(cls, value: Any) -> "_Field":
+        return cls(_constant(value), is_constant=True, constant=value)
+
+    def step(self) -> tuple[int, Any, bool]:
+        """(kind, argument, whether decimals in the result become JSON numbers)."""
+        to_json = self.unconverted is not None
+        if self.is_constant:
+            return _CONSTANT, self.constant, False
+        if self.keys is not None and len(self.keys) == 1:
+            return _NAME, self.keys[0], to_json
+        if self.keys is not None:
+            return _PATH2, self.keys, to_json
+        return _CALL, self.unconverted or self.fn, to_json
 
 
 def compile_plan(spec: LoadedSpec) -> tuple[Plan | None, list[Problem]]:

@@ -12,6 +12,9 @@ in cursor order. Numbers with decimals are read as Decimal.
 Writing (``target: {connector: file, document: vouchers}``): each document is appended as one
 JSON line ``{"key", "action", "payload"}`` to ``params.path`` if given, else
 ``<HEXAFLOW_FILE_OUT or ./out>/<document>.jsonl`` (relative to the working directory).
+``read_one`` (``hexaflow explain --id``) finds the record whose ``id`` field equals the id
+given (compared as text).
+
 Writes are synchronous (``done``); with ``params: {accept: queued}`` they are reported as
 ``queued`` and reported ``accepted`` when polled, to try flows against an asynchronous target.
 """
@@ -25,8 +28,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from hexaflow.connector import (ACCEPTED, DONE, QUEUED, REJECTED, AsyncResult, Catalogue,
-                                Connector, ConnectorError, DocumentInfo, Page, ResourceInfo,
-                                WriteItem, WriteResult)
+                                ConfigVar, Connector, ConnectorError, DocumentInfo, Page,
+                                ResourceInfo, WriteItem, WriteResult)
 from hexaflow.expressions import jsonable
 
 PAGE_SIZE = 500
@@ -44,6 +47,10 @@ class FileConnector(Connector):
             actions=("upsert", "create", "delete"),
             params={"path": "output file (default: $HEXAFLOW_FILE_OUT/<document>.jsonl)",
                     "accept": "'done' (default) or 'queued' to behave like an asynchronous target"})},
+    )
+    config_vars = (
+        ConfigVar("HEXAFLOW_FILE_OUT", "folder the file connector writes documents to, as "
+                  "<document>.jsonl (relative to the working folder)", default="./out"),
     )
 
     # -- reading ----------------------------------------------------------------------
@@ -63,6 +70,15 @@ class FileConnector(Connector):
                 records = [r for r in records if _sortable(r[cursor_field]) > _sortable(since)]
         for start in range(0, len(records), PAGE_SIZE):
             yield Page(records[start:start + PAGE_SIZE])
+
+    def read_one(self, resource: str, record_id: str,
+                 params: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        wanted = str(record_id)
+        for page in self.read(resource, params or {}):
+            for record in page.records:
+                if isinstance(record, dict) and str(record.get("id")) == wanted:
+                    return record
+        return None
 
     # -- writing ----------------------------------------------------------------------
     def _out_path(self, item: WriteItem) -> Path:
@@ -106,7 +122,8 @@ def _sortable(value: Any) -> Any:
 
 def _read_records(path: Path) -> Iterator[dict[str, Any]]:
     if not path.exists():
-        raise ConnectorError(f"file connector: {path} does not exist")
+        raise ConnectorError(f"file connector: {path} does not exist (source.params.path is "
+                             "relative to the flow file)")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         with path.open(newline="", encoding="utf-8-sig") as handle:

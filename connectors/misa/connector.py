@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from hexaflow.connector import (ACCEPTED, CONFLICT, FAILED, QUEUED, REJECTED, AsyncResult,
-                                Catalogue, Connector, ConnectorContext, DocumentInfo, Page,
-                                Received, ResourceInfo, WriteItem, WriteResult)
+                                Catalogue, ConfigVar, Connector, ConnectorContext, DocumentInfo,
+                                Page, Received, ResourceInfo, WriteItem, WriteResult)
 from hexaflow.timeutil import get_zone
 
 from .callbacks import CallbackError, CallbackSignatureError, parse_callback, results_from_data
@@ -124,15 +124,42 @@ def _vn_now() -> datetime:
     return datetime.now(get_zone("Asia/Ho_Chi_Minh"))
 
 
+# What the connector reads from its configuration (docs/connectors/misa.md, Configuration).
+CONFIG_VARS = (
+    ConfigVar("MISA_APP_ID", "the partner application id MISA issued (classic auth style)",
+              required=True),
+    ConfigVar("MISA_ACCESS_CODE", "the connection code the company's AMIS admin generated "
+              "(Thiết lập → Kết nối ứng dụng)", required=True, secret=True),
+    ConfigVar("MISA_ORG_COMPANY_CODE", "the company code shown on AMIS's API-connection screen",
+              required=True),
+    ConfigVar("MISA_BASE_URL", "where the API lives; the sandbox URL to test",
+              default="https://actapp.misa.vn"),
+    ConfigVar("MISA_AUTH_STYLE", "classic or gateway (unverified)", default="classic"),
+    ConfigVar("MISA_CLIENT_ID", "the developer-portal client id (gateway style only)"),
+    ConfigVar("MISA_CALLBACK_KEY", "HMAC key of callback signatures, for `hexaflow serve` "
+              "(default: the app id)", secret=True),
+    ConfigVar("MISA_PAGE_SIZE", "records per paged read (at most 1000)", default="100"),
+    ConfigVar("MISA_SAVE_BATCH", "vouchers per save call", default="100"),
+    ConfigVar("MISA_DICTIONARY_BATCH", "entries per save_dictionary call", default="200"),
+    ConfigVar("MISA_TOKEN_MARGIN_S", "renew the token this long before it expires",
+              default="600"),
+    ConfigVar("MISA_POLL_LOOKBACK_H", "how far back results are polled, in hours", default="72"),
+    ConfigVar("MISA_MAX_CALLS_PER_S", "client-side rate limit (0: off)", default="0"),
+    ConfigVar("MISA_TIMEOUT_S", "HTTP timeout in seconds", default="30"),
+)
+
+
 class MisaConnector(Connector):
     name = "misa"
     catalogue = CATALOGUE
+    config_vars = CONFIG_VARS
 
     def __init__(self, context: ConnectorContext | None = None, *,
                  settings: MisaSettings | None = None):
         super().__init__(context or ConnectorContext())
         self.settings = settings or MisaSettings.from_config(self.context.config)
         self.client = MisaClient(self.settings)
+        self.batch_size = self.settings.save_batch      # a run fills each save call
 
     # -- reads ------------------------------------------------------------------------
     def read(self, resource: str, params: Mapping[str, Any], since: Any = None, *,
@@ -218,9 +245,9 @@ class MisaConnector(Connector):
         if item.document == VOUCHER:
             missing = [f for f in ("voucher_type", "org_refid") if not payload.get(f)]
             if missing:
-                return f"voucher payload lacks {', '.join(missing)}"
+                return f"voucher payload lacks {', '.join(missing)}; set them in the route's fields"
         elif not payload.get("dictionary_type"):
-            return "dictionary payload lacks dictionary_type"
+            return "dictionary payload lacks dictionary_type; set it in the route's fields"
         return None
 
     @staticmethod
