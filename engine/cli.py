@@ -58,10 +58,17 @@ def main() -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               help="text: one line per problem (file:line:col: severity: message); json: for CI.")
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
-def validate(paths: tuple[str, ...], fmt: str, strict: bool) -> None:
+@click.option("--cache", "use_cache", is_flag=True,
+              help="Keep results in .hexaflow/cache (or $HEXAFLOW_CACHE_DIR); files whose "
+                   "inputs did not change are not validated again.")
+def validate(paths: tuple[str, ...], fmt: str, strict: bool, use_cache: bool) -> None:
     """Check flow files (or every flow in folders): schema, expressions, references, coverage."""
     from hexaflow.validate import validate_paths, render_report
-    report = validate_paths(paths)
+    cache = None
+    if use_cache:
+        from hexaflow.cache import ValidationCache
+        cache = ValidationCache()
+    report = validate_paths(paths, cache)
     click.echo(render_report(report, fmt), nl=False)
     sys.exit(EXIT_INVALID if report.failed(strict) else EXIT_OK)
 
@@ -130,8 +137,13 @@ def _state_options(fn):
 
 
 def _open(state_path: str | None, tenant: str | None):
-    from hexaflow.state import open_store
-    return open_store(state_path), tenant or os.environ.get("HEXAFLOW_TENANT") or "default"
+    from hexaflow.state import StateError, open_store
+    try:
+        store = open_store(state_path)
+    except StateError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_INVALID)
+    return store, tenant or os.environ.get("HEXAFLOW_TENANT") or "default"
 
 
 @main.command()

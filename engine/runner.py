@@ -32,7 +32,7 @@ from hexaflow.problems import ERROR, Problem
 from hexaflow.registry import get_connector
 from hexaflow.spec import load_spec
 from hexaflow.state import (FINAL_IN_TARGET, LIVE, UNSETTLED, LedgerEntry, LostLock, SQLiteStore,
-                            open_store, payload_hash)
+                            StateError, open_store, payload_hash)
 from hexaflow.yamlload import SpecSyntaxError
 
 EXIT_OK, EXIT_CONFIG, EXIT_RECORDS_FAILED = 0, 1, 2
@@ -286,8 +286,28 @@ class _ReadAhead:
             self._thread.join(timeout=30)
 
 
+def _env_number(name: str, default: float, example: str = "a number of seconds; e.g. 5") -> float:
+    """The number in the environment variable ``name`` (``default`` when unset); FlowError
+    naming the variable when it is not a number of 0 or more."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise FlowError(f"{name}={raw}: not {example}")
+    return value
+
+
+ENV_NUMBERS = (("HEXAFLOW_SETTLE_SECONDS", 5.0, "a number of seconds; e.g. 5"),
+               ("HEXAFLOW_BATCH_DELAY", 0.5, "a number of seconds; e.g. 0.5"),
+               ("HEXAFLOW_READ_AHEAD", 2.0, "a number of pages; e.g. 2"))
+
+
 def _batch_delay() -> float:
-    return float(os.environ.get("HEXAFLOW_BATCH_DELAY", "0.5"))
+    return _env_number(*ENV_NUMBERS[1])
 
 
 class _Writer:
@@ -490,7 +510,7 @@ def _run_pages(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connecto
     cursor = _CursorKeeper(plan, tenant, store, since, dry_run, fence)
     read_ahead = _ReadAhead(reader.read(source.resource, source.params, since,
                                         cursor_field=source.cursor),
-                            int(os.environ.get("HEXAFLOW_READ_AHEAD", "2")), writer.wake_in)
+                            int(_env_number(*ENV_NUMBERS[2])), writer.wake_in)
     try:
         for page in read_ahead:
             if page is not None:
@@ -695,7 +715,7 @@ def settle(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connectors,
     """Poll for the results of this run's queued documents for a short while (asynchronous
     targets validate within seconds), so the run ends knowing what was accepted. Bounded by
     HEXAFLOW_SETTLE_SECONDS (default 5; 0 polls once). Returns how many are still queued."""
-    deadline = time.monotonic() + float(os.environ.get("HEXAFLOW_SETTLE_SECONDS", "5"))
+    deadline = time.monotonic() + _env_number(*ENV_NUMBERS[0])
     while True:
         queued = poll_results(plan, tenant, store, connectors, summary, report)
         if not queued or time.monotonic() >= deadline:
@@ -743,12 +763,14 @@ def run_command(flow: str, *, dry_run: bool = False, limit: int | None = None,
     try:
         path = resolve_flow_path(flow)
         plan = load_plan(path)
-    except FlowError as exc:
-        for problem in exc.problems:
+        for setting in ENV_NUMBERS:       # a bad number stops the run before anything is written
+            _env_number(*setting)
+        store = open_store(state_path)
+    except (FlowError, StateError) as exc:
+        for problem in getattr(exc, "problems", []):
             print(problem.text(), file=err)
         print(f"error: {exc}", file=err)
         return EXIT_CONFIG
-    store = open_store(state_path)
     connectors = Connectors(tenant, plan.base_dir)
     interactive = err.isatty()
 

@@ -23,7 +23,7 @@ from hexaflow.dispatch import Dispatcher
 from hexaflow.plan import Plan
 from hexaflow.registry import get_connector
 from hexaflow.runner import Connectors, FlowError, apply_async_results, load_plan
-from hexaflow.state import open_store, state_path as default_state_path
+from hexaflow.state import StateError, open_store, state_path as default_state_path
 from hexaflow.statuspage import Response, StatusPage
 
 log = logging.getLogger("hexaflow.serve")
@@ -69,6 +69,7 @@ class HookServer:
             raise FlowError("hexaflow serve needs a state file, not :memory: (its threads each "
                             "open their own connection): set HEXAFLOW_STATE or --state to a file "
                             "path, e.g. .hexaflow/state.db")
+        open_store(state).close()             # a state setting that cannot be opened stops serve now
         self.tenant, self.config, self.state = tenant, dict(config), state
         self.dispatcher = Dispatcher(self.plans, state_path=state,
                                      config_for=lambda _tenant: self.config)
@@ -94,7 +95,11 @@ class HookServer:
                 # Created now so that a missing setting is reported at start, not at the
                 # first delivery.
                 self.receivers[name] = self._connectors.get(name)
-        self.httpd = ThreadingHTTPServer((host, port), _Handler)
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), _Handler)
+        except OSError as exc:
+            self._connectors.close()
+            raise FlowError(_listen_error(host, port, exc)) from None
         self.httpd.daemon_threads = True
         self.httpd.app = self                    # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
@@ -183,6 +188,20 @@ class HookServer:
                 "hooks": sorted(self.receivers)}
 
 
+def _listen_error(host: str, port: int, exc: OSError) -> str:
+    """Why serve cannot listen on host:port, and which option to change."""
+    import errno
+    import socket
+    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+        return (f"cannot listen on {host}:{port}: {exc.strerror or exc}; check --host "
+                f"(e.g. 127.0.0.1, or 0.0.0.0 for every interface)")
+    reason = {errno.EADDRINUSE: "the port is already in use (by another program, or another "
+                                "hexaflow serve)",
+              errno.EACCES: "permission denied (ports below 1024 need root)"}.get(
+                  exc.errno, exc.strerror or str(exc))
+    return f"cannot listen on {host}:{port}: {reason}; choose another port with --port (0: any free port)"
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_version = "hexaflow"
     protocol_version = "HTTP/1.1"
@@ -195,12 +214,15 @@ class _Handler(BaseHTTPRequestHandler):
         return self.server.app                   # type: ignore[attr-defined]
 
     def do_GET(self) -> None:
+        if not self._discard_body():      # a GET with a body it cannot skip: end the connection
+            self.close_connection = True
         if self.path.split("?")[0] == "/health":
-            self._answer(200, self.app.health())
+            self._answer(200, self.app.health(), close=self.close_connection)
         elif _is_status_path(self.path):
             self._status_page("GET", b"")
         else:
-            self._answer(404, {"error": "not found; try GET /health or POST /hooks/<connector>"})
+            self._answer(404, {"error": "not found; try GET /health or POST /hooks/<connector>"},
+                         close=self.close_connection)
 
     def do_POST(self) -> None:
         if _is_status_path(self.path):          # the status page's login and logout forms
@@ -209,21 +231,22 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError:
                 length = -1
             if not 0 <= length <= MAX_STATUS_FORM:
-                self._answer(413, {"error": f"form larger than {MAX_STATUS_FORM} bytes"})
+                self._answer(413, {"error": f"form larger than {MAX_STATUS_FORM} bytes"}, close=True)
                 return
             self._status_page("POST", self.rfile.read(length))
             return
         parts = self.path.split("?")[0].strip("/").split("/")
         if len(parts) != 2 or parts[0] != "hooks":
-            self._answer(404, {"error": "not found; POST /hooks/<connector>"})
+            self._answer(404, {"error": "not found; POST /hooks/<connector>"},
+                         close=not self._discard_body())
             return
         try:
             length = int(self.headers.get("Content-Length") or "")
         except ValueError:
-            self._answer(411, {"error": "Content-Length required"})
+            self._answer(411, {"error": "Content-Length required"}, close=True)
             return
         if length < 0 or length > MAX_BODY:
-            self._answer(413, {"error": f"body larger than {MAX_BODY} bytes"})
+            self._answer(413, {"error": f"body larger than {MAX_BODY} bytes"}, close=True)
             return
         raw = self.rfile.read(length)
         try:
@@ -247,11 +270,32 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(answer.body)
 
-    def _answer(self, status: int, body: Any) -> None:
+    def _discard_body(self) -> bool:
+        """Read and drop the request's body (before an answer that does not need it), so that
+        the connection can carry the next request. False when it cannot be skipped (no usable
+        Content-Length, or larger than MAX_BODY): the answer must then close the connection."""
+        if self.headers.get("Transfer-Encoding"):
+            return False
+        try:
+            length = int(self.headers.get("Content-Length") or "0")
+        except ValueError:
+            return False
+        if not 0 <= length <= MAX_BODY:
+            return False
+        if length:
+            self.rfile.read(length)
+        return True
+
+    def _answer(self, status: int, body: Any, close: bool = False) -> None:
+        """``close``: the request's body was not read (an early refusal), so the connection
+        cannot carry another request: say so and close it."""
         data = json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(data)
 
@@ -299,7 +343,7 @@ def serve_command(paths: Iterable[str], *, host: str, port: int, interval: float
         server = HookServer(plans, tenant=tenant, config=dict(os.environ),
                             state=default_state_path(state), host=host, port=port,
                             interval=interval)
-    except (FlowError, ConnectorError, OSError) as exc:
+    except (FlowError, ConnectorError, StateError, OSError) as exc:
         for problem in getattr(exc, "problems", []):
             print(problem.text(), file=err)
         print(f"error: {exc}", file=err)

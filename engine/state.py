@@ -142,15 +142,29 @@ def state_path(explicit: str | None = None) -> str:
     return explicit or os.environ.get("HEXAFLOW_STATE") or DEFAULT_STATE_PATH
 
 
+class StateError(ValueError):
+    """The state setting (HEXAFLOW_STATE / --state) names no store that can be opened."""
+
+
 def open_store(path: str | None = None) -> "SQLiteStore":
-    """The state store named by ``path`` / HEXAFLOW_STATE (a file path or sqlite:///path)."""
+    """The state store named by ``path`` / HEXAFLOW_STATE (a file path or sqlite:///path).
+    Raises StateError, naming the setting (never a URL's password), when it cannot be opened."""
     target = state_path(path)
     if target.startswith("sqlite:///"):
         target = target[len("sqlite:///"):]
     elif "://" in target:
-        raise ValueError(f"HEXAFLOW_STATE={target.split('://')[0]}://…: only SQLite is built in; "
+        raise StateError(f"HEXAFLOW_STATE={target.split('://')[0]}://…: only SQLite is built in; "
                          f"use a file path or sqlite:///path")
-    return SQLiteStore(target)
+    try:
+        return SQLiteStore(target)
+    except (OSError, sqlite3.Error) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            blocking = next((p for p in Path(target).parents if p.exists() and not p.is_dir()), None)
+            reason = f"{blocking} is a file, not a folder" if blocking else reason
+        raise StateError(f"HEXAFLOW_STATE={target}: cannot open the state file ({reason}); set "
+                         f"HEXAFLOW_STATE (or --state) to a state file, or to a new file in a "
+                         f"folder you can write to, e.g. {DEFAULT_STATE_PATH}") from None
 
 
 class SQLiteStore:

@@ -295,10 +295,45 @@ def test_a_run_that_lost_its_lock_says_what_happened_and_to_run_again(tmp_path):
         store.close()
 
 
-@pytest.mark.xfail(strict=True, reason="HEXAFLOW_STATE with a URL other than sqlite:/// raises a "
-                   "ValueError outside run_command's error handling: a traceback, not an error "
-                   "line; see docs/messages.md")
-def test_a_state_url_that_is_not_sqlite_is_an_error_line_not_a_traceback(tmp_path):
+@pytest.mark.parametrize("args, state, says", [
+    (("run", "flow.yaml"), "postgres://db/hexaflow",
+     "error: HEXAFLOW_STATE=postgres://…: only SQLite is built in; use a file path or sqlite:///path"),
+    (("run", "flow.yaml"), "postgres://hexa:s3cret-pw@db:5432/hexaflow",
+     "error: HEXAFLOW_STATE=postgres://…: only SQLite is built in; use a file path or sqlite:///path"),
+    (("run", "flow.yaml"), "<folder>/flow.yaml/state.db", "cannot open the state file"),
+    (("run", "flow.yaml"), "<folder>/notadb.db", "cannot open the state file (file is not a database)"),
+    (("status",), "postgres://db/hexaflow", "error: HEXAFLOW_STATE=postgres://…: only SQLite"),
+    (("trace", "1"), "postgres://db/hexaflow", "error: HEXAFLOW_STATE=postgres://…: only SQLite"),
+    (("dlq", "list"), "postgres://db/hexaflow", "error: HEXAFLOW_STATE=postgres://…: only SQLite"),
+    (("dlq", "replay", "flow.yaml"), "postgres://db/hexaflow", "error: HEXAFLOW_STATE=postgres://…"),
+], ids=["run-url", "run-url-with-password", "run-under-a-file", "run-not-a-database", "status",
+        "trace", "dlq-list", "dlq-replay"])
+def test_a_state_setting_that_cannot_be_opened_is_an_error_line_not_a_traceback(tmp_path, args, state, says):
     _write_flow(tmp_path, [_record(1)])
-    result = hexaflow(tmp_path, "run", "flow.yaml", env={"HEXAFLOW_STATE": "postgres://db/hexaflow"})
-    assert result.exit_code == 1 and "HEXAFLOW_STATE" in result.stderr and "sqlite:///" in result.stderr
+    (tmp_path / "notadb.db").write_text("this is not SQLite\n" * 100)
+    result = hexaflow(tmp_path, *args, env={"HEXAFLOW_STATE": state.replace("<folder>", str(tmp_path))})
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert says in result.stderr, result.stderr
+    assert "Traceback" not in result.output and "s3cret-pw" not in result.output
+    assert not (tmp_path / "out").exists()          # nothing was written
+
+
+@pytest.mark.parametrize("name, value, says", [
+    ("HEXAFLOW_SETTLE_SECONDS", "abc", "error: HEXAFLOW_SETTLE_SECONDS=abc: not a number of seconds; e.g. 5"),
+    ("HEXAFLOW_SETTLE_SECONDS", "-1", "error: HEXAFLOW_SETTLE_SECONDS=-1: not a number of seconds; e.g. 5"),
+    ("HEXAFLOW_BATCH_DELAY", "0,5", "error: HEXAFLOW_BATCH_DELAY=0,5: not a number of seconds; e.g. 0.5"),
+    ("HEXAFLOW_READ_AHEAD", "two", "error: HEXAFLOW_READ_AHEAD=two: not a number of pages; e.g. 2"),
+])
+def test_a_setting_that_is_not_a_number_names_the_variable_and_an_example(tmp_path, name, value, says):
+    _write_flow(tmp_path, [_record(1)])
+    result = hexaflow(tmp_path, "run", "flow.yaml", env={name: value})
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert says in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()          # stopped before anything was written
+
+
+def test_numeric_settings_that_are_numbers_are_taken(tmp_path):
+    _write_flow(tmp_path, [_record(1)])
+    result = hexaflow(tmp_path, "run", "flow.yaml", env={"HEXAFLOW_BATCH_DELAY": " 0.1 ",
+                                                          "HEXAFLOW_READ_AHEAD": "0"})
+    assert result.exit_code == 0, result.output

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -22,7 +23,7 @@ import pytest
 from hexaflow.connectors.haravan.webhooks import sign
 from hexaflow.connectors.misa.callbacks import build_callback
 from hexaflow.runner import load_plan
-from hexaflow.serve import HookServer, serve_command
+from hexaflow.serve import MAX_BODY, HookServer, serve_command
 
 from messages_kit import CREDENTIALS, no_secret_in
 
@@ -111,25 +112,32 @@ def test_serve_that_cannot_start_names_the_path_or_setting_to_fix(tmp_path, monk
     no_secret_in(err)
 
 
-@pytest.mark.xfail(strict=True, reason="a port in use ends serve with 'error: [Errno 98] Address "
-                   "already in use', which does not name --port; see docs/messages.md")
-def test_a_port_in_use_names_the_option_to_change(tmp_path, monkeypatch):
+def test_a_port_in_use_names_the_address_and_the_option_to_change(tmp_path, monkeypatch):
     (tmp_path / "f.yaml").write_text(FILE_FLOW.format(name="copy"))
     monkeypatch.setenv("HEXAFLOW_STATE", str(tmp_path / "state.db"))
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
-        code, err = serve_in_thread([str(tmp_path / "f.yaml")], port=busy.getsockname()[1])
-    assert code == 1 and "--port" in err
+        port = busy.getsockname()[1]
+        code, err = serve_in_thread([str(tmp_path / "f.yaml")], port=port)
+    assert code == 1, err
+    assert f"error: cannot listen on 127.0.0.1:{port}: the port is already in use" in err, err
+    assert "choose another port with --port (0: any free port)" in err, err
+    assert "Errno" not in err
 
 
-@pytest.mark.xfail(strict=True, reason="HEXAFLOW_STATE with a URL other than sqlite:/// raises a "
-                   "ValueError that serve_command does not catch; see docs/messages.md")
-def test_a_state_url_that_is_not_sqlite_is_an_error_line(tmp_path, monkeypatch):
+@pytest.mark.parametrize("state, says", [
+    ("postgres://db/hexaflow",
+     "error: HEXAFLOW_STATE=postgres://…: only SQLite is built in; use a file path or sqlite:///path"),
+    ("postgres://hexa:s3cret-pw@db/hexaflow", "error: HEXAFLOW_STATE=postgres://…: only SQLite"),
+    ("<folder>/f.yaml/state.db", "f.yaml is a file, not a folder"),
+], ids=["url", "url-with-password", "under-a-file"])
+def test_a_state_setting_that_cannot_be_opened_is_an_error_line(tmp_path, monkeypatch, state, says):
     (tmp_path / "f.yaml").write_text(FILE_FLOW.format(name="copy"))
-    monkeypatch.setenv("HEXAFLOW_STATE", "postgres://db/hexaflow")
+    monkeypatch.setenv("HEXAFLOW_STATE", state.replace("<folder>", str(tmp_path)))
     code, err = serve_in_thread([str(tmp_path / "f.yaml")])
-    assert code == 1 and "sqlite:///" in err
+    assert code == 1, err
+    assert says in err and "s3cret-pw" not in err, err
 
 
 # -- deliveries that are refused ---------------------------------------------------------------------
@@ -222,6 +230,57 @@ def _raw_post(url: str, head: str) -> tuple[int, dict]:
 def test_a_delivery_without_a_usable_length_is_told_why(hooks, head, status, says):
     got, body = _raw_post(hooks.url, head)
     assert got == status and says in body["error"], body
+
+
+def test_a_refusal_before_the_body_is_read_does_not_garble_the_next_request(hooks):
+    """A 404 answers before the body is needed: the body is read and dropped, so the next
+    request on the same kept-alive connection is read as a request (it was a 501
+    "Unsupported method ('{}POST')" when the body was left in the connection)."""
+    seen: set = set()
+    with httpx.Client(timeout=10) as client:
+        for _ in range(2):
+            first = client.post(hooks.url + "/nope", content=b'{"a": 1}')
+            assert first.status_code == 404 and "not found" in first.json()["error"], first.text
+            assert first.headers.get("connection") != "close"
+            seen.add(id(first.extensions["network_stream"]))
+            second = client.get(hooks.url + "/health")
+            assert second.status_code == 200 and second.json()["ok"] is True, second.text
+            seen.add(id(second.extensions["network_stream"]))
+    assert len(seen) == 1, "the requests did not share one connection"
+
+
+def test_requests_pipelined_after_a_refusal_on_one_socket_are_each_answered(hooks):
+    parts = urlsplit(hooks.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as conn:
+        conn.sendall(b"POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n\r\n{\"a\":1}"
+                     b"GET /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+                     b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", data) == [b"404", b"404", b"200"], data
+
+
+@pytest.mark.parametrize("head, status", [
+    ("Transfer-Encoding: chunked\r\n", 411),
+    (f"Content-Length: {MAX_BODY + 1}\r\n", 413),
+])
+def test_a_body_that_cannot_be_skipped_ends_the_connection_and_says_so(hooks, head, status):
+    parts = urlsplit(hooks.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as conn:
+        conn.sendall(f"POST /hooks/misa HTTP/1.1\r\nHost: x\r\n{head}\r\n".encode())
+        data = b""
+        while chunk := conn.recv(65536):      # the server closes: recv ends
+            data += chunk
+    head_lines = data.split(b"\r\n\r\n", 1)[0].lower()
+    assert head_lines.startswith(f"http/1.1 {status}".encode()) and b"connection: close" in head_lines, data
+
+
+def test_a_refused_delivery_whose_body_was_read_keeps_the_connection(hooks):
+    with httpx.Client(timeout=10) as client:
+        first = client.post(hooks.url + "/hooks/misa", content=b"nope")
+        assert first.status_code == 400 and first.headers.get("connection") != "close"
+        assert client.get(hooks.url + "/health").status_code == 200
 
 
 # -- a run that fails in serve -----------------------------------------------------------------------

@@ -209,19 +209,28 @@ def test_a_directory_named_like_a_flow_file_is_reported_not_a_crash(tmp_path):
     assert "flows/odd.yaml:1:1: error: cannot read flow file" in result.stdout, result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="a flow file that is not UTF-8 crashes validate with a "
-                   "traceback (spec.load_spec catches OSError only); see docs/messages.md")
 def test_a_flow_file_that_is_not_utf8_is_a_problem_not_a_crash(tmp_path):
     (tmp_path / "flow.yaml").write_bytes(b"flow: orders\n# caf\xe9\n")
-    result = hexaflow(tmp_path, "validate", "flow.yaml")
-    assert result.exit_code == 1 and "flow.yaml:" in result.stdout and "UTF-8" in result.stdout
+    for command in ("validate", "run"):
+        result = hexaflow(tmp_path, command, "flow.yaml")
+        assert result.exit_code == 1 and isinstance(result.exception, (SystemExit, type(None))), result.output
+        line = result.output.splitlines()[0]
+        assert line.startswith("flow.yaml:2:6: error: the flow file is not UTF-8 text"), result.output
+        assert "save it as UTF-8" in line, line
 
 
-@pytest.mark.xfail(strict=True, reason="an unknown template filter crashes validate with a "
-                   "traceback (jinja2 TemplateAssertionError is raised outside the try in "
-                   "ExpressionCompiler.template); see docs/messages.md")
-def test_an_unknown_template_filter_is_a_problem_not_a_crash(tmp_path):
+@pytest.mark.parametrize("template, col, says", [
+    ("DH_<<order.id | nofilter>>", 27, ("unknown template filter 'nofilter'", "filters here:",
+                                         "lookup", "Jinja's filters")),
+    ("DH_<<order.id | uper>>", 27, ("unknown template filter 'uper'", "did you mean 'upper'?")),
+    ("DH_<< order.id is nonum >>", 29, ("unknown template test 'nonum'",)),
+])
+def test_an_unknown_template_filter_is_a_problem_not_a_crash(tmp_path, template, col, says):
     (tmp_path / "warehouses.yaml").write_text("'1': KHO_HCM\n")
-    (tmp_path / "flow.yaml").write_text(GOOD.replace('"DH_<<order.id>>"', '"DH_<<order.id | nofilter>>"'))
+    (tmp_path / "flow.yaml").write_text(GOOD.replace('"DH_<<order.id>>"', f'"{template}"'))
     result = hexaflow(tmp_path, "validate", "flow.yaml")
-    assert result.exit_code == 1 and "flow.yaml:13:" in result.stdout and "nofilter" in result.stdout
+    assert result.exit_code == 1 and isinstance(result.exception, (SystemExit, type(None))), result.output
+    line = result.stdout.splitlines()[0]
+    assert line.startswith(f"flow.yaml:13:{col}: error: "), result.stdout
+    for words in says:
+        assert words in line, f"{words!r} not in {line!r}"
