@@ -65,6 +65,7 @@ class Expr:
     names: frozenset[str]        # names the expression reads from the scope
     fn: Fn
     fast: bool                   # compiled to the field-chain fast path
+    keys: tuple[str, ...] | None = None   # the chain's names (``order.id``: order, id) if fast
 
     def __call__(self, scope: Scope) -> Any:
         return self.fn(scope)
@@ -99,9 +100,20 @@ class ExpressionCompiler:
         self.jinja_key = _make_jinja(library, strict_key=True)
         self._function_names = set(self.options.custom_functions.FUNCTION_TABLE)
         self._closures = ClosureCompiler(self.options.custom_functions, direct_functions(library))
+        # Compiled once per distinct text: a flow repeats fields (YAML anchors and merge keys).
+        self._exprs: dict[str, Expr] = {}
+        self._templates: dict[tuple[str, bool], Template] = {}
 
     # -- JMESPath -------------------------------------------------------------------
     def expr(self, source: str) -> Expr:
+        """``source`` compiled (an Expr is immutable, so one serves every use)."""
+        if not isinstance(source, str):
+            return self._compile_expr(source)
+        if source not in self._exprs:
+            self._exprs[source] = self._compile_expr(source)
+        return self._exprs[source]
+
+    def _compile_expr(self, source: str) -> Expr:
         if not isinstance(source, str) or not source.strip():
             raise CompileError("empty expression", 0, "write a JMESPath expression, e.g. order.id")
         try:
@@ -124,7 +136,9 @@ class ExpressionCompiler:
             compiled = self._closures.compile(parsed.parsed)
         except jp_exc.JMESPathError as exc:
             raise CompileError(f"{source!r}: {exc}", 0) from None
-        return Expr(source, frozenset(names), compiled, field_keys(parsed.parsed) is not None)
+        keys = field_keys(parsed.parsed)
+        return Expr(source, frozenset(names), compiled, keys is not None,
+                    None if keys is None else tuple(keys))
 
     def _check_functions(self, node: dict[str, Any], source: str) -> None:
         if node["type"] == "function_expression" and node["value"] not in self._function_names:
@@ -139,13 +153,24 @@ class ExpressionCompiler:
 
     # -- Jinja ----------------------------------------------------------------------
     def template(self, source: str, key: bool = False) -> "Template":
+        """``source`` compiled (a Template is immutable, so one serves every use)."""
+        if not isinstance(source, str):
+            return self._compile_template(source, key)
+        if (source, key) not in self._templates:
+            self._templates[(source, key)] = self._compile_template(source, key)
+        return self._templates[(source, key)]
+
+    def _compile_template(self, source: str, key: bool) -> "Template":
         env = self.jinja_key if key else self.jinja
         try:
             ast = env.parse(source)
         except jinja2.TemplateSyntaxError as exc:
             raise CompileError(f"invalid template: {exc.message}",
                                _line_offset(source, exc.lineno), _template_hint(exc.message)) from None
-        names = frozenset(jinja2.meta.find_undeclared_variables(ast)) - set(env.globals)
+        try:
+            names = frozenset(jinja2.meta.find_undeclared_variables(ast)) - set(env.globals)
+        except jinja2.TemplateSyntaxError as exc:     # an unknown filter or test
+            raise _unknown_filter(source, env, exc) from None
         fast = _fast_template(ast, env, key)
         if fast is not None:
             return Template(source, names, fast, True)
@@ -242,15 +267,16 @@ def _fast_template(ast: jn.Template, env: SandboxedEnvironment, key: bool) -> Fn
         parts.append((path, filt))
     finalize = _finalize_key_value if key else _finalize_value
 
-    def lookup(scope: Scope, path: list[str | int]) -> Any:
+    def undefined(scope: Scope, path: list[str | int]) -> RecordError:
+        """The error for a path that is not there, naming it up to the missing step."""
         value: Any = scope
         for i, step in enumerate(path):
             try:
                 value = value[step]
             except (KeyError, IndexError, TypeError):
-                shown = ".".join(str(p) for p in path[: i + 1])
-                raise RecordError(f"{shown} is undefined") from None
-        return value
+                break
+        shown = ".".join(str(p) for p in path[: i + 1])
+        return RecordError(f"{shown} is undefined")
 
     def render(scope: Scope) -> str:
         out = []
@@ -259,7 +285,12 @@ def _fast_template(ast: jn.Template, env: SandboxedEnvironment, key: bool) -> Fn
                 out.append(part)
             else:
                 path, filt = part
-                value = lookup(scope, path)
+                value = scope
+                try:
+                    for step in path:
+                        value = value[step]
+                except (KeyError, IndexError, TypeError):
+                    raise undefined(scope, path) from None
                 if filt is not None:
                     value = filt(value)
                 if value is None or (key and value == ""):
@@ -290,6 +321,28 @@ def _line_offset(source: str, lineno: int | None) -> int | None:
         return None
     lines = source.split("\n")
     return sum(len(line) + 1 for line in lines[: lineno - 1])
+
+
+def _unknown_filter(source: str, env: SandboxedEnvironment, exc: jinja2.TemplateSyntaxError) -> CompileError:
+    """Jinja's "No filter named 'x'." (or test), as a CompileError at the name with the known ones."""
+    import re
+
+    from hexaflow.problems import did_you_mean
+    message = exc.message or str(exc)
+    found = re.match(r"No (filter|test) named '([^']*)'", message)
+    if not found:
+        return CompileError(f"invalid template: {message}", _line_offset(source, exc.lineno),
+                            _template_hint(message))
+    kind, name = found.groups()
+    at = re.search(r"(?:\||\bis(?:\s+not)?)\s*(" + re.escape(name) + r")\b", source)
+    if kind == "filter":
+        ours = sorted(set(env.filters) & set(env.globals))
+        known = f"the flow functions ({', '.join(ours)}) and Jinja's filters (e.g. default, round, join)"
+    else:
+        known = ", ".join(sorted(env.tests))
+    return CompileError(f"unknown template {kind} {name!r}", at.start(1) if at else None,
+                        did_you_mean(name, list(env.filters if kind == "filter" else env.tests))
+                        or f"{kind}s here: {known}")
 
 
 def _template_hint(message: str) -> str:

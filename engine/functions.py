@@ -7,9 +7,11 @@ page and this table in step.
 """
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Callable, Mapping
 
 import jmespath
@@ -19,6 +21,8 @@ from hexaflow import money, timeutil
 
 # Fixed namespace for deterministic ids: changing it would re-key every document ever sent.
 ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://hexaflow.dev/ids")
+_ID_NAMESPACE_BYTES = ID_NAMESPACE.bytes
+_ZERO, _ONE = Decimal(0), Decimal(1)
 
 
 class RecordError(Exception):
@@ -36,6 +40,8 @@ class FunctionContext:
 def _num(value: Any, what: str) -> Decimal:
     if type(value) is Decimal:
         return value
+    if type(value) is int:        # quantities, literals
+        return Decimal(value)
     if value is None:
         raise RecordError(f"{what}: expected a number, got null")
     try:
@@ -51,33 +57,43 @@ class Library:
         self.ctx = ctx
 
     # -- money ----------------------------------------------------------------------
+    # The arithmetic runs for every line of every record. Decimal arguments (the usual case)
+    # skip the _num call, and so do ints (quantities, literals) where the other operand is
+    # already a Decimal: Decimal arithmetic converts an int exactly, as Decimal(int) would.
     def money(self, value: Any, places: int = 0) -> Decimal:
         """Round to whole đồng (or ``places`` decimals), half up."""
-        return money.round_money(_num(value, "money"), int(places))
+        if type(value) is not Decimal:
+            value = _num(value, "money")
+        return money.round_money(value, places if type(places) is int else int(places))
 
     def add(self, *values: Any) -> Decimal:
-        return sum((_num(v, "add") for v in values), Decimal(0))
+        result = _ZERO
+        for v in values:
+            result += v if type(v) is Decimal or type(v) is int else _num(v, "add")
+        return result
 
     def sub(self, a: Any, b: Any) -> Decimal:
-        return _num(a, "sub") - _num(b, "sub")
+        a = a if type(a) is Decimal else _num(a, "sub")
+        return a - (b if type(b) is Decimal or type(b) is int else _num(b, "sub"))
 
     def mul(self, *values: Any) -> Decimal:
-        result = Decimal(1)
+        result = _ONE
         for v in values:
-            result *= _num(v, "mul")
+            result *= v if type(v) is Decimal or type(v) is int else _num(v, "mul")
         return result
 
     def div(self, a: Any, b: Any) -> Decimal:
-        divisor = _num(b, "div")
+        divisor = b if type(b) is Decimal or type(b) is int else _num(b, "div")
         if divisor == 0:
             raise RecordError("div: division by zero")
-        return _num(a, "div") / divisor
+        return (a if type(a) is Decimal else _num(a, "div")) / divisor
 
     def net_of_vat(self, gross: Any, rate: Any) -> Decimal:
         """The pre-tax part of a VAT-inclusive amount, in whole đồng: gross × 100 / (100 + rate).
         Rates of 0 or below (0 %, and the accounting codes −1 exempt, −2 not declared, −3 other)
         leave the amount as it is."""
-        gross_d, rate_d = _num(gross, "net_of_vat"), _num(rate, "net_of_vat rate")
+        gross_d = gross if type(gross) is Decimal else _num(gross, "net_of_vat")
+        rate_d = rate if type(rate) is int else _num(rate, "net_of_vat rate")   # as above
         if rate_d <= 0:
             return money.round_money(gross_d)
         return money.round_money(gross_d * 100 / (100 + rate_d))
@@ -120,6 +136,11 @@ class Library:
         return Decimal(str((b - a).total_seconds()))
 
     def _local(self, value: Any):
+        if type(value) is str and value:
+            try:
+                return _to_zone(value, self.ctx.timezone)
+            except ValueError as exc:
+                raise RecordError(str(exc)) from None
         if value is None or value == "":
             raise RecordError("date: expected a timestamp, got null")
         try:
@@ -134,14 +155,15 @@ class Library:
             if p is None or p == "":
                 raise RecordError("uuid5: a part is null or empty; ids must never be built "
                                   "from missing values")
-        return str(uuid.uuid5(ID_NAMESPACE, "|".join(str(p) for p in parts)))
+        return _uuid5_text("|".join(map(str, parts)))
 
     def lookup(self, table: str, key: Any, *default: Any) -> Any:
         """The row for ``key`` in lookup table ``table``; without a default a missing key is
         an error for the record (never a guess)."""
         rows = self.ctx.tables.get(table)
         if rows is None:
-            raise RecordError(f"lookup: no lookup table named {table!r}")
+            raise RecordError(f"lookup: no lookup table named {table!r}; declare it under the "
+                              f"flow's `lookups:` (tables now: {', '.join(sorted(self.ctx.tables)) or 'none'})")
         if key is not None:
             k = str(key)
             if k in rows:
@@ -211,6 +233,24 @@ class Library:
         return str(value)
 
 
+def _uuid5_text(name: str) -> str:
+    """``str(uuid.uuid5(ID_NAMESPACE, name))`` without building the UUID object, most of its
+    cost: the SHA-1 of namespace + name, version 5 and RFC 4122 variant bits, 8-4-4-4-12 hex
+    (tests/engine/test_expressions.py compares both)."""
+    digest = bytearray(hashlib.sha1(_ID_NAMESPACE_BYTES + name.encode("utf-8")).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+@lru_cache(maxsize=4096)
+def _to_zone(value: str, zone: str) -> Any:
+    """A timestamp text in ``zone`` (an immutable datetime). Cached: a record's documents and
+    lines keep converting the same few timestamps (created_at, the first fulfilment's...)."""
+    return timeutil.to_zone(value, zone)
+
+
 # name -> (Library method name, JMESPath signature types per argument; "*" = variadic)
 FUNCTIONS: dict[str, tuple[str, list[list[str]], bool]] = {
     "money": ("money", [["number", "string"], ["number"]], False),
@@ -266,6 +306,12 @@ def make_jmespath_functions(library: Library) -> jp_functions.Functions:
             if isinstance(arg, Decimal):
                 return "number"
             return super()._func_type(arg)
+
+        @jp_functions.signature({"types": []})
+        def _func_to_string(self, arg):
+            if type(arg) is int:      # what json.dumps writes for an int, without the encoder
+                return str(arg)
+            return super()._func_to_string(arg)
 
         @jp_functions.signature({"types": []})
         def _func_to_number(self, arg):

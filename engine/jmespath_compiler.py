@@ -7,22 +7,41 @@ semantics (the TreeInterpreter code is the specification; tests/engine/test_jmes
 compares both on generated expressions and data).
 
 Functions from the flow library are called directly with their arity checked at compile time
-(they check their own argument values); JMESPath's built-in functions still go through
-jmespath's ``call_function`` so their type checks and errors stay exactly as documented.
+(they check their own argument values). JMESPath's built-in functions run jmespath's own
+argument type checks, worked out once per call site instead of on every call; a call that fails
+them goes through jmespath's ``call_function``, so the errors stay exactly as documented.
 """
 from __future__ import annotations
 
 import operator
+from decimal import Decimal
 from typing import Any, Callable
 
 from jmespath import exceptions as jp_exc
-from jmespath.visitor import _equals, _is_actual_number, _is_comparable
+from jmespath.visitor import _equals as _jp_equals, _is_actual_number, _is_comparable
 
 from hexaflow.functions import RecordError
 
 Fn = Callable[[Any], Any]
 
 _ORDERING = {"lt": operator.lt, "gt": operator.gt, "lte": operator.le, "gte": operator.ge}
+# Types that jmespath's _is_comparable accepts, checked without its isinstance(x, Number) (an
+# ABC check, slow); anything else still goes through _is_comparable.
+_COMPARABLE = frozenset({str, int, float, Decimal})
+# Types whose JMESPath negation is plain `not` (jmespath special-cases only numbers equal to 0).
+_PLAIN_NOT = frozenset({bool, type(None), str, list, dict})
+
+
+def _equals(x: Any, y: Any) -> bool:
+    """jmespath's equality, where 0 and 1 never equal false and true. Text or null on either
+    side cannot meet that case, so it is a plain ``==`` without the number checks."""
+    if type(x) is str or type(y) is str or x is None or y is None:
+        return x == y
+    return _jp_equals(x, y)
+
+
+def _comparable(x: Any) -> bool:
+    return type(x) in _COMPARABLE or _is_comparable(x)
 
 
 def _is_false(value: Any) -> bool:
@@ -123,20 +142,43 @@ class ClosureCompiler:
     def _comparator(self, node: dict[str, Any]) -> Fn:
         left, right = (self.compile(c) for c in node["children"])
         op = node["value"]
+        literal = node["children"][1]    # the right side, often a literal
+        if op in ("eq", "ne") and literal["type"] == "literal" and type(literal["value"]) is str:
+            # `x == 'text'`, the common condition: with text on one side, jmespath's equality
+            # is Python's.
+            text = literal["value"]
+            if op == "eq":
+                return lambda value: left(value) == text
+            return lambda value: left(value) != text
         if op == "eq":
             return lambda value: _equals(left(value), right(value))
         if op == "ne":
             return lambda value: not _equals(left(value), right(value))
         compare = _ORDERING[op]
+        if literal["type"] == "literal" and type(literal["value"]) in (int, float):
+            # `x > \`0\``: the literal side is a number, only x needs checking.
+            number = literal["value"]
+
+            def against_number(value: Any) -> Any:
+                a = left(value)
+                if not _comparable(a):
+                    return None
+                try:
+                    return compare(a, number)
+                except TypeError:   # text against a number: jmespath itself would crash here
+                    raise RecordError(f"cannot compare {a!r} with {number!r}; turn the text "
+                                      f"into a number first with number(...)") from None
+            return against_number
 
         def ordering(value: Any) -> Any:
             a, b = left(value), right(value)
-            if not (_is_comparable(a) and _is_comparable(b)):
+            if not (_comparable(a) and _comparable(b)):
                 return None
             try:
                 return compare(a, b)
             except TypeError:   # text against a number: jmespath itself would crash here
-                raise RecordError(f"cannot compare {a!r} with {b!r}") from None
+                raise RecordError(f"cannot compare {a!r} with {b!r}; turn the text into a "
+                                  f"number first with number(...)") from None
         return ordering
 
     def _current(self, node: dict[str, Any]) -> Fn:
@@ -163,14 +205,24 @@ class ClosureCompiler:
             if count == 2:
                 a, b = args
                 return lambda value: fn(a(value), b(value))
+            if count == 3:
+                a, b, c = args
+                return lambda value: fn(a(value), b(value), c(value))
             return lambda value: fn(*[arg(value) for arg in args])
-        call = self.functions.call_function
         if name not in self.functions.FUNCTION_TABLE:
             raise jp_exc.UnknownFunctionError(f"Unknown function: {name}()")
+        call = self.functions.call_function
+        spec = self.functions.FUNCTION_TABLE[name]
+        function, functions = spec["function"], self.functions
+        fits = _argument_check(functions, spec["signature"], len(args))
+        single = args[0] if len(args) == 1 else None   # length(x), sum(x)...: no comprehension
 
         def builtin(value: Any) -> Any:
+            resolved = [single(value)] if single is not None else [arg(value) for arg in args]
             try:
-                return call(name, [arg(value) for arg in args])
+                if fits is not None and fits(resolved):
+                    return function(functions, *resolved)
+                return call(name, resolved)     # raises jmespath's own arity or type error
             except (jp_exc.JMESPathError, TypeError, ValueError) as exc:
                 raise RecordError(f"{name}(): {exc}") from None
         return builtin
@@ -253,7 +305,10 @@ class ClosureCompiler:
 
         def either(value: Any) -> Any:
             matched = left(value)
-            return right(value) if _is_false(matched) else matched
+            if matched is None or matched is False or matched == "" or matched == [] \
+                    or matched == {}:      # _is_false, inlined: `a || b` is everywhere
+                return right(value)
+            return matched
         return either
 
     def _and_expression(self, node: dict[str, Any]) -> Fn:
@@ -261,7 +316,10 @@ class ClosureCompiler:
 
         def both(value: Any) -> Any:
             matched = left(value)
-            return matched if _is_false(matched) else right(value)
+            if matched is None or matched is False or matched == "" or matched == [] \
+                    or matched == {}:      # _is_false, inlined
+                return matched
+            return right(value)
         return both
 
     def _not_expression(self, node: dict[str, Any]) -> Fn:
@@ -269,6 +327,8 @@ class ClosureCompiler:
 
         def negate(value: Any) -> Any:
             result = inner(value)
+            if type(result) in _PLAIN_NOT:
+                return not result
             if _is_actual_number(result) and result == 0:
                 return False
             return not result
@@ -292,6 +352,41 @@ class ClosureCompiler:
                 return None
             return _project(project, items)
         return value_projection
+
+
+def _argument_check(functions: Any, signature: list[dict[str, Any]],
+                    count: int) -> Callable[[list[Any]], bool] | None:
+    """A test on a built-in's resolved arguments that holds exactly when jmespath's own checks
+    (``Functions._validate_arguments``) pass, with the allowed types worked out once instead of
+    on every call. None when the arity is wrong: every call then fails in jmespath."""
+    variadic = bool(signature) and bool(signature[-1].get("variadic"))
+    if count < len(signature) or (not variadic and count != len(signature)):
+        return None
+    checks = []
+    for position, param in enumerate(signature):
+        if param["types"]:
+            allowed, subtypes = functions._get_allowed_pytypes(param["types"])
+            checks.append((position, frozenset(allowed), [frozenset(s) for s in subtypes]))
+
+    def fits(args: list[Any]) -> bool:
+        for position, allowed, subtypes in checks:
+            current = args[position]
+            if type(current).__name__ not in allowed:
+                return False
+            if len(subtypes) == 1:
+                names = subtypes[0]
+            elif subtypes and current:    # the first element decides which subtype applies
+                first = type(current[0]).__name__
+                names = next((s for s in subtypes if first in s), None)
+                if names is None:
+                    return False
+            else:
+                continue
+            for element in current:
+                if type(element).__name__ not in names:
+                    return False
+        return True
+    return fits
 
 
 def _project(project: Fn, items: Any) -> list[Any]:

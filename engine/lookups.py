@@ -31,7 +31,8 @@ def load_table(path: Path, display: str, key: str | None = None) -> dict[str, An
     try:
         data = read_data_file(path, display)
     except SpecSyntaxError as exc:
-        raise TableError(exc.message, display, exc.line, exc.hint) from None
+        raise TableError(f"{display}:{exc.line}:{exc.col}: {exc.message}", display, exc.line,
+                         exc.hint or "fix the table file at that line") from None
     if isinstance(data, dict):
         if key is not None:
             raise TableError(f"{display} is a mapping; `key` is only for lists and CSV files",
@@ -44,10 +45,12 @@ def load_table(path: Path, display: str, key: str | None = None) -> dict[str, An
         rows: dict[str, Any] = {}
         for number, row in enumerate(data, 1):
             if not isinstance(row, dict) or row.get(key) is None:
-                raise TableError(f"row {number} of {display} has no {key!r}", display)
+                raise TableError(f"row {number} of {display} has no {key!r}", display,
+                                 hint=f"give every row the field {key!r}, or name another `key:` field")
             k = str(row[key])
             if k in rows:
-                raise TableError(f"{display}: duplicate key {k!r} (row {number})", display)
+                raise TableError(f"{display}: duplicate key {k!r} (row {number})", display,
+                                 hint="keep one row per key")
             rows[k] = row
         return rows
     raise TableError(f"{display} must hold a mapping or a list of rows", display,
@@ -63,7 +66,8 @@ def _load_csv(path: Path, display: str, key: str | None) -> dict[str, Any]:
             key = key or reader.fieldnames[0]
             if key not in reader.fieldnames:
                 raise TableError(f"{display} has no column {key!r} (columns: "
-                                 f"{', '.join(reader.fieldnames)})", display)
+                                 f"{', '.join(reader.fieldnames)})", display,
+                                 hint="set the lookup's `key:` to one of the columns")
             rows: dict[str, Any] = {}
             for row in reader:
                 line = reader.line_num
@@ -72,7 +76,8 @@ def _load_csv(path: Path, display: str, key: str | None) -> dict[str, Any]:
                                      f"the header", display, line)
                 k = row[key]
                 if k in rows:
-                    raise TableError(f"{display}:{line}: duplicate key {k!r}", display, line)
+                    raise TableError(f"{display}:{line}: duplicate key {k!r}", display, line,
+                                     "keep one row per key")
                 rows[k] = row
             return rows
     except (OSError, UnicodeDecodeError, csv.Error) as exc:

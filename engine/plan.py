@@ -129,7 +129,6 @@ class Plan:
     routes: tuple[RoutePlan, ...]
     spec: LoadedSpec
     compiler: ExpressionCompiler
-    lets_read_history: bool = True    # False: let values depend on the record alone
     # Every expression and template compiled, with its path in the spec (e.g. ("let", "paid")):
     # what each let reads, so that coverage evaluates only what the conditions need.
     compiled: tuple[tuple[tuple, Any], ...] = ()
@@ -430,17 +429,16 @@ class _Compiler:
                 compiled.append((key,) + compiled_field.step())
         if not ok:
             return None
-        items = tuple(compiled)
+        # This runs for every field of every document. Constants come with a copy of
+        # `template`, which also sets the key order; the loop computes the other fields,
+        # with _Field.step's cases inlined (most are names or two-step paths).
+        template = {key: arg if kind == _CONSTANT else None for key, kind, arg, _ in compiled}
+        items = tuple(item for item in compiled if item[1] != _CONSTANT)
 
         def build(scope: Scope) -> dict[str, Any]:
-            # The loop of _Field.step's cases, inlined: most payload fields are constants,
-            # names or two-step paths, and this runs for every field of every document.
-            out = {}
+            out = template.copy()
             try:
                 for key, kind, arg, to_json in items:
-                    if kind == _CONSTANT:
-                        out[key] = arg
-                        continue
                     if kind == _NAME:
                         value = scope.get(arg)
                     elif kind == _PATH2:
@@ -564,10 +562,9 @@ class _Compiler:
                 routes.append(route)
         if self.problems and any(p.severity == ERROR for p in self.problems) or source is None:
             return None
-        reads_history = "history" in repr(data.get("let") or {})
         return Plan(data["flow"], self.spec.path, self.base_dir, self.timezone, source,
                     self.tables, tuple(lets), tuple(routes), self.spec, self.compiler,
-                    reads_history, tuple(self.compiled))
+                    tuple(self.compiled))
 
     def source(self, raw: dict[str, Any]) -> SourcePlan | None:
         connector = raw.get("connector")

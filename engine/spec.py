@@ -48,6 +48,12 @@ def load_spec(path: Path, display: str | None = None) -> LoadedSpec:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecSyntaxError(display, 1, 1, f"cannot read flow file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        before = exc.object[:exc.start]
+        line, col = before.count(b"\n") + 1, exc.start - before.rfind(b"\n")
+        raise SpecSyntaxError(display, line, col, f"the flow file is not UTF-8 text "
+                              f"(byte 0x{exc.object[exc.start]:02x})",
+                              "save it as UTF-8 in your editor") from None
     data, smap = parse_yaml(text, display)
     return LoadedSpec(path, display, data, smap)
 

@@ -96,7 +96,8 @@ def _convert(loader: _Loader, node: yaml.Node, path: tuple, smap: SourceMap) -> 
             if not isinstance(key, (str, int, bool)) and key is not None:
                 raise SpecSyntaxError(smap.file, key_node.start_mark.line + 1,
                                       key_node.start_mark.column + 1,
-                                      "mapping keys must be plain text")
+                                      "mapping keys must be plain text",
+                                      "write the key as text, in quotes if it looks like a list or mapping")
             if key in result and key not in merged:
                 first = smap.keys[path + (key,)]
                 raise SpecSyntaxError(smap.file, key_node.start_mark.line + 1,

@@ -146,3 +146,80 @@ def test_functions_page_lists_exactly_the_library():
     page = (Path(__file__).resolve().parents[2] / "docs" / "functions.md").read_text(encoding="utf-8")
     documented = set(re.findall(r"^\| `([a-z_0-9]+)` \|", page, re.M))
     assert documented == set(FUNCTIONS)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.integers(), st.text(st.characters(blacklist_categories=("Cs",)),
+                                                 min_size=1, max_size=8)), min_size=1, max_size=4))
+def test_uuid5_is_the_standard_uuid5_of_the_joined_parts(parts):
+    import uuid
+    from hexaflow.functions import ID_NAMESPACE
+    expected = str(uuid.uuid5(ID_NAMESPACE, "|".join(str(p) for p in parts)))
+    assert Library(FunctionContext()).uuid5(*parts) == expected
+
+
+@pytest.mark.parametrize("text", ["2024-06-10T03:15:22.481234Z", "2024-06-10T20:15:22.000001Z",
+                                  "2024-06-10 03:15:22.481234Z", "2024-06-10T03:15:22.48123xZ",
+                                  "2024-13-10T03:15:22.481234Z", "2024-06-10T03:15:22.4812345"])
+def test_canonical_timestamps_parse_as_the_general_path_does(text):
+    from hexaflow.timeutil import parse_datetime
+
+    def parsed(value):
+        try:
+            return parse_datetime(value)
+        except ValueError as exc:
+            return str(exc).replace(repr(value), "<value>")
+    # A trailing space keeps the text off the canonical fast path (the general path strips it).
+    assert parsed(text) == parsed(text + " ")
+
+
+NUMBERS = st.one_of(st.integers(-10**6, 10**6),
+                    st.decimals(allow_nan=False, allow_infinity=False, places=3,
+                                min_value=-10**6, max_value=10**6))
+
+
+@settings(max_examples=300, deadline=None)
+@given(NUMBERS, NUMBERS)
+def test_arithmetic_on_ints_is_the_arithmetic_on_their_decimals(a, b):
+    """Ints skip the conversion to Decimal: results must be what converting first gives."""
+    lib = Library(FunctionContext())
+    da, db = Decimal(a), Decimal(b)
+    for got, expected in [(lib.mul(a, b), Decimal(1) * da * db), (lib.add(a, b), Decimal(0) + da + db),
+                          (lib.sub(a, b), da - db), (lib.net_of_vat(da, 8), lib.net_of_vat(da, Decimal(8)))]:
+        assert type(got) is Decimal and got == expected
+    if b == 0:
+        with pytest.raises(RecordError, match="division by zero"):
+            lib.div(a, b)
+    else:
+        got = lib.div(a, b)
+        assert type(got) is Decimal and got == da / db
+
+
+def test_payload_fields_read_straight_from_the_scope_give_what_their_expressions_give(tmp_path):
+    """`fields` reads names and two-step paths without calling their compiled expressions."""
+    import jmespath
+    from hexaflow.expressions import jsonable
+    from hexaflow.plan import compile_plan
+    from hexaflow.spec import load_spec
+    (tmp_path / "flow.yaml").write_text(
+        "flow: fast_fields\n"
+        "source: {connector: file, resource: records, params: {path: x.jsonl}, as: r}\n"
+        "routes:\n"
+        "  - name: out\n"
+        "    target: {connector: file, document: records}\n"
+        "    key: \"K_<<r.id>>\"\n"
+        "    fields: {whole: \"=r\", first: 1, n: \"=r.n\", ab: \"=r.a.b\", text: \"<<r.id>>\", last: [x]}\n",
+        encoding="utf-8")
+    plan, problems = compile_plan(load_spec(tmp_path / "flow.yaml"))
+    assert plan is not None, [p.text() for p in problems]
+    records = [{"id": 1, "n": Decimal("2.50"), "a": {"b": Decimal("3")}},
+               {"id": 2, "n": [Decimal("1.5")], "a": [1]}, {"id": 3, "n": {"x": Decimal("1")}, "a": "t"},
+               {"id": 4, "a": None}, {"id": 5, "n": "text", "a": {"b": None}}]
+    for record in records:
+        payload = plan.evaluate(record).documents[0].payload
+        assert list(payload) == ["whole", "first", "n", "ab", "text", "last"]
+        scope = {"r": record}
+        assert payload == {"whole": jsonable(record), "first": 1,
+                           "n": jsonable(jmespath.search("r.n", scope)),
+                           "ab": jsonable(jmespath.search("r.a.b", scope)),
+                           "text": str(record["id"]), "last": ["x"]}

@@ -15,6 +15,10 @@ EXPRESSIONS = [
     "length(a)", "contains(a, 'x')", "sort_by(a, &b)[0]", "max_by(a, &b).b", "map(&b, a)",
     "join(', ', a[].c)", "to_string(a)", "type(a)", "keys(a)", "not_null(b, a)", "a[?!c]",
     "sum(a[].b)", "a.b == `0`", "!`0`", "a[?b].c || 'none'", "merge(a, b)",
+    # fast paths: comparisons with a literal, negation by type, built-ins' argument checks
+    "a == 'x'", "a != 'x'", "a.b == 'y'", "a > `1`", "a <= `0.5`", "a < `-1`", "!b", "!(a.c)",
+    "abs(a)", "sum(a)", "max(a)", "min(a)", "length(b)", "join(', ', a)", "join(a, b)",
+    "to_string(b)", "starts_with(a, 'x')", "not_null(a, b, c)", "contains(b, a)",
 ]
 
 VALUES = st.recursive(
