@@ -44,6 +44,14 @@ def _comparable(x: Any) -> bool:
     return type(x) in _COMPARABLE or _is_comparable(x)
 
 
+def _ordered(compare: Callable[[Any, Any], bool], a: Any, b: Any) -> bool:
+    try:
+        return compare(a, b)
+    except TypeError:   # text against a number: jmespath itself would crash here
+        raise RecordError(f"cannot compare {a!r} with {b!r}; turn the text into a number "
+                          f"first with number(...)") from None
+
+
 def _is_false(value: Any) -> bool:
     return value == "" or value == [] or value == {} or value is None or value is False
 
@@ -163,22 +171,14 @@ class ClosureCompiler:
                 a = left(value)
                 if not _comparable(a):
                     return None
-                try:
-                    return compare(a, number)
-                except TypeError:   # text against a number: jmespath itself would crash here
-                    raise RecordError(f"cannot compare {a!r} with {number!r}; turn the text "
-                                      f"into a number first with number(...)") from None
+                return _ordered(compare, a, number)
             return against_number
 
         def ordering(value: Any) -> Any:
             a, b = left(value), right(value)
             if not (_comparable(a) and _comparable(b)):
                 return None
-            try:
-                return compare(a, b)
-            except TypeError:   # text against a number: jmespath itself would crash here
-                raise RecordError(f"cannot compare {a!r} with {b!r}; turn the text into a "
-                                  f"number first with number(...)") from None
+            return _ordered(compare, a, b)
         return ordering
 
     def _current(self, node: dict[str, Any]) -> Fn:
