@@ -131,7 +131,7 @@ class WriteResult:
     message: str | None = None      # the target's message, kept verbatim
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)    # a poll may hold one per document of a long run
 class AsyncResult:
     """A later outcome of a queued write, from polling or a callback."""
     target_ref: str

@@ -11,15 +11,17 @@
 """
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-import httpx
+if TYPE_CHECKING:   # imported where a client is made: `hexaflow validate` loads connectors'
+    import httpx    # catalogues and must not pay for httpx
 
 log = logging.getLogger("hexaflow.http")
 
@@ -78,20 +80,30 @@ class RateLimiter:
 
     ``acquire`` blocks until one more call fits under ``capacity - headroom``. ``observe`` adopts
     the server's count when it is higher than ours (other clients share the bucket).
+
+    ``start_full``: a new process cannot know what other clients (or its own earlier runs) left
+    in the server's bucket, so it may assume the bucket is as full as it allows itself
+    (``capacity - headroom``) until the first ``observe``, which then replaces the guess with
+    the server's count, lower or higher. The first call waits ``1 / leak_rate`` s; a bucket
+    that really was full has drained one call by then, so it never answers 429.
     """
 
     def __init__(self, capacity: int, leak_rate: float, headroom: int = 2,
                  clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, *, start_full: bool = False):
         self.capacity = capacity
         self.leak_rate = leak_rate
         self.headroom = headroom
         self._clock = clock
         self._sleep = sleep
-        self._level = 0.0
+        self._guessing = start_full        # level is a guess until the server's first count
+        self._level = float(self._limit()) if start_full else 0.0
         self._stamp = clock()
         self._blocked_until = 0.0
         self._lock = threading.Lock()
+
+    def _limit(self) -> int:
+        return max(1, self.capacity - self.headroom)
 
     def _drain(self, now: float) -> None:
         self._level = max(0.0, self._level - (now - self._stamp) * self.leak_rate)
@@ -104,7 +116,7 @@ class RateLimiter:
                 self._drain(now)
                 wait = self._blocked_until - now
                 if wait <= 0:
-                    limit = max(1, self.capacity - self.headroom)
+                    limit = self._limit()
                     if self._level + 1 <= limit:
                         self._level += 1
                         return
@@ -116,7 +128,12 @@ class RateLimiter:
             self._drain(self._clock())
             if capacity:
                 self.capacity = capacity
-            self._level = max(self._level, float(used))
+            if self._guessing:
+                # The first real count replaces the start-up guess, even when it is lower.
+                self._guessing = False
+                self._level = float(used)
+            else:
+                self._level = max(self._level, float(used))
 
     def penalise(self, seconds: float) -> None:
         with self._lock:
@@ -127,13 +144,23 @@ _limiters: dict[tuple[str, str], RateLimiter] = {}
 _limiters_lock = threading.Lock()
 
 
-def rate_limiter(system: str, account: str, capacity: int, leak_rate: float) -> RateLimiter:
-    """The shared limiter for (system, account): one bucket per shop, whoever calls."""
+def rate_limiter(system: str, account: str, capacity: int, leak_rate: float, *,
+                 start_full: bool = False) -> RateLimiter:
+    """The shared limiter for (system, account): one bucket per shop, whoever calls.
+    ``start_full`` applies when this call creates it (see :class:`RateLimiter`)."""
     with _limiters_lock:
         key = (system, account)
         if key not in _limiters:
-            _limiters[key] = RateLimiter(capacity, leak_rate)
+            _limiters[key] = RateLimiter(capacity, leak_rate, start_full=start_full)
         return _limiters[key]
+
+
+@functools.lru_cache(maxsize=1)
+def _tls_context() -> Any:
+    """One TLS context (the system's CA certificates) for every client of the process: building
+    one loads the whole CA bundle, a noticeable part of a short run's start-up."""
+    import httpx
+    return httpx.create_ssl_context()
 
 
 class HttpClient:
@@ -154,8 +181,9 @@ class HttpClient:
         self.on_response = on_response
         self.retries = 0            # retries made by this client, for run summaries
         self._sleep = sleep
+        import httpx
         self._client = httpx.Client(base_url=base_url.rstrip("/"), headers=dict(headers or {}),
-                                    timeout=timeout)
+                                    timeout=timeout, verify=_tls_context())
 
     def set_header(self, name: str, value: str) -> None:
         self._client.headers[name] = value
@@ -170,6 +198,7 @@ class HttpClient:
         server (read timeout, dropped connection, 500/502/504); only failures to connect, 429
         and 503 are retried.
         """
+        import httpx
         attempt = 0
         while True:
             attempt += 1

@@ -147,8 +147,8 @@ def decide(store: SQLiteStore, tenant: str, doc: Document,
             return CONFLICT_DECISION, (f"{doc.key} was already {final[0].state} in "
                                        f"{doc.connector}; it cannot be withdrawn — reverse it by hand")
         return SEND, "withdraw"
-    digest = payload_hash(doc.payload)
     if entry is not None:
+        digest = payload_hash(doc.payload)
         if entry.state in UNSETTLED:
             return SEND, "not confirmed by an earlier run"
         if entry.state == "rejected" and (retry_rejected or entry.attempts < REJECTED_RETRIES):
@@ -404,6 +404,8 @@ class _Writer:
 
     def _record(self, batch: list[_Item], results: dict[str, WriteResult]) -> None:
         flow, summary, report = self.plan.name, self.summary, self.report
+        letters = self.store.open_dead_letter_sources(
+            self.tenant, flow, sorted({item.doc.source_id for item in batch}))
         with self.store.transaction():
             for n, item in enumerate(batch):
                 doc = item.doc
@@ -424,7 +426,9 @@ class _Writer:
                 label = f"{self.plan.source.alias} {doc.source_id}"
                 if state in (DONE, QUEUED):
                     summary.count(doc.route, "written" if state == DONE else "queued")
-                    self.store.resolve_dead_letters(self.tenant, flow, doc.source_id, doc.route, doc.key)
+                    if doc.source_id in letters:     # a rejected document now written
+                        self.store.resolve_dead_letters(self.tenant, flow, doc.source_id,
+                                                        doc.route, doc.key)
                 elif state == REJECTED:
                     summary.count(doc.route, "rejected")
                     reason = f"{doc.connector} rejected {doc.key}: {code or ''} {message or ''}".strip()
@@ -601,7 +605,9 @@ def _map_records(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connec
             ids.append(plan.record_id(record))
         except MappingError:
             ids.append(None)
-    known = store.entries_for_sources(tenant, plan.name, [i for i in ids if i is not None])
+    present = [i for i in ids if i is not None]
+    known = store.entries_for_sources(tenant, plan.name, present)
+    letters = set() if dry_run else store.open_dead_letter_sources(tenant, plan.name, present)
     alias = plan.source.alias
     for index, (record, source_id) in enumerate(zip(records, ids)):
         label = f"{alias} {source_id}" if source_id else f"{alias} #{summary.records + index + 1}"
@@ -613,7 +619,7 @@ def _map_records(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connec
             if not dry_run:
                 store.dead_letter(tenant, plan.name, source_id or f"#{index}", str(exc), record=record)
             continue
-        if not dry_run and source_id:
+        if source_id in letters:      # it maps now: its mapping failures are resolved
             store.resolve_dead_letters(tenant, plan.name, source_id)
         for route in outcome.routes:
             summary.count(route, "matched")
@@ -726,30 +732,32 @@ def settle(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connectors,
 def apply_async_results(store: SQLiteStore, tenant: str, connector: str,
                         results: Iterable[AsyncResult],
                         summary: RunSummary | None = None,
-                        report: Callable[[str], None] | None = None) -> list[LedgerEntry]:
+                        report: Callable[[str], None] | None = None) -> int:
     """Apply later outcomes of writes (from a poll or a callback) to the ledger, only
     forward; a rejection becomes a dead letter with the target's code and message, and a
-    rejection or conflict is reported once (when the row changes). Returns the changed rows."""
-    changed: list[LedgerEntry] = []
-    for result in results:
-        for e in store.apply_result(tenant, connector, result.target_ref, result.status,
-                                    result.code, result.message):
-            changed.append(e)
-            detail = f"{result.code or ''} {result.message or ''}".strip()
-            if result.status == REJECTED:
-                reason = f"{connector} rejected {e.key}: {detail}"
-                store.dead_letter(tenant, e.flow, e.source_id, reason, route=e.route,
-                                  key=e.key, payload=json.loads(e.payload))
-                if summary is not None:
-                    summary.count(e.route, "rejected")
-                if report is not None:
-                    report(f"flow {e.flow}, record {e.source_id}: route {e.route}: {reason}")
-            elif result.status == CONFLICT:
-                if summary is not None:
-                    summary.count(e.route, "conflict")
-                if report is not None:
-                    report(f"flow {e.flow}, record {e.source_id}: route {e.route}: conflict: {connector} cannot change "
-                           f"{e.key}: {detail} — handle it by hand")
+    rejection or conflict is reported once (when the row changes). Returns how many rows
+    changed (a count, not the rows: a poll may settle every document of a long run)."""
+    changed = 0
+    with store.transaction():       # one commit for a poll's results, not one per document
+        for result in results:
+            for e in store.apply_result(tenant, connector, result.target_ref, result.status,
+                                        result.code, result.message):
+                changed += 1
+                detail = f"{result.code or ''} {result.message or ''}".strip()
+                if result.status == REJECTED:
+                    reason = f"{connector} rejected {e.key}: {detail}"
+                    store.dead_letter(tenant, e.flow, e.source_id, reason, route=e.route,
+                                      key=e.key, payload=json.loads(e.payload))
+                    if summary is not None:
+                        summary.count(e.route, "rejected")
+                    if report is not None:
+                        report(f"flow {e.flow}, record {e.source_id}: route {e.route}: {reason}")
+                elif result.status == CONFLICT:
+                    if summary is not None:
+                        summary.count(e.route, "conflict")
+                    if report is not None:
+                        report(f"flow {e.flow}, record {e.source_id}: route {e.route}: conflict: {connector} cannot change "
+                               f"{e.key}: {detail} — handle it by hand")
     return changed
 
 

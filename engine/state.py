@@ -108,8 +108,12 @@ _COLUMNS = ", ".join(LedgerEntry.__dataclass_fields__)
 
 
 def payload_hash(payload: Any) -> str:
+    return _digest(canonical_json(payload))
+
+
+def _digest(body: str) -> str:
     import hashlib
-    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
 def _json_default(value: Any) -> Any:
@@ -175,6 +179,7 @@ class SQLiteStore:
         self.db = sqlite3.connect(path, timeout=30, isolation_level=None,
                                   check_same_thread=False)
         self.db.execute("PRAGMA busy_timeout = 30000")
+        self._fence_checked: tuple[str, str, int] | None = None
         self._set_up(path)
 
     def _set_up(self, path: str) -> None:
@@ -199,11 +204,11 @@ class SQLiteStore:
         self.db.close()
 
     def _tx(self):
-        return _Transaction(self.db)
+        return _Transaction(self)
 
     def transaction(self):
         """Group several calls into one transaction (a run plans and marks a batch at once)."""
-        return _Transaction(self.db)
+        return _Transaction(self)
 
     # -- locks --------------------------------------------------------------------------
     def acquire_lock(self, tenant: str, flow: str, ttl: float = 600.0,
@@ -244,8 +249,14 @@ class SQLiteStore:
     def _check_fence(self, tenant: str, flow: str, fence: int | None) -> None:
         if fence is None:
             return
+        # Inside a write transaction the lock row cannot change under us: one check serves
+        # every statement of the transaction (a batch plans and marks 100 rows at once).
+        if self.db.in_transaction and self._fence_checked == (tenant, flow, fence):
+            return
         row = self.db.execute("SELECT fence FROM locks WHERE tenant=? AND flow=?",
                               (tenant, flow)).fetchone()
+        if row is not None and row[0] == fence and self.db.in_transaction:
+            self._fence_checked = (tenant, flow, fence)
         if row is None or row[0] != fence:
             raise LostLock(f"flow {flow!r}: another run holds the lock now; this run stops writing "
                            f"(what it wrote is kept): run it again once the other run has finished")
@@ -327,7 +338,7 @@ class SQLiteStore:
              params: Any = None, fence: int | None = None) -> None:
         """Record that this document is about to be sent (written before the send)."""
         body = canonical_json(payload)
-        digest = payload_hash(payload)
+        digest = _digest(body)
         now = time.time()
         with self._tx():
             self._check_fence(tenant, flow, fence)
@@ -440,6 +451,18 @@ class SQLiteStore:
         names = ("id", "flow", "source_id", "route", "key", "reason", "record", "payload",
                  "created_at", "status")
         return [dict(zip(names, row)) for row in self.db.execute(sql + " ORDER BY id", args)]
+
+    def open_dead_letter_sources(self, tenant: str, flow: str, source_ids: list[str]) -> set[str]:
+        """Which of these records have open dead letters (one read for a page, so that a run
+        only writes to close letters that exist)."""
+        found: set[str] = set()
+        for start in range(0, len(source_ids), 500):
+            chunk = source_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(row[0] for row in self.db.execute(
+                f"SELECT DISTINCT source_id FROM dead_letters WHERE tenant=? AND flow=? AND "
+                f"status='open' AND source_id IN ({marks})", (tenant, flow, *chunk)))
+        return found
 
     def resolve_dead_letters(self, tenant: str, flow: str, source_id: str,
                              route: str | None = None, key: str | None = None) -> None:
@@ -596,8 +619,9 @@ class SQLiteStore:
 class _Transaction:
     """BEGIN IMMEDIATE … COMMIT (or ROLLBACK on error); nested uses join the outer one."""
 
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
+    def __init__(self, store: "SQLiteStore"):
+        self.store = store
+        self.db = store.db
         self.outer = False
 
     def __enter__(self) -> None:
@@ -607,4 +631,5 @@ class _Transaction:
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
         if self.outer:
+            self.store._fence_checked = None
             self.db.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -11,15 +11,16 @@ import logging
 import os
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Mapping
-
-import httpx
+from typing import TYPE_CHECKING, Any, Mapping
 
 from hexaflow.connector import ConfigError, ConnectorError
 from hexaflow.http import HttpClient, RetryPolicy, rate_limiter
 from hexaflow.money import to_json_number
 
 from .normalise import loads, quirks
+
+if TYPE_CHECKING:   # only in annotations; hexaflow.http imports it when a client is made
+    import httpx
 
 log = logging.getLogger("hexaflow.connectors.haravan")
 
@@ -36,6 +37,26 @@ def _number(config: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _switch(config: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (config.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("on", "true", "1", "yes"):
+        return True
+    if raw in ("off", "false", "0", "no"):
+        return False
+    raise ConfigError(f"{name} must be on or off, got {raw!r}")
+
+
+def _bucket_at_start(config: Mapping[str, str], default: bool) -> bool:
+    raw = (config.get("HARAVAN_BUCKET_AT_START") or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("full", "empty"):
+        raise ConfigError(f"HARAVAN_BUCKET_AT_START must be full or empty, got {raw!r}")
+    return raw == "full"
+
+
 @dataclass(frozen=True)
 class Settings:
     base_url: str
@@ -46,6 +67,8 @@ class Settings:
     calls_per_second: float
     timeout: float
     retry: RetryPolicy
+    rate_limit: bool = True            # the client-side bucket; off only against a sandbox
+    bucket_full_at_start: bool = True  # assume another client filled the shop's bucket
 
     @classmethod
     def from_config(cls, config: Mapping[str, str] | None) -> "Settings":
@@ -69,6 +92,9 @@ class Settings:
             retry=RetryPolicy(
                 max_attempts=int(_number(merged, "HARAVAN_MAX_ATTEMPTS", 6)),
                 base_delay=_number(merged, "HARAVAN_RETRY_BASE_DELAY", 0.25)),
+            rate_limit=_switch(merged, "HARAVAN_RATE_LIMIT", True),
+            bucket_full_at_start=_bucket_at_start(
+                merged, bool(api["call_limit"].get("full_at_start", True))),
         )
 
     @property
@@ -122,8 +148,13 @@ class HaravanClient:
         self.settings = settings
         call_limit = quirks()["api"]["call_limit"]
         self._limit_header = call_limit["header"]
+        # One bucket per shop in this process. It starts full (by default): a new process
+        # cannot know what `serve`, another run or another app left in the shop's bucket, and
+        # the first answer's call-limit header replaces the guess (docs/connectors/haravan.md).
         self.limiter = rate_limiter("haravan", settings.account, int(call_limit["capacity"]),
-                                    settings.calls_per_second)
+                                    settings.calls_per_second,
+                                    start_full=settings.bucket_full_at_start) \
+            if settings.rate_limit else None
         self.http = HttpClient(
             settings.base_url + quirks()["api"]["path_prefix"], system="haravan",
             headers={"Authorization": f"Bearer {settings.token}",
@@ -140,7 +171,8 @@ class HaravanClient:
         except ValueError:
             log.debug("haravan: unreadable %s header %r", self._limit_header, value)
             return
-        self.limiter.observe(used, capacity)
+        if self.limiter is not None:
+            self.limiter.observe(used, capacity)
 
     def _check_auth(self, response: httpx.Response, scope: str) -> None:
         if response.status_code == 401:

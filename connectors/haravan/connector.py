@@ -9,8 +9,8 @@ from itertools import islice
 from typing import Any, Iterator, Mapping, Sequence
 
 from hexaflow.connector import (
-    CONFLICT, DONE, FAILED, REJECTED, Catalogue, Connector, ConnectorContext, ConnectorError,
-    DocumentInfo, Page, Received, ReceivedEvent,
+    CONFLICT, DONE, FAILED, REJECTED, Catalogue, ConfigVar, Connector, ConnectorContext,
+    ConnectorError, DocumentInfo, Page, Received, ReceivedEvent,
     ResourceInfo, WriteItem, WriteResult)
 from hexaflow.http import RetriesExhausted
 from hexaflow.timeutil import parse_datetime
@@ -96,6 +96,27 @@ CATALOGUE = Catalogue(
 )
 
 
+# What the connector reads from its configuration (docs/connectors/haravan.md, Configuration).
+CONFIG_VARS = (
+    ConfigVar("HARAVAN_TOKEN", "private app token (or OAuth access token) of the shop, sent as "
+              "Authorization: Bearer; Haravan admin → Apps → Private apps", required=True,
+              secret=True),
+    ConfigVar("HARAVAN_BASE_URL", "API host; the sandbox URL to test",
+              default="https://apis.haravan.com"),
+    ConfigVar("HARAVAN_WEBHOOK_SECRET", "secret of webhook signatures, for `hexaflow serve` "
+              "(Settings → Notifications: webhook authentication secret)", secret=True),
+    ConfigVar("HARAVAN_OVERLAP_SECONDS", "how far before the saved cursor an incremental read "
+              "starts", default="300"),
+    ConfigVar("HARAVAN_PAGE_SIZE", "records asked for per page", default="50"),
+    ConfigVar("HARAVAN_CALLS_PER_SECOND", "client-side pacing of API calls", default="4"),
+    ConfigVar("HARAVAN_TIMEOUT_SECONDS", "per-request timeout", default="30"),
+    ConfigVar("HARAVAN_MAX_ATTEMPTS", "attempts per request for 429 / 5xx / network errors",
+              default="6"),
+    ConfigVar("HARAVAN_RETRY_BASE_DELAY", "first backoff wait in seconds (doubles per retry)",
+              default="0.25"),
+)
+
+
 # Webhook topic prefix → the resource whose record changed. A refund changes its order.
 TOPIC_RESOURCES = {"orders": "orders", "refunds": "orders", "customers": "customers",
                    "products": "products"}
@@ -117,6 +138,7 @@ def _chunks(seq: Sequence[Any], size: int) -> Iterator[list[Any]]:
 class HaravanConnector(Connector):
     name = "haravan"
     catalogue = CATALOGUE
+    config_vars = CONFIG_VARS
 
     def __init__(self, context: ConnectorContext | None = None):
         super().__init__(context or ConnectorContext())
@@ -149,7 +171,8 @@ class HaravanConnector(Connector):
                 raise ConnectorError(f"{exc}; check HARAVAN_BASE_URL ({self.settings.base_url}) "
                                      "or run again later") from exc
             except HaravanHTTPError as exc:
-                raise ConnectorError(f"haravan: GET {spec['path']} answered {exc}") from exc
+                raise ConnectorError(f"haravan: GET {spec['path']} answered {exc}; check "
+                                     f"HARAVAN_BASE_URL ({self.settings.base_url})") from exc
             return list((body or {}).get(spec["envelope"]) or [])
 
         if not spec.get("paginated", True):
@@ -190,6 +213,31 @@ class HaravanConnector(Connector):
             held = records
         if held is not None:
             yield Page(held, cursor=newest if spec.get("incremental") else None)
+
+    def read_one(self, resource: str, record_id: str,
+                 params: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        """One record by id (GET /com/<resource>/<id>.json), normalised as read() yields it;
+        None when Haravan answers 404."""
+        spec = quirks()["resources"].get(resource)
+        if spec is None or not spec.get("one"):
+            known = sorted(r for r, s in quirks()["resources"].items() if s.get("one"))
+            raise ConnectorError(f"haravan cannot fetch one {resource!r} by id; "
+                                 f"it can for: {', '.join(known)}")
+        text = str(record_id).strip()
+        if not text.isdigit():
+            raise ConnectorError(f"haravan ids are numbers, got {record_id!r}")
+        path = spec["one"]["path"].replace("{id}", text)
+        try:
+            status, body = self.client.request("GET", path, scope=spec["scope"])
+        except RetriesExhausted as exc:
+            raise ConnectorError(f"{exc}; check HARAVAN_BASE_URL ({self.settings.base_url}) "
+                                 "or try again later") from exc
+        if status == 404:
+            return None
+        if status >= 400:
+            raise ConnectorError(f"haravan: GET {path} answered HTTP {status}: {body}")
+        record = (body or {}).get(spec["one"]["envelope"])
+        return normalise(record) if isinstance(record, dict) else None
 
     # -- webhooks ---------------------------------------------------------------------
     def receive(self, raw_body: bytes, headers: Mapping[str, str]) -> Received:

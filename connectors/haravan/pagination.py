@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator, Mapping
 
+from hexaflow.timeutil import parse_datetime
+
 MAX_STALE_PAGES = 20
 
 Fetch = Callable[[Mapping[str, Any]], list[dict[str, Any]]]
@@ -57,5 +59,29 @@ def iter_pages(fetch: Fetch, params: Mapping[str, Any], limit: int, *,
             if last and last != query.get(f"{walk_field}_min"):
                 query[f"{walk_field}_min"] = last
                 page = 1
+                # Only records stamped at the new window's start can come back (a changed
+                # record has a new stamp, hence a new key): forget the others, so a read of
+                # 100,000 orders keeps a page of keys, not 100,000.
+                seen = _tail_at(records, walk_field, last)
                 continue
         page += 1
+
+
+def _tail_at(records: list[dict[str, Any]], field: str, last: Any) -> set[tuple[Any, Any]]:
+    """Keys of the records at the end of a sorted page stamped at the same instant as ``last``
+    (Haravan renders one instant with 1-7 fractional digits, so text may differ)."""
+    floor = _instant(last)
+    keys: set[tuple[Any, Any]] = set()
+    for record in reversed(records):
+        stamp = record.get(field)
+        if stamp != last and (floor is None or _instant(stamp) != floor):
+            break
+        keys.add((record.get("id"), stamp))
+    return keys
+
+
+def _instant(value: Any) -> Any:
+    try:
+        return parse_datetime(value) if isinstance(value, str) and value else None
+    except ValueError:
+        return None

@@ -5,8 +5,11 @@ Admin routes (no token needed; contract in design.md):
 ``POST /_sandbox/reset`` (``{"data": "demo", "orders": N}`` loads the demo), ``GET /_sandbox/state``,
 ``POST /_sandbox/orders/{id}/pay`` (``{"gateway": ...}``), ``POST /_sandbox/orders/{id}/fulfill``
 (``{"location_id": N}``), ``POST /_sandbox/faults`` (shared fault injection, plus
-``{"rate_limit": true|false}``), ``POST /_sandbox/webhooks`` (``{"url", "topics"}``) and
-``GET /_sandbox/webhooks`` (registrations and deliveries).
+``{"rate_limit": true|false}``), ``POST /_sandbox/webhooks`` (``{"url", "topics"}``),
+``GET /_sandbox/webhooks`` (registrations and deliveries), ``POST /_sandbox/state``
+(``{"bucket_level": N, "rate_limit": bool, "reset_counters": true}``: what another client left
+in the bucket, for benchmarks) and ``GET /_sandbox/stats`` (counters and API calls by route,
+cheap at any size, unlike ``GET /_sandbox/state``).
 
 Choices where the reference is silent are constructor options: ``default_status`` (orders.json
 without ``status``; Shopify's ``open`` by default), ``set_target`` (what adjustorset ``set``
@@ -22,7 +25,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections import deque
+from collections import Counter, deque
 from typing import Any, Callable, Iterable
 
 from hexaflow.connectors.sandbox_server import Request, Response, SandboxApp, dumps, json_response
@@ -51,6 +54,16 @@ class LeakyBucket:
         self.level = 0.0
         self.stamp = time.monotonic()
         self.lock = threading.Lock()
+
+    def set_level(self, level: float) -> None:
+        """Start from ``level`` calls now (what other clients left in the bucket)."""
+        with self.lock:
+            self.level = max(0.0, min(float(level), float(self.capacity)))
+            self.stamp = time.monotonic()
+
+    def current(self) -> float:
+        with self.lock:
+            return max(0.0, self.level - (time.monotonic() - self.stamp) * self.leak_rate)
 
     def take(self) -> tuple[bool, int, float]:
         """(allowed, calls in the bucket now, seconds until one more call fits)."""
@@ -184,6 +197,9 @@ class HaravanSandbox(SandboxApp):
         self.calls = 0                 # API calls answered, for tests and benchmarks
         # The last API requests (method, path, query), so tests can see what a client sent.
         self.requests: deque[tuple[str, str, dict[str, str]]] = deque(maxlen=20_000)
+        # Every API request by "METHOD path" since start (or reset_counters), without limit.
+        self.request_counts: Counter[str] = Counter()
+        self.first_request_at = self.last_request_at = 0.0    # epoch seconds, API requests
         self.throttled = 0             # 429s answered by the bucket
         self._routes_api()
         self._routes_admin()
@@ -213,6 +229,10 @@ class HaravanSandbox(SandboxApp):
         if req.path.startswith("/_sandbox/"):
             return super().dispatch(req)
         self.requests.append((req.method, req.path, dict(req.query)))
+        with self.lock:
+            self.request_counts[f"{req.method} {req.path}"] += 1
+            self.last_request_at = time.time()
+            self.first_request_at = self.first_request_at or self.last_request_at
         auth = req.header("authorization") or ""
         if not auth.startswith("Bearer ") or auth[len("Bearer "):].strip() != self.token:
             resp = json_response({"errors": "[API] Invalid API key or access token "
@@ -521,6 +541,8 @@ class HaravanSandbox(SandboxApp):
     def _routes_admin(self) -> None:
         self.add("POST", r"/_sandbox/reset", self.admin_reset)
         self.add("GET", r"/_sandbox/state", self.admin_state)
+        self.add("POST", r"/_sandbox/state", self.admin_set_state)
+        self.add("GET", r"/_sandbox/stats", self.admin_stats)
         self.add("POST", rf"/_sandbox/orders/{ID}/pay", self.admin_pay)
         self.add("POST", rf"/_sandbox/orders/{ID}/fulfill", self.admin_fulfill)
         self.add("POST", r"/_sandbox/webhooks", self.admin_webhook)
@@ -552,6 +574,39 @@ class HaravanSandbox(SandboxApp):
             state = self.shop.state()
             state["rate_limit"] = self.rate_limit
         return json_response(state)
+
+    def admin_set_state(self, req: Request) -> Response:
+        """``{"bucket_level": N}`` fills the bucket as another client would have (a benchmark
+        starts a run against a full bucket); ``rate_limit`` switches the bucket;
+        ``reset_counters`` zeroes calls, throttled and the request log."""
+        body = req.json() or {}
+        if not isinstance(body, dict):
+            return json_response({"errors": "body must be a JSON object"}, 400)
+        if "bucket_level" in body:
+            try:
+                level = float(body["bucket_level"])
+            except (TypeError, ValueError):
+                return json_response({"errors": {"bucket_level": ["must be a number"]}}, 422)
+            self.bucket.set_level(level)
+        with self.lock:
+            if "rate_limit" in body:
+                self.rate_limit = bool(body["rate_limit"])
+            if body.get("reset_counters"):
+                self.calls = self.throttled = 0
+                self.requests.clear()
+                self.request_counts.clear()
+                self.first_request_at = self.last_request_at = 0.0
+        return self.admin_stats(req)
+
+    def admin_stats(self, req: Request) -> Response:
+        with self.lock:
+            return json_response({
+                "calls": self.calls, "throttled": self.throttled, "rate_limit": self.rate_limit,
+                "bucket": {"level": round(self.bucket.current(), 3),
+                           "capacity": self.bucket.capacity, "leak_rate": self.bucket.leak_rate},
+                "orders": len(self.shop.orders), "requests": dict(self.request_counts),
+                "first_request_at": self.first_request_at or None,
+                "last_request_at": self.last_request_at or None})
 
     def admin_pay(self, req: Request) -> Response:
         body = req.json() or {}

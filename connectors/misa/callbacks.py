@@ -67,9 +67,11 @@ def verify(body: Mapping[str, Any], key: str) -> str:
     if not isinstance(raw, str):
         raise CallbackError("callback has no 'data' string to verify")
     if not isinstance(signature, str) or not signature:
-        raise CallbackSignatureError("callback has no signature")
+        raise CallbackSignatureError("callback has no signature; MISA signs every callback "
+                                     "(with MISA_CALLBACK_KEY, or MISA_APP_ID when that is not set)")
     if not hmac.compare_digest(sign(raw, key), signature.strip().lower()):
-        raise CallbackSignatureError("callback signature does not match (check MISA_CALLBACK_KEY)")
+        raise CallbackSignatureError("callback signature does not match (check MISA_CALLBACK_KEY; "
+                                     "when it is not set, the key is MISA_APP_ID)")
     return raw
 
 

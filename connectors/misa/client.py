@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Mapping
 
-import httpx
-
 from hexaflow.connector import ConfigError
 from hexaflow.http import HttpClient, RateLimiter, RetriesExhausted, RetryPolicy, rate_limiter
 from hexaflow.timeutil import get_zone, parse_datetime
@@ -181,6 +179,7 @@ class MisaClient:
     # -- token ------------------------------------------------------------------------
     def _post_json(self, path: str, body: Any, method: str = "POST",
                    headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
+        import httpx    # here, not at the top: loading the connector's catalogue needs no httpx
         try:
             response = self.http.request(method, path, json=to_jsonable(body), headers=headers)
         except RetriesExhausted as exc:
@@ -208,7 +207,8 @@ class MisaClient:
         status, payload = self._post_json(path, body, headers=headers)
         if status == 401 or status == 403:
             raise MisaAuthError("InvalidAppID", f"HTTP {status} on connect",
-                                hint=self.connect_hint("InvalidAppID", ""))
+                                hint=self.connect_hint("InvalidAppID", "")
+                                + f", and that MISA_BASE_URL ({s.base_url}) is MISA AMIS")
         try:
             if payload is None or status >= 400:
                 raise MisaTransportError("Exception", f"HTTP {status} on connect")

@@ -17,10 +17,13 @@ Admin routes (``/_sandbox/``; the first ones are contracts in design.md):
 - ``POST callback`` ``{"url", "enabled", "key"}``; ``GET callback`` (delivery counts)
 - ``POST options`` ``{"reject_duplicate_refno", "processing_delay_ms"}``
 - ``POST drain`` ``{"timeout_s"}`` waits until every queued call is processed; ``GET calls``
-  lists the API calls received (function and batch sizes).
+  lists the API calls received (function and batch sizes); ``GET stats`` counts requests by
+  status and type, vouchers / dictionary entries received (and received more than once) and
+  calls by function, without the payloads (cheap at any size).
 """
 from __future__ import annotations
 
+import bisect
 import collections
 import copy
 import hmac
@@ -64,6 +67,13 @@ ID_FIELDS = {"account_objects": "account_object_id", "inventory_items": "invento
              "stocks": "stock_id", "units": "unit_id"}
 STOCK_OUT = frozenset({8})          # in_outward; sa_voucher 13 only with is_sale_with_outward
 STOCK_IN = frozenset({7, 12, 18})   # in_inward, sa_return, pu_voucher
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def ok(data: Any = None, custom: Any = None) -> Response:
@@ -135,7 +145,15 @@ class MisaSandbox(SandboxApp):
             self.deleted: list[tuple[str, dict[str, Any], datetime]] = []
             self.balances: dict[tuple[str, str], Decimal] = {}
             self.requests: dict[str, dict[str, Any]] = {}
+            # refno_finance -> org_refids using it, so the duplicate check is not a scan of
+            # every request (a run of 100,000 orders queues more than 100,000 of them).
+            self._refno_refs: dict[str, dict[str, None]] = {}
             self.results: list[dict[str, Any]] = []
+            self._result_times: list[datetime] = []    # sorted, parallel to results
+            # How many times each voucher (org_refid) and dictionary entry (type:code) came
+            # in a save call, accepted or not: "written exactly once" checks (GET stats).
+            self.received: collections.Counter[str] = collections.Counter()
+            self.dictionary_received: collections.Counter[str] = collections.Counter()
             self.calls: list[dict[str, Any]] = []
             self.dictionary_errors: list[dict[str, Any]] = []
             if data == "demo":
@@ -207,8 +225,9 @@ class MisaSandbox(SandboxApp):
 
     def _lookup(self) -> Lookup:
         def refno_owner(refno: str) -> str | None:
-            for ref, req in self.requests.items():
-                if req["refno_finance"] == refno and req["status"] in (
+            for ref in self._refno_refs.get(refno, ()):
+                req = self.requests.get(ref)
+                if req is not None and req["refno_finance"] == refno and req["status"] in (
                         "accepted", "generated", "posted"):
                     return ref
             return None
@@ -245,6 +264,7 @@ class MisaSandbox(SandboxApp):
         self.add("POST", admin + "options", self._admin_options)
         self.add("POST", admin + "drain", self._admin_drain)
         self.add("GET", admin + "calls", lambda r: json_response({"calls": list(self.calls)}))
+        self.add("GET", admin + "stats", self._admin_stats)
 
     def on_faults(self, body: dict[str, Any]) -> None:
         # Like the other fault switches, a faults call without token_ttl_s restores the default.
@@ -338,12 +358,18 @@ class MisaSandbox(SandboxApp):
                 return fail("InvalidParam", "org_refid không được để trống")
         with self._work:
             self._seq += 1
+            self._count_dictionary(dictionary)
             for voucher in vouchers:
                 ref = str(voucher["org_refid"])
+                self.received[ref] += 1
                 existing = self.requests.get(ref)
                 if existing and existing["status"] in ("generated", "posted"):
                     continue          # the worker reports IsCreatedVoucher
-                self.requests[ref] = self._request_entry(voucher, self._seq, existing)
+                entry = self._request_entry(voucher, self._seq, existing)
+                self.requests[ref] = entry
+                if existing is not None and existing["refno_finance"] != entry["refno_finance"]:
+                    self._refno_refs.get(str(existing["refno_finance"]), {}).pop(ref, None)
+                self._refno_refs.setdefault(str(entry["refno_finance"]), {})[ref] = None
             self._queue.append({"kind": "save", "seq": self._seq, "vouchers": vouchers,
                                 "dictionary": dictionary})
             self._work.notify_all()
@@ -386,8 +412,17 @@ class MisaSandbox(SandboxApp):
         if len(entries) > MAX_DICTIONARY:
             return fail("InvalidParam", f"Số danh mục tối đa mỗi lần gọi là {MAX_DICTIONARY} "
                                         f"(at most {MAX_DICTIONARY} entries per call)")
+        with self.lock:
+            self._count_dictionary(entries)
         self._enqueue({"kind": "dictionary", "dictionary": entries})
         return ok()
+
+    def _count_dictionary(self, entries: list[Any]) -> None:
+        for entry in entries:
+            if isinstance(entry, Mapping):
+                table = PUSH_TABLES.get(_int_or_none(entry.get("dictionary_type")))
+                code = entry.get(table[1]) if table else None
+                self.dictionary_received[f"{entry.get('dictionary_type')}:{code}"] += 1
 
     def _enqueue(self, call: dict[str, Any]) -> None:
         """Queue a call for the background worker, in arrival order (MISA processes FIFO)."""
@@ -479,12 +514,16 @@ class MisaSandbox(SandboxApp):
 
     def _record(self, data_type: int, items: list[dict[str, Any]],
                 model_state: int | None = None) -> None:
-        created = _stamp_text(datetime.now(VN))
+        now = datetime.now(VN)
+        if self._result_times and now < self._result_times[-1]:
+            now = self._result_times[-1]          # the clock stepped back: keep them sorted
+        created = _stamp_text(now)
         for item in items:
             row = {**item, "data_type": data_type, "created_date": created}
             if model_state is not None:
                 row["model_state"] = model_state
             self.results.append(row)
+            self._result_times.append(now)
 
     def _deliver(self, data_type: int, data: Any) -> None:
         url, enabled = self.callback_url, self.callback_enabled
@@ -592,9 +631,11 @@ class MisaSandbox(SandboxApp):
             return fail("InvalidParam", "from_date/to_date không hợp lệ")
         with self.lock:
             self._log_call("get_call_back_detail_error")
-            rows = [r for r in self.results
-                    if start <= datetime.fromisoformat(r["created_date"]) <= end]
-        return ok(rows[skip:skip + take])
+            # Results are kept in time order: one page costs the page, not the whole log.
+            low = bisect.bisect_left(self._result_times, start)
+            high = bisect.bisect_right(self._result_times, end)
+            rows = self.results[low + skip:min(high, low + skip + take)]
+        return ok(rows)
 
     def get_company_info(self, req: Request) -> Response:
         body, error = self._authorise(req, company=False)
@@ -734,6 +775,24 @@ class MisaSandbox(SandboxApp):
                 self.processing_delay_s = max(0.0, float(body["processing_delay_ms"]) / 1000)
             return json_response({"reject_duplicate_refno": self.reject_duplicate_refno,
                                   "processing_delay_ms": int(self.processing_delay_s * 1000)})
+
+    def _admin_stats(self, req: Request) -> Response:
+        """Counts only (cheap with 100,000 requests, unlike GET requests): requests by status
+        and voucher type, vouchers and dictionary entries received (and how many more than
+        once), calls by function, calls still queued."""
+        with self.lock:
+            by_status = collections.Counter(r["status"] for r in self.requests.values())
+            by_type = collections.Counter(str(r["voucher_type"]) for r in self.requests.values())
+            functions = collections.Counter(c["function"] for c in self.calls)
+            return json_response({
+                "requests": len(self.requests), "by_status": dict(by_status),
+                "by_voucher_type": dict(by_type),
+                "vouchers_received": sum(self.received.values()),
+                "vouchers_received_twice": sum(1 for n in self.received.values() if n > 1),
+                "dictionary_received": sum(self.dictionary_received.values()),
+                "dictionary_received_twice": sum(1 for n in self.dictionary_received.values()
+                                                 if n > 1),
+                "calls": dict(functions), "queued_calls": len(self._queue) + int(self._busy)})
 
     def _admin_drain(self, req: Request) -> Response:
         body = self._body(req) or {}

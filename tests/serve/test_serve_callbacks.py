@@ -6,7 +6,7 @@ import json
 
 from hexaflow.connectors.misa.callbacks import VOUCHER_GENERATED, build_callback
 
-from conftest import CREDENTIALS, TIMEOUT, wait_for
+from serve_kit import CREDENTIALS, TIMEOUT, wait_for
 
 
 def vouchers(shop, order: dict) -> list:

@@ -19,7 +19,7 @@ from hexaflow.connectors.misa import MisaConnector
 from hexaflow.connectors.misa.callbacks import SAVE_PROCESSED, build_callback
 from hexaflow.state import open_store
 
-from conftest import CREDENTIALS, MAPPINGS
+from serve_kit import CREDENTIALS, MAPPINGS
 
 CONFIG = {**CREDENTIALS, "HARAVAN_BASE_URL": "http://127.0.0.1:9", "MISA_BASE_URL": "http://127.0.0.1:9"}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import TIMEOUT, wait_for
+from serve_kit import TIMEOUT, wait_for
 
 SALES_ORDER = 20
 

@@ -25,7 +25,7 @@ from hexaflow.runner import FlowError
 from hexaflow.serve import HookServer
 from hexaflow.statuspage import COOKIE, LABELS, TEMPLATES, StatusPage
 
-from conftest import CREDENTIALS, TENANT, TIMEOUT, Shop, wait_for
+from serve_kit import CREDENTIALS, TENANT, TIMEOUT, Shop, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "status-admin-token-5b7c1e09d4"
@@ -320,9 +320,14 @@ class Page:
     """The browser on the status page, with bounded waits."""
 
     def __init__(self, driver, world, screenshots: Path):
+        from selenium.common.exceptions import (NoSuchElementException,
+                                                StaleElementReferenceException)
         from selenium.webdriver.support.ui import WebDriverWait
         self.driver, self.world, self.folder = driver, world, screenshots
-        self.wait = WebDriverWait(driver, TIMEOUT)
+        # A click starts a navigation: until the new page is there, the old body may vanish
+        # under a wait's check. That is "not yet", not a failure.
+        self.wait = WebDriverWait(driver, TIMEOUT, ignored_exceptions=(
+            StaleElementReferenceException, NoSuchElementException))
 
     def open(self, path: str) -> None:
         self.driver.get(self.world.url + path)

@@ -25,8 +25,11 @@ class Shop:
 
     def connector(self, **config: str) -> HaravanConnector:
         # A fresh token per shop keeps rate-limit buckets (shared per account) apart.
+        # The sandbox's bucket starts empty; the default pessimistic start (assume full,
+        # first call waits 0.25 s) is tested on its own in test_haravan_reliability.
         settings = {"HARAVAN_BASE_URL": self.url, "HARAVAN_TOKEN": self.token,
-                    "HARAVAN_RETRY_BASE_DELAY": "0.02", "HARAVAN_TIMEOUT_SECONDS": "5"}
+                    "HARAVAN_RETRY_BASE_DELAY": "0.02", "HARAVAN_TIMEOUT_SECONDS": "5",
+                    "HARAVAN_BUCKET_AT_START": "empty"}
         settings.update(config)
         return HaravanConnector(ConnectorContext(config=settings))
 

@@ -59,3 +59,21 @@ def test_pagination_stops_when_the_server_ignores_the_page_number():
         return [{"id": i, "updated_at": "x"} for i in range(50)]
     pages = list(iter_pages(fetch, {}, 50))
     assert len(pages) == 1 and len(calls) <= 25
+
+
+def test_walking_by_updated_at_returns_each_record_once_with_ties_spelled_differently():
+    # Groups of three records share an instant, each spelled with other fractional digits,
+    # so the window restarts inside a group; the walk keeps only the keys it can meet again.
+    from hexaflow.timeutil import parse_datetime
+    spellings = ("{}.1Z", "{}.10Z", "{}.1000Z")
+    data = [{"id": i, "updated_at": spellings[i % 3].format(
+        f"2026-01-01T00:{(i // 3) // 60:02d}:{(i // 3) % 60:02d}")} for i in range(300)]
+
+    def fetch(q):
+        floor = parse_datetime(q["updated_at_min"]) if q.get("updated_at_min") else None
+        rows = [r for r in data if floor is None or parse_datetime(r["updated_at"]) >= floor]
+        start = (q["page"] - 1) * 50
+        return rows[start:start + 50]
+    pages = list(iter_pages(fetch, {}, 50, walk_field="updated_at"))
+    ids = [r["id"] for p in pages for r in p]
+    assert sorted(ids) == list(range(300))

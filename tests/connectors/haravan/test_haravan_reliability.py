@@ -109,3 +109,45 @@ def test_unreachable_host_names_the_base_url(read_all):
         "HARAVAN_MAX_ATTEMPTS": "2", "HARAVAN_RETRY_BASE_DELAY": "0.01"}))
     with pytest.raises(ConnectorError, match="HARAVAN_BASE_URL"):
         read_all(connector, "orders")
+
+
+def test_a_new_client_assumes_a_full_bucket_and_gets_no_429(make_shop, read_all):
+    # Another client (serve, an earlier run) left the shop's bucket full: a client that
+    # assumed an empty one would be refused at once; the default start waits for one slot.
+    shop = make_shop(orders=120, rate_limit=True)
+    shop.admin("POST", "/state", json={"bucket_level": 80, "reset_counters": True})
+    with shop.connector(HARAVAN_BUCKET_AT_START="full") as connector:
+        _, orders = read_all(connector, "orders")
+    assert len(orders) == 120
+    stats = shop.admin("GET", "/stats").json()
+    assert stats["throttled"] == 0
+    assert stats["requests"]["GET /com/orders.json"] == stats["calls"] == 3
+
+
+def test_a_client_that_assumes_an_empty_bucket_is_refused_by_a_full_one(make_shop, read_all):
+    shop = make_shop(orders=60, rate_limit=True)
+    shop.admin("POST", "/state", json={"bucket_level": 80, "reset_counters": True})
+    with shop.connector(HARAVAN_BUCKET_AT_START="empty") as connector:
+        _, orders = read_all(connector, "orders")
+    assert len(orders) == 60
+    assert shop.admin("GET", "/stats").json()["throttled"] >= 1
+
+
+def test_the_first_count_from_the_server_replaces_the_start_guess(make_shop):
+    shop = make_shop(data="empty", rate_limit=True)
+    started = time.monotonic()
+    with shop.connector(HARAVAN_BUCKET_AT_START="full") as connector:
+        statuses = _burst(connector, 20, threads=1)
+        elapsed = time.monotonic() - started
+    assert statuses == [200] * 20
+    # One wait of 1/4 s for the first call; the header then says the bucket is nearly empty.
+    assert 0.2 <= elapsed < 2.0
+
+
+def test_rate_limit_off_removes_the_client_bucket(make_shop):
+    shop = make_shop(data="empty")
+    with shop.connector(HARAVAN_RATE_LIMIT="off") as connector:
+        assert connector.client.limiter is None
+        assert _burst(connector, 100) == [200] * 100
+    with pytest.raises(ConfigError, match="HARAVAN_RATE_LIMIT"):
+        shop.connector(HARAVAN_RATE_LIMIT="sometimes")

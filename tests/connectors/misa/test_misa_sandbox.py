@@ -141,3 +141,45 @@ def test_org_refid_is_the_engines_uuid5_recipe():
     assert value == org_refid("shop1", "sales_voucher", "1001")
     assert value != org_refid("shop2", "sales_voucher", 1001)
     assert value == Library(FunctionContext()).uuid5("shop1", "sales_voucher", 1001)
+
+
+def test_a_voucher_renumbered_frees_its_old_number(raw, admin):
+    first = sales_voucher(8, [("HOP-QUA", 1, 45000)])
+    assert _outcome(raw, admin, first)["status"] == "accepted"
+    first["refno_finance"] = "BH_8_NEW"
+    assert _outcome(raw, admin, first)["status"] == "accepted"
+    other = sales_voucher(9, [("HOP-QUA", 1, 45000)])
+    other["refno_finance"] = "BH_8"                 # no longer anyone's number
+    assert _outcome(raw, admin, other)["status"] == "accepted"
+    again = sales_voucher(10, [("HOP-QUA", 1, 45000)])
+    again["refno_finance"] = "BH_8_NEW"
+    assert _outcome(raw, admin, again)["status"] == "rejected"
+
+
+def test_stats_count_what_was_received_and_how_often(raw, admin):
+    voucher = sales_voucher(11, [("HOP-QUA", 1, 45000)])
+    customer = {"dictionary_type": 1, "account_object_code": "HRV-11",
+                "account_object_name": "Lan", "is_customer": True}
+    _outcome(raw, admin, voucher, [customer])
+    _outcome(raw, admin, voucher)
+    stats = admin.get("stats")
+    assert stats["requests"] == 1 and stats["by_status"] == {"accepted": 1}
+    assert stats["vouchers_received"] == 2 and stats["vouchers_received_twice"] == 1
+    assert stats["dictionary_received"] == 1 and stats["dictionary_received_twice"] == 0
+    assert stats["calls"]["save"] == 2 and stats["queued_calls"] == 0
+
+
+def test_callback_results_page_through_their_date_range(raw, admin):
+    for n in range(3):
+        _outcome(raw, admin, sales_voucher(20 + n, [("HOP-QUA", 1, 45000)]))
+    window = {"from_date": "2020-01-01T00:00:00+07:00", "to_date": "2099-01-01T00:00:00+07:00"}
+
+    def page(skip, take, **dates):
+        answer = raw.call("get_call_back_detail_error", {**window, **dates, "skip": skip,
+                                                          "take": take})
+        return [row["org_refid"] for row in json.loads(answer["Data"])]
+    every = page(0, 100)
+    assert len(every) == 3
+    assert page(0, 2) + page(2, 2) == every and page(3, 2) == []
+    assert page(0, 100, from_date="2099-01-01T00:00:00+07:00",
+                to_date="2099-02-01T00:00:00+07:00") == []
