@@ -54,8 +54,7 @@ class World:
 
     def requests(self) -> dict[str, dict]:
         """refno_finance → request (one per org_refid)."""
-        rows = self.http.get(f"{self.misa_url}/_sandbox/requests").json()["requests"]
-        return {r["refno_finance"]: r for r in rows}
+        return {r["refno_finance"]: r for r in self.request_list()}
 
     def request_list(self) -> list[dict]:
         return self.http.get(f"{self.misa_url}/_sandbox/requests").json()["requests"]

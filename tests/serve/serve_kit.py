@@ -91,8 +91,7 @@ class Shop:
 
     def requests(self) -> dict[str, dict]:
         """refno_finance → request (one per org_refid)."""
-        rows = self.http.get(f"{self.misa_url}/_sandbox/requests").json()["requests"]
-        return {r["refno_finance"]: r for r in rows}
+        return {r["refno_finance"]: r for r in self.request_rows()}
 
     def request_rows(self) -> list[dict]:
         return self.http.get(f"{self.misa_url}/_sandbox/requests").json()["requests"]
