@@ -18,6 +18,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -76,11 +77,16 @@ class ValidationCache:
             pass
 
     def digest(self, path: Path) -> str | None:
-        """The SHA-256 of the file's bytes; None when it cannot be read (e.g. missing)."""
+        """The SHA-256 of the file's bytes; None when it cannot be read (e.g. missing) or is
+        not a regular file: a flow may name /dev/zero or a pipe, which validate refuses
+        (hexaflow.paths) and which must not be read here either."""
         path = Path(os.path.abspath(path))
         if path not in self._digests:
             try:
-                self._digests[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+                if not stat.S_ISREG(os.stat(path).st_mode):
+                    raise FileNotFoundError(path)
+                with path.open("rb") as handle:    # in chunks: a named file may be large
+                    self._digests[path] = hashlib.file_digest(handle, "sha256").hexdigest()
             except OSError:
                 self._digests[path] = None
         return self._digests[path]

@@ -5,6 +5,7 @@ start-up. Exit codes are a contract (docs/cli.md): validate 0/1; run 0/1/2; test
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -112,6 +113,21 @@ def init(directory: str, force: bool) -> None:
     sys.exit(init_command(directory, force=force))
 
 
+def _state_faults_are_errors(fn):
+    """A command using the state store: the file can turn out damaged or read-only at any
+    query, not only when it is opened; that is an error line naming the file and the fix."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from hexaflow.state import StateError, state_faults
+        try:
+            with state_faults(kwargs.get("state_path")):
+                return fn(*args, **kwargs)
+        except StateError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_INVALID)
+    return wrapper
+
+
 @main.command()
 @click.argument("flow", type=click.Path())
 @click.option("--record", "record_file", type=click.Path(dir_okay=False), default=None,
@@ -122,6 +138,7 @@ def init(directory: str, force: bool) -> None:
               help="text: for people; json: one object, for tools.")
 @click.option("--tenant", default=None, help="Tenant id (default: HEXAFLOW_TENANT or 'default').")
 @click.option("--state", "state_path", default=None, help="State store (default: HEXAFLOW_STATE); read only.")
+@_state_faults_are_errors
 def explain(flow: str, record_file: str | None, record_id: str | None, fmt: str,
             tenant: str | None, state_path: str | None) -> None:
     """Why one record produces its documents: lets, conditions, keys, ledger decisions, payloads."""
@@ -131,6 +148,7 @@ def explain(flow: str, record_file: str | None, record_id: str | None, fmt: str,
 
 
 def _state_options(fn):
+    fn = _state_faults_are_errors(fn)
     fn = click.option("--tenant", default=None, help="Tenant id (default: HEXAFLOW_TENANT or 'default').")(fn)
     fn = click.option("--state", "state_path", default=None, help="State store (default: HEXAFLOW_STATE).")(fn)
     return fn
@@ -144,6 +162,31 @@ def _open(state_path: str | None, tenant: str | None):
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_INVALID)
     return store, tenant or os.environ.get("HEXAFLOW_TENANT") or "default"
+
+
+@main.command()
+@click.argument("flow", type=click.Path())
+@_state_options
+def adopt(flow: str, state_path: str | None, tenant: str | None) -> None:
+    """Rebuild FLOW's ledger from what its targets hold (after the state store was lost)."""
+    from hexaflow.adopt import adopt as adopt_flow
+    from hexaflow.connector import ConnectorError
+    from hexaflow.runner import Connectors, FlowError, load_plan, resolve_flow_path
+    store, tenant = _open(state_path, tenant)
+    try:
+        plan = load_plan(resolve_flow_path(flow))
+        connectors = Connectors(tenant, plan.base_dir)
+        try:
+            summary = adopt_flow(plan, tenant, store, connectors,
+                                 lambda line: click.echo(line, err=True))
+        finally:
+            connectors.close()
+    except (FlowError, ConnectorError) as exc:
+        for problem in getattr(exc, "problems", []):
+            click.echo(problem.text(), err=True)
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_INVALID)
+    click.echo(summary.render(), nl=False)
 
 
 @main.command()

@@ -20,8 +20,44 @@ A write is *settled* once the target acknowledged it: ``done`` (synchronous targ
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
+
+# A webhook or callback body nests a few levels; one nesting more than this is refused unread
+# (parsing and normalising it recurses: a 100,000-deep list, signed, would crash the receiver).
+MAX_DELIVERY_DEPTH = 64
+
+
+class JSONTooDeep(ValueError):
+    """JSON nested deeper than a receiver accepts (see loads_json)."""
+
+
+def loads_json(data: bytes | str, max_depth: int | None = None) -> Any:
+    """JSON with Decimal for fractions (never binary floats). ValueError for JSON that does not
+    parse; JSONTooDeep for nesting deeper than ``max_depth`` levels, or so deep that the parser
+    itself gives up (RecursionError)."""
+    try:
+        value = json.loads(data, parse_float=Decimal)
+    except RecursionError:
+        raise JSONTooDeep("its JSON nests too deeply to be read") from None
+    if max_depth is not None and _nests_deeper(value, max_depth):
+        raise JSONTooDeep(f"its JSON nests more than {max_depth} levels deep") from None
+    return value
+
+
+def _nests_deeper(value: Any, limit: int) -> bool:
+    """Whether lists and objects nest more than ``limit`` levels (without recursion)."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
 
 # Per-item outcome of a write, as reported by a connector.
 DONE = "done"            # written and final (synchronous target)
@@ -156,11 +192,19 @@ class Received:
     ``status`` and ``body`` are the HTTP answer (``body`` JSON-serialisable). A status >= 400
     means the delivery is refused (401: missing or forged signature) and nothing in it is
     stored; the body must then say why without any secret.
+
+    ``to_confirm`` holds results that cannot be undone (a document generated or deleted):
+    they are not applied as told; the flows writing to this connector run, and their
+    :meth:`Connector.poll` of the target applies what the target really did. ``digest``
+    identifies what the delivery's signature covers: a delivery whose digest was seen before
+    (a replay, or a retry of one already applied) is acknowledged and applies nothing.
     """
     status: int = 200
     body: Any = None
     events: list[ReceivedEvent] = field(default_factory=list)     # webhooks
     results: list[AsyncResult] = field(default_factory=list)      # asynchronous-write callbacks
+    to_confirm: list[AsyncResult] = field(default_factory=list)
+    digest: str | None = None
 
     @property
     def refused(self) -> bool:
@@ -223,6 +267,24 @@ class Connector:
     def poll(self, target_refs: Iterable[str]) -> list[AsyncResult]:
         """Outcomes of earlier queued writes that are known now (may be empty)."""
         return []
+
+    # -- a state store that lost what it knew (docs/state.md, "A lost state store") ------
+    def written_before(self) -> bool | None:
+        """Whether the target already holds documents that this tenant's runs wrote (asked
+        when the state store holds nothing of the tenant: it may have been lost); None when
+        the target cannot tell, or when writing again is harmless (it matches by code)."""
+        return None
+
+    def target_ref(self, item: WriteItem) -> str | None:
+        """The ref under which the target knows ``item`` once written (what ``write`` puts in
+        its WriteResult.target_ref); None when there is none."""
+        return None
+
+    def held(self, target_refs: Iterable[str]) -> dict[str, str]:
+        """ref → state (accepted, generated, posted, ...) of each of these documents the
+        target holds, however long ago it was written (``hexaflow adopt``); refs it does not
+        hold are left out. Default: what ``poll`` knows."""
+        return {r.target_ref: r.status for r in self.poll(target_refs)}
 
     def receive(self, raw_body: bytes, headers: Mapping[str, str]) -> Received:
         """Verify and read one webhook or callback delivery (optional; ``hexaflow serve``

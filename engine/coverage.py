@@ -15,6 +15,7 @@ from typing import Any, Iterable, Optional
 
 from hexaflow.expressions import Expr, truthy
 from hexaflow.functions import RecordError
+from hexaflow.paths import PathError, inside_project
 from hexaflow.plan import MappingError, Plan
 from hexaflow.problems import WARNING, Problem
 from hexaflow.spec import LoadedSpec
@@ -49,7 +50,9 @@ def check_coverage(plan: Plan, spec: LoadedSpec) -> list[Problem]:
     base: dict[str, Any] = {}
     if cov.get("base"):
         try:
-            base = read_data_file(plan.base_dir / cov["base"])
+            base = read_data_file(inside_project(plan.base_dir, cov["base"], "coverage base"))
+        except PathError as exc:
+            return [spec.problem(("coverage", "base"), exc.message, exc.hint)]
         except SpecSyntaxError as exc:
             return [spec.problem(("coverage", "base"), f"cannot read coverage base {exc}",
                                  "the base is a JSON or YAML record; its path is relative to the flow file")]

@@ -12,6 +12,7 @@ Many workers on many machines later means putting these requests on a job queue;
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Callable, Iterable, Mapping
 from hexaflow.connector import ConnectorError
 from hexaflow.plan import Plan
 from hexaflow.runner import Budget, Connectors, FlowError, poll_results, run_flow
-from hexaflow.state import LostLock, SQLiteStore, open_store
+from hexaflow.state import LostLock, SQLiteStore, open_store, state_fault
 
 log = logging.getLogger("hexaflow.serve")
 
@@ -51,6 +52,7 @@ class Dispatcher:
         # these, over the flows reading a source, have been seen by every such flow.
         self._completed_start: dict[Key, float] = {}
         self._failures: dict[Key, int] = {}    # failed runs in a row, for the backoff
+        self._retry_at: dict[Key, float] = {}  # key → no run before this (the backoff's end)
         self.runs = 0                          # completed runs, for /health and tests
 
     # -- asking ---------------------------------------------------------------------------
@@ -67,10 +69,14 @@ class Dispatcher:
     def request(self, tenant: str, flow: str, delay: float = 0.0) -> None:
         if flow not in self.plans:
             raise KeyError(flow)
-        due = time.monotonic() + delay
+        key, due = (tenant, flow), time.monotonic() + delay
         with self._cond:
-            # Coalesce: one pending request per (tenant, flow), the earliest wins.
-            self._pending[(tenant, flow)] = min(due, self._pending.get((tenant, flow), due))
+            # Coalesce: one pending request per (tenant, flow), the earliest wins; but a flow
+            # whose runs keep failing waits out its backoff whoever asks (a scheduled tick, a
+            # webhook, a request made while it ran), as its log line said. Events wait in the
+            # inbox meanwhile.
+            earliest = min(due, self._pending.get(key, due))
+            self._pending[key] = max(earliest, self._retry_at.get(key, 0.0))
             self._cond.notify_all()
 
     def request_source(self, tenant: str, connector: str, resource: str) -> list[str]:
@@ -192,17 +198,22 @@ class Dispatcher:
         except Exception as exc:  # a system down, a lost lock, a bug: try again later
             failures = self._failures[(tenant, flow)] = self._failures.get((tenant, flow), 0) + 1
             delay = min(RETRY_FAILED_MAX_S, RETRY_FAILED_S * 2 ** (failures - 1))
-            if isinstance(exc, (ConnectorError, LostLock)):
-                log.error("serve: flow %s: %s; trying again in %.0f s", flow, exc, delay)
+            fault = state_fault(store.path, exc) if isinstance(exc, sqlite3.Error) else None
+            if isinstance(exc, (ConnectorError, LostLock)) or fault is not None:
+                log.error("serve: flow %s: %s; trying again in %.0f s", flow, fault or exc, delay)
             else:
                 log.exception("serve: flow %s failed; trying again in %.0f s", flow, delay)
             self._drop_connectors(tenant)
-            if not isinstance(exc, LostLock):
+            if not isinstance(exc, LostLock) and fault is None:
                 # The source may be down while the target still answers: results of queued
-                # documents are polled on every tick all the same.
+                # documents are polled after each failed run all the same.
                 self._poll_only(tenant, plan)
+            with self._cond:
+                self._retry_at[(tenant, flow)] = time.monotonic() + delay
             self.request(tenant, flow, delay=delay)
             return
+        with self._cond:
+            self._retry_at.pop((tenant, flow), None)
         self._failures.pop((tenant, flow), None)
         self.runs += 1
         log.info("serve: %s", summary.render().strip().replace("\n", " | "))

@@ -27,7 +27,7 @@ from hexaflow.functions import RecordError
 from hexaflow.plan import Document, MappingError, Plan, RecordOutcome
 from hexaflow.runner import (SEND, Connectors, FlowError, decide, history_of, load_plan,
                              resolve_flow_path)
-from hexaflow.state import LIVE, SQLiteStore, state_path
+from hexaflow.state import LIVE, SQLiteStore, state_fault, state_path
 from hexaflow.yamlload import SpecSyntaxError, read_data_file
 
 EXIT_OK, EXIT_CONFIG, EXIT_RECORD_FAILED = 0, 1, 2
@@ -65,7 +65,8 @@ def open_state_readonly(explicit: str | None) -> tuple[SQLiteStore, str]:
         store = ReadOnlyStore(path, target)
         store.db.execute("SELECT 1 FROM ledger LIMIT 1").fetchall()
     except sqlite3.Error as exc:
-        raise FlowError(f"cannot read the state store {target}: {exc}") from None
+        fault = state_fault(target, exc)
+        raise fault or FlowError(f"cannot read the state store {target}: {exc}") from None
     return store, f"{target} (read only)"
 
 

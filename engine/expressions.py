@@ -12,6 +12,7 @@ values, ``history``, and inside ``each`` the item alias and ``position``.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable
@@ -23,9 +24,10 @@ import jmespath
 from jinja2.sandbox import SandboxedEnvironment
 from jmespath import exceptions as jp_exc
 
-from hexaflow.functions import (Library, RecordError, direct_functions, jinja_callables,
-                                jmespath_options)
+from hexaflow.functions import (Library, RecordError, direct_functions, failure_reason,
+                                jinja_callables, jmespath_options)
 from hexaflow.jmespath_compiler import ClosureCompiler, field_keys
+from hexaflow.limits import MAX_EXPRESSION_CHARS, MAX_EXPRESSION_DEPTH, MAX_TEXT
 from hexaflow.money import to_json_number
 
 Scope = dict[str, Any]
@@ -110,12 +112,16 @@ class ExpressionCompiler:
         if not isinstance(source, str):
             return self._compile_expr(source)
         if source not in self._exprs:
-            self._exprs[source] = self._compile_expr(source)
+            try:
+                self._exprs[source] = self._compile_expr(source)
+            except RecursionError:     # the parsers recurse per level; _check_size bounds most
+                raise _too_deep("expression") from None
         return self._exprs[source]
 
     def _compile_expr(self, source: str) -> Expr:
         if not isinstance(source, str) or not source.strip():
             raise CompileError("empty expression", 0, "write a JMESPath expression, e.g. order.id")
+        _check_size(source, "expression")
         try:
             parsed = jmespath.compile(source)
         except jp_exc.LexerError as exc:
@@ -128,12 +134,14 @@ class ExpressionCompiler:
                 hint = f"numbers are literals in JMESPath: write `{token}` (in backticks)"
             raise CompileError(f"invalid JMESPath: {exc.msg} near {token!r}", exc.lex_position,
                                hint) from None
+        if _tree_depth(parsed.parsed) > MAX_EXPRESSION_DEPTH:
+            raise _too_deep("expression")
         self._check_functions(parsed.parsed, source)
         _check_negated_paths(parsed.parsed, source)
         names: set[str] = set()
         _root_names(parsed.parsed, names)
         try:
-            compiled = self._closures.compile(parsed.parsed)
+            compiled = self._closures.compile_expression(parsed.parsed)
         except jp_exc.JMESPathError as exc:
             raise CompileError(f"{source!r}: {exc}", 0) from None
         keys = field_keys(parsed.parsed)
@@ -157,11 +165,15 @@ class ExpressionCompiler:
         if not isinstance(source, str):
             return self._compile_template(source, key)
         if (source, key) not in self._templates:
-            self._templates[(source, key)] = self._compile_template(source, key)
+            try:
+                self._templates[(source, key)] = self._compile_template(source, key)
+            except RecursionError:
+                raise _too_deep("template") from None
         return self._templates[(source, key)]
 
     def _compile_template(self, source: str, key: bool) -> "Template":
         env = self.jinja_key if key else self.jinja
+        _check_size(source, "template")
         try:
             ast = env.parse(source)
         except jinja2.TemplateSyntaxError as exc:
@@ -178,13 +190,19 @@ class ExpressionCompiler:
 
         def render(scope: Scope) -> str:
             try:
-                return compiled.render(scope)
+                text = compiled.render(scope)
             except RecordError:
                 raise
             except jinja2.UndefinedError as exc:
                 raise RecordError(f"template {source!r}: {exc.message}") from None
-            except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+            except jinja2.TemplateError as exc:
                 raise RecordError(f"template {source!r}: {exc}") from None
+            except Exception as exc:         # a filter given a value it cannot take
+                raise RecordError(f"template {source!r}: {failure_reason(exc)}") from None
+            if len(text) > MAX_TEXT:
+                raise RecordError(f"template {source!r} renders {len(text):,} characters, more "
+                                  f"than the {MAX_TEXT:,} a template may")
+            return text
         return Template(source, names, render, False)
 
 
@@ -215,13 +233,101 @@ def _finalize_key_value(value: Any) -> Any:
     return value
 
 
+def _check_size(source: str, what: str) -> None:
+    """Refuse, before parsing, a source longer than the limit or with brackets nested deeper
+    than it: both parsers recurse once per level and would crash, not fail (hexaflow.limits)."""
+    if len(source) > MAX_EXPRESSION_CHARS:
+        raise CompileError(f"the {what} is {len(source):,} characters long, more than the "
+                           f"{MAX_EXPRESSION_CHARS:,} allowed", 0,
+                           "split it into `let:` values")
+    depth, quote = 0, ""
+    for offset, char in enumerate(source):
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+            if depth > MAX_EXPRESSION_DEPTH:
+                raise _too_deep(what, offset)
+        elif char in ")]}":
+            depth -= 1
+
+
+def _tree_depth(node: dict[str, Any]) -> int:
+    """Levels of a JMESPath syntax tree (iteratively: the tree may be deep)."""
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in current.get("children", [])
+                     if isinstance(child, dict))
+    return deepest
+
+
+def _too_deep(what: str, offset: int | None = 0) -> CompileError:
+    return CompileError(f"the {what} is nested more than {MAX_EXPRESSION_DEPTH} levels deep",
+                        offset, "split it into `let:` values")
+
+
+class _BoundedSandbox(SandboxedEnvironment):
+    """The Jinja sandbox, with the operators that multiply text bounded by MAX_TEXT: without
+    this, ``<<'x' * 900000000>>`` is folded into a 900 MB constant while the flow compiles."""
+
+    intercepted_binops = frozenset(["*", "**", "%"])
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for text, times in ((left, right), (right, left)):
+                if isinstance(text, (str, list)) and isinstance(times, int) \
+                        and len(text) * times > MAX_TEXT:
+                    raise RecordError(f"'*' would make {len(text) * times:,} characters or "
+                                      f"items, more than the {MAX_TEXT:,} a template may")
+        elif operator == "**" and isinstance(right, (int, Decimal)) and abs(right) > 1000:
+            raise RecordError(f"'**' with an exponent of {right}: at most 1000")
+        elif operator == "%" and isinstance(left, str):
+            _check_widths(left)
+        return super().call_binop(context, operator, left, right)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is not None:
+            _check_widths(value.__self__)    # '{:>900000000}'.format(x)
+        return wrapped
+
+
+def _check_widths(fmt: str) -> None:
+    """Refuse a format string whose field width or precision would exceed MAX_TEXT."""
+    for number in re.findall(r"[%:][-+ #0<>^=,_]*(\d+)", fmt):
+        if int(number) > MAX_TEXT:
+            raise RecordError(f"a field width of {int(number):,} in {fmt[:40]!r}: at most "
+                              f"{MAX_TEXT:,}")
+
+
+def _bounded_width(filter_fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A Jinja filter whose width arguments (center, indent, wordwrap, format) are bounded."""
+    def bounded(value: Any, *args: Any, **kwargs: Any) -> Any:
+        for arg in (*args, *kwargs.values()):
+            if isinstance(arg, int) and not isinstance(arg, bool) and arg > MAX_TEXT:
+                raise RecordError(f"{filter_fn.__name__}: a width of {arg:,}: at most "
+                                  f"{MAX_TEXT:,}")
+        if filter_fn.__name__ == "do_format" and isinstance(value, str):
+            _check_widths(value)
+        return filter_fn(value, *args, **kwargs)
+    bounded.__name__ = filter_fn.__name__
+    return bounded
+
+
 def _make_jinja(library: Library, strict_key: bool) -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
+    env = _BoundedSandbox(
         variable_start_string="<<", variable_end_string=">>",
         block_start_string="<%", block_end_string="%>",
         comment_start_string="<#", comment_end_string="#>",
         undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True,
         finalize=_finalize_key_value if strict_key else _finalize_value)
+    for name in ("center", "indent", "wordwrap", "format", "truncate"):
+        env.filters[name] = _bounded_width(env.filters[name])
     callables = jinja_callables(library)
     env.filters.update(callables)
     env.globals.update(callables)
@@ -231,16 +337,16 @@ def _make_jinja(library: Library, strict_key: bool) -> SandboxedEnvironment:
 _DICT_ATTRS = frozenset(dir(dict))
 
 
-def _simple_path(node: jn.Node) -> list[str | int] | None:
+def simple_path(node: jn.Node) -> list[str | int] | None:
     """['order', 'id'] for ``order.id`` / ``order['id']``; None for anything else."""
     if isinstance(node, jn.Name) and node.ctx == "load":
         return [node.name]
     if isinstance(node, jn.Getattr) and node.attr not in _DICT_ATTRS:
-        base = _simple_path(node.node)
+        base = simple_path(node.node)
         return None if base is None else base + [node.attr]
     if isinstance(node, jn.Getitem) and isinstance(node.arg, jn.Const) \
             and isinstance(node.arg.value, (str, int)) and not isinstance(node.arg.value, bool):
-        base = _simple_path(node.node)
+        base = simple_path(node.node)
         return None if base is None else base + [node.arg.value]
     return None
 
@@ -261,7 +367,7 @@ def _fast_template(ast: jn.Template, env: SandboxedEnvironment, key: bool) -> Fn
                 and node.name in env.filters and node.name in env.globals:
             filt = env.filters[node.name]
             node = node.node
-        path = _simple_path(node)
+        path = simple_path(node)
         if path is None:
             return None
         parts.append((path, filt))
@@ -292,7 +398,12 @@ def _fast_template(ast: jn.Template, env: SandboxedEnvironment, key: bool) -> Fn
                 except (KeyError, IndexError, TypeError):
                     raise undefined(scope, path) from None
                 if filt is not None:
-                    value = filt(value)
+                    try:
+                        value = filt(value)
+                    except RecordError:
+                        raise
+                    except Exception as exc:
+                        raise RecordError(f"{filt.__name__}: {failure_reason(exc)}") from None
                 if value is None or (key and value == ""):
                     shown = ".".join(str(p) for p in path)
                     state = "null" if value is None else "empty"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, TextIO
 
 from hexaflow.expressions import jsonable
+from hexaflow.paths import PathError, inside_project
 from hexaflow.plan import MappingError, Plan, compile_plan
 from hexaflow.problems import ERROR
 from hexaflow.spec import load_spec
@@ -34,8 +35,13 @@ class CaseResult:
 
 
 def _load(base: Path, value: Any) -> Any:
+    """A test's input or payloads: inline, or the file it names (inside the flow's folder)."""
     if isinstance(value, str):
-        return read_data_file(base / value, str(base / value))
+        try:
+            path = inside_project(base, value, "test file")
+        except PathError as exc:
+            raise SpecSyntaxError(str(base / value), 1, 1, exc.message, exc.hint) from None
+        return read_data_file(path, str(path))
     return value
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, DecimalException
 from functools import lru_cache
 from typing import Any, Callable, Mapping
 
@@ -27,6 +27,25 @@ _ZERO, _ONE = Decimal(0), Decimal(1)
 
 class RecordError(Exception):
     """A record cannot be mapped (missing field, bad value). Goes to dead letters."""
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What went wrong, in words, when mapping a record raised ``exc``. Any exception while
+    mapping one record fails that record only (a dead letter), never the run: values from a
+    source can be anything (1e400, year 1, a list where a number belongs)."""
+    if isinstance(exc, (RecordError, money.MoneyError)):
+        return str(exc)
+    if isinstance(exc, ZeroDivisionError):
+        return "division by zero"
+    if isinstance(exc, DecimalException):
+        return "the computation gives no number (a value too large, or not a number)"
+    if isinstance(exc, OverflowError):
+        return f"a value out of range ({exc})"
+    if isinstance(exc, RecursionError):
+        return "a value nested too deeply"
+    if isinstance(exc, (TypeError, ValueError)) and str(exc):
+        return str(exc)               # a value of the wrong kind, said by Python itself
+    return f"{type(exc).__name__}: {exc}"
 
 
 @dataclass
@@ -106,8 +125,7 @@ class Library:
                  field_name: str) -> list[dict[str, Any]]:
         """Copies of ``items`` with ``field_name`` set to their pro-rata share of ``total``
         (whole đồng; the remainder on the largest weight, so shares add up exactly)."""
-        if items is None:
-            items = []
+        items, weights = items or [], weights or []     # a projection over null is null
         if len(items) != len(weights):
             raise RecordError(f"allocate: {len(items)} items but {len(weights)} weights")
         try:
@@ -207,9 +225,12 @@ class Library:
         return value
 
     def if_(self, condition: Any, then: Any, otherwise: Any) -> Any:
-        """``then`` when ``condition`` is truthy (JMESPath truthiness), else ``otherwise``."""
-        truthy = condition not in (None, False, "", [], {})
-        return then if truthy else otherwise
+        """``then`` when ``condition`` is truthy (JMESPath truthiness: 0 is true), else
+        ``otherwise``. Compiled expressions evaluate only the branch taken
+        (jmespath_compiler); this eager form serves jmespath's own interpreter."""
+        falsy = condition is None or condition is False or condition == "" \
+            or condition == [] or condition == {}
+        return otherwise if falsy else then
 
     # -- text -----------------------------------------------------------------------
     def lower(self, value: Any) -> str | None:

@@ -14,13 +14,15 @@ them goes through jmespath's ``call_function``, so the errors stay exactly as do
 from __future__ import annotations
 
 import operator
+import threading
 from decimal import Decimal
 from typing import Any, Callable
 
 from jmespath import exceptions as jp_exc
 from jmespath.visitor import _equals as _jp_equals, _is_actual_number, _is_comparable
 
-from hexaflow.functions import RecordError
+from hexaflow.functions import RecordError, failure_reason
+from hexaflow.limits import MAX_ITEMS
 
 Fn = Callable[[Any], Any]
 
@@ -113,6 +115,20 @@ class ClosureCompiler:
         self.functions = functions
         self.direct = direct
 
+    def compile_expression(self, tree: dict[str, Any]) -> Fn:
+        """The whole expression ``tree``; where it collects lists (projections, flattens,
+        multi-selects), each evaluation may collect at most MAX_ITEMS items in all, so that
+        ``a[*].[@, @, @][] ...`` nested a few times fails its record instead of exhausting
+        memory."""
+        fn = self.compile(tree)
+        if not _collects(tree):
+            return fn
+
+        def bounded(value: Any) -> Any:
+            _budget.left = MAX_ITEMS
+            return fn(value)
+        return bounded
+
     def compile(self, node: dict[str, Any]) -> Fn:
         method = getattr(self, "_" + node["type"], None)
         if method is None:
@@ -199,16 +215,9 @@ class ClosureCompiler:
             if count < minimum or (not variadic and count > minimum):
                 error = jp_exc.VariadictArityError if variadic else jp_exc.ArityError
                 raise error(minimum, count, name)
-            if count == 1:
-                (a,) = args
-                return lambda value: fn(a(value))
-            if count == 2:
-                a, b = args
-                return lambda value: fn(a(value), b(value))
-            if count == 3:
-                a, b, c = args
-                return lambda value: fn(a(value), b(value), c(value))
-            return lambda value: fn(*[arg(value) for arg in args])
+            if name == "if":
+                return _lazy_if(*args)
+            return _direct_call(name, fn, args)
         if name not in self.functions.FUNCTION_TABLE:
             raise jp_exc.UnknownFunctionError(f"Unknown function: {name}()")
         call = self.functions.call_function
@@ -223,8 +232,12 @@ class ClosureCompiler:
                 if fits is not None and fits(resolved):
                     return function(functions, *resolved)
                 return call(name, resolved)     # raises jmespath's own arity or type error
+            except RecordError:
+                raise
             except (jp_exc.JMESPathError, TypeError, ValueError) as exc:
                 raise RecordError(f"{name}(): {exc}") from None
+            except Exception as exc:     # e.g. sum() of Decimals beyond Decimal's range
+                raise RecordError(f"{name}(): {failure_reason(exc)}") from None
         return builtin
 
     def _filter_projection(self, node: dict[str, Any]) -> Fn:
@@ -240,6 +253,7 @@ class ClosureCompiler:
                     current = project(element)
                     if current is not None:
                         collected.append(current)
+            _spend(len(collected))
             return collected
         return filter_projection
 
@@ -256,6 +270,7 @@ class ClosureCompiler:
                     merged.extend(element)
                 else:
                     merged.append(element)
+            _spend(len(merged))
             return merged
         return flatten
 
@@ -297,6 +312,7 @@ class ClosureCompiler:
         def multi_list(value: Any) -> Any:
             if value is None:
                 return None
+            _spend(len(items))
             return [fn(value) for fn in items]
         return multi_list
 
@@ -354,6 +370,58 @@ class ClosureCompiler:
         return value_projection
 
 
+def _direct_call(name: str, fn: Callable[..., Any], args: list[Fn]) -> Fn:
+    """A library function called on its evaluated arguments (unrolled for the usual arities).
+    Anything it raises other than a RecordError (a value too large for a Decimal, a date out
+    of range, a wrong type inside a list) becomes one naming the function: a bad value fails
+    its record, never the run. The ``try`` costs nothing until something is raised."""
+    def failed(exc: Exception) -> RecordError:
+        return RecordError(f"{name}(): {failure_reason(exc)}")
+
+    if len(args) == 1:
+        (a,) = args
+
+        def call1(value: Any) -> Any:
+            try:
+                return fn(a(value))
+            except RecordError:
+                raise
+            except Exception as exc:
+                raise failed(exc) from None
+        return call1
+    if len(args) == 2:
+        a, b = args
+
+        def call2(value: Any) -> Any:
+            try:
+                return fn(a(value), b(value))
+            except RecordError:
+                raise
+            except Exception as exc:
+                raise failed(exc) from None
+        return call2
+
+    def call(value: Any) -> Any:
+        try:
+            return fn(*[arg(value) for arg in args])
+        except RecordError:
+            raise
+        except Exception as exc:
+            raise failed(exc) from None
+    return call
+
+
+def _lazy_if(condition: Fn, then: Fn, otherwise: Fn) -> Fn:
+    """``if(c, a, b)`` evaluating only the branch taken, so that the other may fail (e.g.
+    ``if(line.amount > `0`, div(x, line.amount), `0`)`` on a free line). Truthiness as
+    ``Library.if_``."""
+    def lazy_if(value: Any) -> Any:
+        if _is_false(condition(value)):
+            return otherwise(value)
+        return then(value)
+    return lazy_if
+
+
 def _argument_check(functions: Any, signature: list[dict[str, Any]],
                     count: int) -> Callable[[list[Any]], bool] | None:
     """A test on a built-in's resolved arguments that holds exactly when jmespath's own checks
@@ -396,4 +464,34 @@ def _project(project: Fn, items: Any) -> list[Any]:
         current = project(element)
         if current is not None:
             collected.append(current)
+    _spend(len(collected))
     return collected
+
+
+class _Budget(threading.local):
+    """Items the current evaluation may still collect (one per thread: serve runs flows in
+    threads). ``compile_expression`` resets it for each evaluation."""
+
+    def __init__(self) -> None:
+        self.left = MAX_ITEMS
+
+
+_budget = _Budget()
+_COLLECTING = frozenset({"projection", "value_projection", "filter_projection", "flatten",
+                         "multi_select_list"})
+
+
+def _spend(count: int) -> None:
+    _budget.left -= count
+    if _budget.left < 0:
+        raise RecordError(f"the expression collects more than {MAX_ITEMS:,} items")
+
+
+def _collects(node: dict[str, Any]) -> bool:
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if current["type"] in _COLLECTING:
+            return True
+        stack.extend(c for c in current.get("children", []) if isinstance(c, dict))
+    return False

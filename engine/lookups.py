@@ -4,14 +4,23 @@
   ``warehouses.yaml`` written as ``KHO_HCM: 963414``).
 - A YAML list of mappings, or a CSV file, needs a key column (CSV default: the first column).
 Keys are compared as text, so ``1036847352`` and ``"1036847352"`` find the same row.
+The file must be inside the flow's project folder (hexaflow.paths) and no larger than
+``hexaflow.limits.MAX_FILE_BYTES``.
 """
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
 
-from hexaflow.yamlload import SpecSyntaxError, read_data_file
+from hexaflow.paths import PathError, inside_project
+from hexaflow.yamlload import SpecSyntaxError, read_data_file, read_limited
+
+# A message quotes at most this many column names, each cut to this many characters: enough to
+# pick the key column, never a file's content.
+SHOWN_COLUMNS = 10
+SHOWN_COLUMN_CHARS = 40
 
 
 class TableError(Exception):
@@ -22,7 +31,12 @@ class TableError(Exception):
         self.message, self.file, self.line, self.hint = message, file, line, hint
 
 
-def load_table(path: Path, display: str, key: str | None = None) -> dict[str, Any]:
+def load_table(base: Path, file: str, display: str, key: str | None = None) -> dict[str, Any]:
+    """The table ``file`` names inside the project folder ``base`` (hexaflow.paths)."""
+    try:
+        path = inside_project(base, file, "lookup file")
+    except PathError as exc:
+        raise TableError(exc.message, display, hint=exc.hint) from None
     if not path.exists():
         raise TableError(f"lookup file not found: {display}", display,
                          hint="create it next to the flow, or fix the path (it is relative to the flow file)")
@@ -59,26 +73,50 @@ def load_table(path: Path, display: str, key: str | None = None) -> dict[str, An
 
 def _load_csv(path: Path, display: str, key: str | None) -> dict[str, Any]:
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            if not reader.fieldnames:
-                raise TableError(f"{display} is empty; it needs a header row", display)
-            key = key or reader.fieldnames[0]
-            if key not in reader.fieldnames:
-                raise TableError(f"{display} has no column {key!r} (columns: "
-                                 f"{', '.join(reader.fieldnames)})", display,
-                                 hint="set the lookup's `key:` to one of the columns")
-            rows: dict[str, Any] = {}
-            for row in reader:
-                line = reader.line_num
-                if None in row or any(v is None for v in row.values()):
-                    raise TableError(f"{display}:{line}: the row does not have as many cells as "
-                                     f"the header", display, line)
-                k = row[key]
-                if k in rows:
-                    raise TableError(f"{display}:{line}: duplicate key {k!r}", display, line,
-                                     "keep one row per key")
-                rows[k] = row
-            return rows
+        reader = csv.reader(io.StringIO(read_limited(path, display).decode("utf-8-sig"),
+                                        newline=""))
+        header = next(reader, [])
+        lines = [(reader.line_num, cells) for cells in reader if cells]   # blank lines skipped
+    except SpecSyntaxError as exc:
+        raise TableError(f"{display}: {exc.message}", display, hint=exc.hint) from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise TableError(f"cannot read {display}: {exc}", display) from None
+        raise TableError(f"cannot read {display}: {_reason(exc)}", display) from None
+    if not header:
+        raise TableError(f"{display} is empty; it needs a header row", display)
+    if any(not name.isprintable() for name in header):
+        # not a table (e.g. a binary file): nothing of it is quoted
+        raise TableError(f"{display} is not a CSV table: its header row holds control "
+                         f"characters", display, hint="name a CSV file with a header row")
+    for line, cells in lines:
+        if len(cells) != len(header):
+            raise TableError(f"{display}:{line}: the row does not have as many cells as "
+                             f"the header", display, line)
+    key = key or header[0]
+    if key not in header:
+        raise TableError(f"{display} has no column {key!r} (columns: {_columns(header)})",
+                         display, hint="set the lookup's `key:` to one of the columns")
+    rows: dict[str, Any] = {}
+    for line, cells in lines:
+        row = dict(zip(header, cells))
+        k = row[key]
+        if k in rows:
+            raise TableError(f"{display}:{line}: duplicate key {k!r}", display, line,
+                             "keep one row per key")
+        rows[k] = row
+    return rows
+
+
+def _columns(header: list[str]) -> str:
+    """The first column names, each cut short: a message shows what to choose from, no more."""
+    shown = [name if len(name) <= SHOWN_COLUMN_CHARS else name[:SHOWN_COLUMN_CHARS] + "…"
+             for name in header[:SHOWN_COLUMNS]]
+    more = len(header) - len(shown)
+    return ", ".join(shown) + (f", … ({more} more)" if more > 0 else "")
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or "cannot open it"
+    if isinstance(exc, UnicodeDecodeError):
+        return "it is not UTF-8 text"
+    return str(exc)

@@ -24,18 +24,26 @@ def to_decimal(value: Any) -> Decimal:
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, float):
-        return Decimal(repr(value))
-    try:
-        return Decimal(str(value).strip())
-    except InvalidOperation:
-        raise MoneyError(f"not a number: {value!r}") from None
+        number = Decimal(repr(value))
+    else:
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise MoneyError(f"not a number: {value!r}") from None
+    if not number.is_finite():       # NaN, Infinity, and JSON's 1e400 read as a float
+        raise MoneyError(f"not a finite number: {value!r}")
+    return number
 
 
 def round_money(value: Any, places: int = 0) -> Decimal:
     """Round to ``places`` decimals (default: whole đồng), half up."""
     if type(value) is not Decimal:
         value = to_decimal(value)
-    return value.quantize(_QUANTA[places], ROUND_HALF_UP)   # positional: twice as fast
+    try:
+        return value.quantize(_QUANTA[places], ROUND_HALF_UP)   # positional: twice as fast
+    except InvalidOperation:
+        # More digits than Decimal's 28 (e.g. 1e30), or a non-finite value computed earlier.
+        raise MoneyError(f"{value} is too large to be an amount") from None
 
 
 def allocate(total: Any, weights: list[Any]) -> list[Decimal]:

@@ -15,12 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from hexaflow.connector import Catalogue
 from hexaflow.expressions import (CompileError, Expr, ExpressionCompiler, Fn, Scope, Template,
                                   jsonable, truthy)
-from hexaflow.functions import FunctionContext, Library, RecordError
+from hexaflow.functions import FunctionContext, Library, RecordError, failure_reason
 from hexaflow.lookups import TableError, load_table
 from hexaflow.money import to_json_number
 from hexaflow.problems import ERROR, WARNING, Problem, did_you_mean, path_text
@@ -133,8 +133,17 @@ class Plan:
     # what each let reads, so that coverage evaluates only what the conditions need.
     compiled: tuple[tuple[tuple, Any], ...] = ()
 
+    def target_connectors(self) -> list[str]:
+        """The connectors the routes write to (documents and ensured prerequisites)."""
+        names = {r.connector for r in self.routes if r.connector}
+        names |= {e.connector for r in self.routes for e in r.ensure}
+        return sorted(names)
+
     def record_id(self, record: Mapping[str, Any]) -> str:
-        value = self.source.id(record) if isinstance(record, dict) else None
+        try:
+            value = self.source.id(record) if isinstance(record, dict) else None
+        except Exception as exc:
+            raise _failed(exc, "source.id") from None
         if value is None or value == "":
             raise MappingError(f"the record has no {self.source.id.source!r} (its id); set "
                                f"source.id to the field that identifies a record")
@@ -143,7 +152,10 @@ class Plan:
     def record_version(self, record: Mapping[str, Any]) -> str | None:
         if self.source.version is None:
             return None
-        value = self.source.version(record)
+        try:
+            value = self.source.version(record)
+        except Exception as exc:
+            raise _failed(exc, "source.version") from None
         return None if value is None else str(value)
 
     def evaluate(self, record: Mapping[str, Any], history: Mapping[str, Mapping[str, Any]] | None = None,
@@ -172,8 +184,8 @@ class Plan:
             for name, expr in self.lets:
                 try:
                     value = expr(scope)
-                except RecordError as exc:
-                    raise MappingError(str(exc), f"let {name}") from None
+                except Exception as exc:
+                    raise _failed(exc, f"let {name}") from None
                 scope[name] = lets[name] = value
         fired: list[str] = []
         docs: list[Document] = []
@@ -186,8 +198,8 @@ class Plan:
                 if route.when is not None:
                     try:
                         cond = route.when(route_scope)
-                    except RecordError as exc:
-                        raise MappingError(str(exc), f"route {route.name}: when") from None
+                    except Exception as exc:
+                        raise _failed(exc, f"route {route.name}: when") from None
                     if explain:
                         conditions.append((route.name, cond))
                     if not truthy(cond):
@@ -203,8 +215,8 @@ class Plan:
                     for name, fn in route.lets:
                         try:
                             route_scope[name] = fn(route_scope)
-                        except RecordError as exc:
-                            raise MappingError(str(exc), f"route {route.name}: let {name}") from None
+                        except Exception as exc:
+                            raise _failed(exc, f"route {route.name}: let {name}") from None
                 if documents:
                     docs.append(self._document(route, route_scope, source_id, version))
                 key = docs[-1].key if documents else ""
@@ -219,8 +231,8 @@ class Plan:
             return
         try:
             items = route.each(scope)
-        except RecordError as exc:
-            raise MappingError(str(exc), f"route {route.name}: each") from None
+        except Exception as exc:
+            raise _failed(exc, f"route {route.name}: each") from None
         if items is None:
             return
         if not isinstance(items, list):
@@ -237,8 +249,8 @@ class Plan:
         assert route.key is not None and route.connector and route.document
         try:
             key = route.key(scope)
-        except RecordError as exc:
-            raise MappingError(str(exc), f"{where}: key {route.key.source!r}") from None
+        except Exception as exc:
+            raise _failed(exc, f"{where}: key {route.key.source!r}") from None
         payload = _eval_fields(route.fields, scope, f"{where}: fields")
         ensured = []
         for ens in route.ensure:
@@ -246,12 +258,12 @@ class Plan:
                 try:
                     if not truthy(ens.when(scope)):
                         continue
-                except RecordError as exc:
-                    raise MappingError(str(exc), f"{where}: ensure {ens.name}: when") from None
+                except Exception as exc:
+                    raise _failed(exc, f"{where}: ensure {ens.name}: when") from None
             try:
                 ens_key = ens.key(scope)
-            except RecordError as exc:
-                raise MappingError(str(exc), f"{where}: ensure {ens.name}: key") from None
+            except Exception as exc:
+                raise _failed(exc, f"{where}: ensure {ens.name}: key") from None
             ens_payload = _eval_fields(ens.fields, scope, f"{where}: ensure {ens.name}: fields")
             ensured.append(Document(self.name, f"{route.name}.{ens.name}", ens.connector,
                                     ens.document, "create", ens_key, ens_payload, ens.params,
@@ -265,10 +277,19 @@ def _eval_fields(fn: Fn | None, scope: Scope, where: str) -> dict[str, Any]:
         return {}
     try:
         return fn(scope)
-    except _FieldError as exc:
-        raise MappingError(exc.reason, f"{where}.{exc.path}") from None
-    except RecordError as exc:
-        raise MappingError(str(exc), where) from None
+    except Exception as exc:
+        raise _failed(exc, where, ".") from None
+
+
+def _failed(exc: Exception, where: str, sep: str = "") -> MappingError:
+    """Any exception raised while mapping a record, as a MappingError naming where (with the
+    field path inside ``where`` when known: ``let goods[1].unit_price``)."""
+    if isinstance(exc, MappingError):
+        return exc
+    if isinstance(exc, _FieldError):
+        joint = "" if exc.path.startswith("[") and not sep else sep or "."
+        return MappingError(exc.reason, f"{where}{joint}{exc.path}")
+    return MappingError(failure_reason(exc), where)
 
 
 class _FieldError(RecordError):
@@ -279,12 +300,12 @@ class _FieldError(RecordError):
         self.reason, self.path = reason, path
 
 
-def _at(step: str | int, exc: RecordError) -> _FieldError:
+def _at(step: str | int, exc: Exception) -> _FieldError:
     label = f"[{step}]" if isinstance(step, int) else str(step)
     if isinstance(exc, _FieldError):
         sep = "" if exc.path.startswith("[") else "."
         return _FieldError(exc.reason, f"{label}{sep}{exc.path}")
-    return _FieldError(str(exc), label)
+    return _FieldError(failure_reason(exc), label)
 
 
 # --------------------------------------------------------------------------- compiling
@@ -393,7 +414,7 @@ class _Compiler:
                 for i, f in enumerate(fns):
                     try:
                         out.append(f(scope))
-                    except RecordError as exc:
+                    except Exception as exc:
                         raise _at(i, exc) from None
                 return out
             return _Field(listing)
@@ -455,7 +476,7 @@ class _Compiler:
                         elif value_type is dict or value_type is list:
                             value = jsonable(value)
                     out[key] = value
-            except RecordError as exc:
+            except Exception as exc:     # any failure fails the record, naming the field
                 raise _at(key, exc) from None
             return out
         return build
@@ -498,17 +519,17 @@ class _Compiler:
             inner_scope = dict(scope)
             for i, item in enumerate(items):
                 inner_scope[alias] = item
-                if when_fn is not None and not truthy(when_fn(inner_scope)):
-                    continue
-                inner_scope["position"] = len(out) + 1
                 try:
+                    if when_fn is not None and not truthy(when_fn(inner_scope)):
+                        continue
+                    inner_scope["position"] = len(out) + 1
                     for name, fn in element_lets:
                         try:
                             inner_scope[name] = fn(inner_scope)
-                        except RecordError as exc:
-                            raise _FieldError(str(exc), f"let {name}") from None
+                        except Exception as exc:
+                            raise _at(f"let {name}", exc) from None
                     out.append(build(inner_scope))
-                except RecordError as exc:
+                except Exception as exc:
                     raise _at(i, exc) from None
             return out
         return each
@@ -618,10 +639,9 @@ class _Compiler:
             file, key = (spec, None) if isinstance(spec, str) else (spec.get("file"), spec.get("key"))
             if not isinstance(file, str):
                 continue
-            path = self.base_dir / file
             display = str(Path(self.spec.display).parent / file)
             try:
-                self.tables[name] = load_table(path, display, key)
+                self.tables[name] = load_table(self.base_dir, file, display, key)
                 self.table_files[name] = display
             except TableError as exc:
                 where = ("lookups", name) if isinstance(spec, str) else ("lookups", name, "file")

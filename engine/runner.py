@@ -27,16 +27,20 @@ from typing import Any, Callable, Iterable, Iterator, TextIO
 
 from hexaflow.connector import (CONFLICT, DONE, FAILED, QUEUED, REJECTED, AsyncResult, Connector,
                                 ConnectorContext, ConnectorError, WriteItem, WriteResult)
+from hexaflow.functions import failure_reason
 from hexaflow.plan import Document, MappingError, Plan, compile_plan
 from hexaflow.problems import ERROR, Problem
 from hexaflow.registry import get_connector
 from hexaflow.spec import load_spec
-from hexaflow.state import (FINAL_IN_TARGET, LIVE, UNSETTLED, LedgerEntry, LostLock, SQLiteStore,
-                            StateError, open_store, payload_hash)
+from hexaflow.state import (ADOPTED, FINAL_IN_TARGET, LIVE, UNSETTLED, LedgerEntry, LostLock,
+                            SQLiteStore, StateError, open_store, payload_hash, state_faults)
 from hexaflow.yamlload import SpecSyntaxError
 
 EXIT_OK, EXIT_CONFIG, EXIT_RECORDS_FAILED = 0, 1, 2
 SEND, SKIP, CONFLICT_DECISION = "send", "skip", "conflict"
+# The document's key already belongs to another record of the flow: the newcomer is refused
+# (a conflict shown to the user and a dead letter), the owner's document stays as it is.
+REFUSE = "refuse"
 LOCK_TTL = 600.0
 # A rejected document is sent again by the next runs up to this many attempts in all; after
 # that only a changed payload or `hexaflow dlq replay` sends it again.
@@ -135,6 +139,12 @@ def decide(store: SQLiteStore, tenant: str, doc: Document,
     A rejected document is sent again when its payload changed, by the next runs up to
     REJECTED_RETRIES attempts, and whenever asked (``dlq replay``)."""
     entry = store.entry(tenant, doc.flow, doc.route, doc.key)
+    owner = _other_owner(store, tenant, doc, entry)
+    if owner is not None:
+        return REFUSE, (f"{doc.key} is already the document of record {owner} (route "
+                        f"{doc.route}); record {doc.source_id} renders the same key, so it is "
+                        f"not written: make the route's key name its record (e.g. "
+                        f"<<order.id>>), or declare what identifies a record in source.unique")
     if doc.action == "delete":
         if entry is not None and entry.state not in UNSETTLED and entry.state != "rejected":
             return SKIP, "already withdrawn"
@@ -156,6 +166,11 @@ def decide(store: SQLiteStore, tenant: str, doc: Document,
             return SEND, "retrying a rejected document"
         if entry.payload_hash == digest:
             return SKIP, "already written"
+        if entry.code == ADOPTED:
+            return CONFLICT_DECISION, (f"{doc.key} was adopted from {doc.connector} (hexaflow "
+                                       f"adopt) as the flow gave it then, and has changed since; "
+                                       f"hexaflow cannot tell what {doc.connector} holds, so it "
+                                       f"does not send it: compare it there, change it by hand")
         if doc.action == "create":
             return SKIP, "already written (create never updates)"
         if entry.state in FINAL_IN_TARGET or entry.state == "conflict":
@@ -170,6 +185,19 @@ def decide(store: SQLiteStore, tenant: str, doc: Document,
                                    f"(flow {others[0].flow}); route {doc.route} would change it: "
                                    f"make the two routes' `when` conditions exclusive")
     return SEND, "new"
+
+
+def _other_owner(store: SQLiteStore, tenant: str, doc: Document,
+                 entry: LedgerEntry | None) -> str | None:
+    """The source record that already owns ``doc``'s key in this flow, when it is another one:
+    two records must never share a document (the second would be lost, or overwrite the first)."""
+    if entry is not None:
+        return entry.source_id if entry.source_id != doc.source_id else None
+    for e in store.entries_for_target(tenant, doc.connector, doc.document, doc.key):
+        if e.flow == doc.flow and "." not in e.route and e.source_id != doc.source_id \
+                and e.state in LIVE:
+            return e.source_id
+    return None
 
 
 def history_of(entries: Iterable[LedgerEntry]) -> dict[str, dict[str, Any]]:
@@ -471,6 +499,7 @@ def run_flow(plan: Plan, *, tenant: str, store: SQLiteStore, connectors: Connect
     report = report or (lambda line: None)
     fence = None
     if not dry_run:
+        refuse_a_lost_store(plan, tenant, store, connectors)
         fence = store.acquire_lock(tenant, plan.name, LOCK_TTL)
         if fence is None:
             holder = store.lock_holder(tenant, plan.name)
@@ -497,6 +526,23 @@ def run_flow(plan: Plan, *, tenant: str, store: SQLiteStore, connectors: Connect
             store.finish_run(run_id, status, summary.as_dict())
             store.release_lock(tenant, plan.name, fence)
     return summary
+
+
+def refuse_a_lost_store(plan: Plan, tenant: str, store: SQLiteStore,
+                        connectors: Connectors) -> None:
+    """A store that holds nothing of the tenant while a target already holds documents the
+    tenant's runs wrote was lost (deleted, truncated, replaced): sending now would send every
+    document again. Stop, and say how to adopt what the target holds."""
+    if store.holds_tenant(tenant):
+        return
+    for name in plan.target_connectors():
+        if connectors.get(name).written_before():
+            raise FlowError(
+                f"the state store {store.path} holds nothing for tenant {tenant!r}, but {name} "
+                f"already holds documents that this tenant's runs wrote: the state store was "
+                f"lost or replaced, and running now would send every document again. Restore "
+                f"it from a backup (or point HEXAFLOW_STATE at the one in use), or adopt what "
+                f"{name} holds: `hexaflow adopt {plan.file}` for each flow, then run again")
 
 
 def _run_pages(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connectors,
@@ -613,11 +659,12 @@ def _map_records(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connec
         label = f"{alias} {source_id}" if source_id else f"{alias} #{summary.records + index + 1}"
         try:
             outcome = plan.evaluate(record, history_of(known.get(source_id, [])), tenant)
-        except MappingError as exc:
+        except Exception as exc:      # whatever the record holds, it fails alone (a dead letter)
+            reason = str(exc) if isinstance(exc, MappingError) else failure_reason(exc)
             summary.failed_records += 1
-            report(f"{label}: {exc}")
+            report(f"{label}: {reason}")
             if not dry_run:
-                store.dead_letter(tenant, plan.name, source_id or f"#{index}", str(exc), record=record)
+                store.dead_letter(tenant, plan.name, source_id or f"#{index}", reason, record=record)
             continue
         if source_id in letters:      # it maps now: its mapping failures are resolved
             store.resolve_dead_letters(tenant, plan.name, source_id)
@@ -631,6 +678,14 @@ def _map_records(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connec
             decision, reason = decide(store, tenant, doc, retry_rejected)
             if decision == SKIP:
                 summary.count(doc.route, "skipped")
+                continue
+            if decision == REFUSE:        # the record loses this document: the run failed
+                summary.count(doc.route, "conflict")
+                summary.failed_records += 1
+                report(f"{label}: route {doc.route}: conflict: {reason}")
+                if not dry_run:
+                    store.dead_letter(tenant, plan.name, doc.source_id, reason, record=record,
+                                      route=doc.route, key=doc.key, payload=doc.payload)
                 continue
             if decision == CONFLICT_DECISION:
                 summary.count(doc.route, "conflict")
@@ -799,10 +854,11 @@ def run_command(flow: str, *, dry_run: bool = False, limit: int | None = None,
             err.flush()
 
     try:
-        summary = run_flow(plan, tenant=tenant, store=store, connectors=connectors,
-                           dry_run=dry_run, limit=limit, emit=emit, report=report,
-                           progress=progress)
-    except (FlowError, ConnectorError, LostLock) as exc:
+        with state_faults(store.path):      # a damaged or read-only file shows mid-run too
+            summary = run_flow(plan, tenant=tenant, store=store, connectors=connectors,
+                               dry_run=dry_run, limit=limit, emit=emit, report=report,
+                               progress=progress)
+    except (FlowError, ConnectorError, LostLock, StateError) as exc:
         if interactive:
             err.write("\r\033[K")
         print(f"error: {exc}", file=err)

@@ -12,6 +12,7 @@ Everything is derived from the installed package and the connectors' declaration
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import textwrap
 from dataclasses import dataclass, field
@@ -371,8 +372,9 @@ def init_command(directory: str, *, force: bool = False, out: TextIO | None = No
         print(f"  {rel}" + ("  (replaced)" if rel in replaced else ""), file=out)
     first = result.flows[0] if result.flows else "FLOW.yaml"
     settings = [t for t in result.tables if t.endswith((".yaml", ".yml", ".csv"))]
+    # Steps are commands to paste into a shell: the folder may hold spaces, `;`, `$(...)`.
     steps = [
-        f"cd {target}",
+        f"cd {shlex.quote(str(target))}",
         f"fill in the tables: {', '.join(settings)}" if settings else "fill in the tables",
         "cp .env.example .env, fill in the credentials (never commit .env), and load it",
         "hexaflow validate . && hexaflow test .",

@@ -13,17 +13,16 @@ import os
 import signal
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, TextIO
+from typing import Any, Iterable, Mapping, TextIO
 
-from hexaflow.connector import Connector, ConnectorError
+from hexaflow.connector import AsyncResult, Connector, ConnectorError, Received
 from hexaflow.dispatch import Dispatcher
 from hexaflow.plan import Plan
 from hexaflow.registry import get_connector
 from hexaflow.runner import Connectors, FlowError, apply_async_results, load_plan
-from hexaflow.state import StateError, open_store, state_path as default_state_path
+from hexaflow.state import SQLiteStore, StateError, open_store, state_path as default_state_path
 from hexaflow.statuspage import Response, StatusPage
 
 log = logging.getLogger("hexaflow.serve")
@@ -31,6 +30,7 @@ log = logging.getLogger("hexaflow.serve")
 MAX_BODY = 5 * 1024 * 1024      # a webhook or callback is small; refuse anything huge
 MAX_STATUS_FORM = 16 * 1024     # the status page's login form
 UNMATCHED_RESULT_DELAY_S = 1.0  # before polling for a result that overtook its send
+DELIVERY_DIGESTS = "delivery-digest"   # inbox resource of deliveries kept to refuse replays
 EXIT_OK, EXIT_CONFIG = 0, 1
 
 
@@ -69,7 +69,7 @@ class HookServer:
             raise FlowError("hexaflow serve needs a state file, not :memory: (its threads each "
                             "open their own connection): set HEXAFLOW_STATE or --state to a file "
                             "path, e.g. .hexaflow/state.db")
-        open_store(state).close()             # a state setting that cannot be opened stops serve now
+        _check_state(state)
         self.tenant, self.config, self.state = tenant, dict(config), state
         self.dispatcher = Dispatcher(self.plans, state_path=state,
                                      config_for=lambda _tenant: self.config)
@@ -154,38 +154,75 @@ class HookServer:
             return received.status, received.body
         sources: set[str] = set()
         unmatched = False
-        if received.events or received.results:
+        if received.events or received.results or received.to_confirm:
             store = open_store(self.state)      # one connection per request thread
             try:
-                for event in received.events:
-                    if not self.dispatcher.flows_reading(name, event.resource):
-                        continue                # no flow reads it: nothing would handle the row
-                    if store.put_inbox(self.tenant, name, event.resource, event.record_id,
-                                       event.version):
-                        sources.add(event.resource)
-                if received.results:
-                    apply_async_results(store, self.tenant, name, received.results,
-                                        report=lambda line: log.warning("serve: %s", line))
+                with store.transaction():       # the digest is kept only with its effects
+                    if not self._first_delivery(store, name, received):
+                        return received.status, received.body
+                    for event in received.events:
+                        if not self.dispatcher.flows_reading(name, event.resource):
+                            continue            # no flow reads it: nothing would handle the row
+                        if store.put_inbox(self.tenant, name, event.resource, event.record_id,
+                                           event.version):
+                            sources.add(event.resource)
+                    if received.results:
+                        apply_async_results(store, self.tenant, name, received.results,
+                                            report=lambda line: log.warning("serve: %s", line))
                     # A result can overtake the run that sent the document (it records the
                     # target's ref just after the send returns): nothing to apply it to yet.
                     unmatched = not all(store.has_target_ref(self.tenant, name, r.target_ref)
-                                        for r in received.results)
+                                        for r in received.results + received.to_confirm)
             finally:
                 store.close()
         # Only a new event asks for a run: a duplicate delivery was already asked for.
         for resource in sources:
             self.dispatcher.request_source(self.tenant, name, resource)
-        if unmatched:
-            # Let the sending run finish, then run the flows writing here: each run ends by
-            # polling its queued documents, which picks the overtaking result up.
-            for flow in self.dispatcher.flows_writing(name):
-                self.dispatcher.request(self.tenant, flow, delay=UNMATCHED_RESULT_DELAY_S)
+        if unmatched or received.to_confirm:
+            self._poll_soon(name, received.to_confirm, unmatched)
         return received.status, received.body
+
+    def _poll_soon(self, name: str, to_confirm: list[AsyncResult], unmatched: bool) -> None:
+        """Run the flows writing to ``name``: each run polls the target first, which applies
+        what the target really did (the confirmation of ``to_confirm``), and ends by polling
+        its queued documents, which picks up a result that overtook its send (``unmatched``:
+        once the sending run has finished)."""
+        if to_confirm:
+            states = ", ".join(sorted({r.status for r in to_confirm}))
+            log.info("serve: a %s delivery reports %d document(s) %s: applied only once a poll "
+                     "of %s confirms it (the flows writing to %s run now)", name,
+                     len(to_confirm), states, name, name)
+        delay = UNMATCHED_RESULT_DELAY_S if unmatched else 0.0
+        for flow in self.dispatcher.flows_writing(name):
+            self.dispatcher.request(self.tenant, flow, delay=delay)
+
+    def _first_delivery(self, store: SQLiteStore, name: str, received: Received) -> bool:
+        """Keep the delivery's digest in the inbox; False when it was seen before (a replay,
+        or the sender's retry of a delivery already applied): it is then acknowledged and
+        nothing in it is applied."""
+        if received.digest is None:
+            return True
+        if store.put_inbox(self.tenant, name, DELIVERY_DIGESTS, received.digest, None,
+                           handled=True):
+            return True
+        log.warning("serve: a %s delivery seen before (a replay, or a retry of one already "
+                    "applied) was acknowledged; nothing in it was applied", name)
+        return False
 
     def health(self) -> dict[str, Any]:
         return {"ok": True, "tenant": self.tenant, "runs": self.dispatcher.runs,
                 "pending": [flow for _tenant, flow in self.dispatcher.pending()],
                 "hooks": sorted(self.receivers)}
+
+
+def _check_state(state: str) -> None:
+    """A state setting that cannot be opened, or a state file that is damaged or read-only,
+    stops serve at start (StateError) instead of failing every run and delivery later."""
+    store = open_store(state)
+    try:
+        store.check_usable()
+    finally:
+        store.close()
 
 
 def _listen_error(host: str, port: int, exc: OSError) -> str:

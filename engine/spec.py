@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hexaflow.problems import ERROR, Problem, did_you_mean, path_text
-from hexaflow.yamlload import SourceMap, SpecSyntaxError, parse_yaml
+from hexaflow.yamlload import SourceMap, SpecSyntaxError, parse_yaml, read_text
 
 SCHEMA_PATH = Path(__file__).parent / "schema" / "flow.schema.json"
 FLOW_MARKERS = ("flow", "source", "routes")
@@ -45,7 +45,7 @@ def load_spec(path: Path, display: str | None = None) -> LoadedSpec:
     """Parse a flow file. Raises SpecSyntaxError for files that are not YAML."""
     display = display or str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, display)
     except OSError as exc:
         raise SpecSyntaxError(display, 1, 1, f"cannot read flow file: {exc.strerror}") from None
     except UnicodeDecodeError as exc:

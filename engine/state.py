@@ -8,7 +8,8 @@ calls, so a server database is an adapter, not a rewrite (docs/state.md).
 The ledger holds one row per (tenant, flow, route, document key). Its ``state`` moves forward
 through the lifecycle: planned → (done | queued) → (accepted | rejected | conflict) →
 generated → posted; ``failed`` (transient) and ``planned`` rows are unsettled and are sent
-again by the next run; ``deleted`` marks a withdrawn document.
+again by the next run; ``deleted`` marks a withdrawn document. Later results follow
+``RESULT_MOVES`` (``result_applies``).
 """
 from __future__ import annotations
 
@@ -17,16 +18,31 @@ import os
 import socket
 import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 DEFAULT_STATE_PATH = "./.hexaflow/state.db"
 
-# Order of the lifecycle; a result never moves a row backwards (see apply_result).
-STATE_RANK = {"planned": 0, "failed": 0, "done": 2, "queued": 2, "accepted": 3, "rejected": 3,
-              "conflict": 3, "generated": 4, "posted": 5, "deleted": 6}
+# What the target can still do to a document it holds: generate it, post it, delete it.
+_ONWARD = frozenset({"generated", "posted", "deleted"})
+# The later results (callback or poll) each state takes: only forward along the lifecycle, and
+# only what the target can still do from there (docs/state.md, "Later results"). A state not
+# listed takes none: planned and failed rows are sent again and that send's result counts;
+# posted and deleted are the end.
+RESULT_MOVES: dict[str, frozenset[str]] = {
+    "queued": frozenset({"accepted", "rejected", "conflict"}) | _ONWARD,
+    "done": _ONWARD,
+    "accepted": _ONWARD,        # never rejected or conflict: such a failure is a stale one
+    "rejected": _ONWARD,        # generated or posted: the rejection was a stale one
+    "conflict": frozenset({"deleted"}),  # the target keeps its version until it is deleted
+    "generated": frozenset({"posted"}),  # a generated voucher cannot be deleted through the API
+}
+# The `code` of a ledger row made by `hexaflow adopt`: its payload is the flow's rendering at
+# adoption, not what the target received, so a later change is not sent blindly (runner.decide).
+ADOPTED = "adopted"
 UNSETTLED = ("planned", "failed")
 LIVE = ("done", "queued", "accepted", "generated", "posted")     # the target holds it
 FINAL_IN_TARGET = ("generated", "posted")                         # can no longer change
@@ -107,6 +123,12 @@ class LedgerEntry:
 _COLUMNS = ", ".join(LedgerEntry.__dataclass_fields__)
 
 
+def result_applies(current: str, result: str) -> bool:
+    """Whether a later result of a write moves a document in state ``current`` to ``result``
+    (RESULT_MOVES): a stale rejection never undoes an acceptance, nothing leaves posted."""
+    return result in RESULT_MOVES.get(current, frozenset())
+
+
 def payload_hash(payload: Any) -> str:
     return _digest(canonical_json(payload))
 
@@ -131,7 +153,7 @@ def canonical_json(value: Any) -> str:
 def _holder_is_dead(owner: str | None) -> bool:
     """A lock held by a process of this host that no longer exists (killed run)."""
     host, _, pid = (owner or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    if host != socket.gethostname() or not (pid.isascii() and pid.isdigit()):
         return False
     try:
         os.kill(int(pid), 0)
@@ -150,6 +172,59 @@ class StateError(ValueError):
     """The state setting (HEXAFLOW_STATE / --state) names no store that can be opened."""
 
 
+# What an SQLite error says about the state file (by its primary result code), and the fix.
+_FAULTS = {
+    "SQLITE_READONLY": "cannot write the state file ({reason}); let the user running hexaflow "
+                       "write to {file} and to its folder {folder} (SQLite writes {name}-wal and "
+                       "{name}-shm there), or set HEXAFLOW_STATE (or --state) to a state file it "
+                       "can write",
+    "SQLITE_CORRUPT": "the state file is damaged ({reason}); stop every hexaflow using it and "
+                      "restore {file} from your latest backup (without one: move it aside and "
+                      "run `hexaflow adopt FLOW` for each flow, which rebuilds the ledger from "
+                      "what the targets hold)",
+    "SQLITE_NOTADB": "cannot open the state file ({reason}); set HEXAFLOW_STATE (or --state) to "
+                     "the state file, or, if {file} was one, restore it from your latest backup",
+    "SQLITE_IOERR": "reading or writing the state file failed ({reason}); check the disk holding "
+                    "{file} (free space, errors), then run again",
+    "SQLITE_BUSY": "the state file stayed locked by another program ({reason}); let it finish "
+                   "(another hexaflow, or a tool that has {file} open), then run again",
+}
+_FAULTS.update({"SQLITE_PERM": _FAULTS["SQLITE_READONLY"], "SQLITE_FULL": _FAULTS["SQLITE_IOERR"],
+                "SQLITE_LOCKED": _FAULTS["SQLITE_BUSY"]})
+
+
+def state_fault(target: str, exc: sqlite3.Error | str) -> StateError | None:
+    """The StateError for an SQLite error on the state file ``target`` (a corrupt page, a file
+    this user cannot write, a failing disk, a lock held too long): names the file, what is wrong
+    and what to do. A ``str`` is a problem ``PRAGMA quick_check`` found (a damaged file). None
+    for errors that say nothing about the file (a bug keeps its traceback)."""
+    if isinstance(exc, str):
+        code, reason = "SQLITE_CORRUPT", exc
+    else:
+        # Extended names (SQLITE_IOERR_SHORT_READ...) start with their primary one.
+        name = getattr(exc, "sqlite_errorname", None) or ""
+        code, reason = next((c for c in _FAULTS if name == c or name.startswith(c + "_")), ""), exc
+    if not code:
+        return None
+    path = Path(target)
+    message = _FAULTS[code].format(reason=reason, file=target, name=path.name,
+                                   folder=path.parent.resolve())
+    return StateError(f"HEXAFLOW_STATE={target}: {message}")
+
+
+@contextmanager
+def state_faults(setting: str | None) -> Iterator[None]:
+    """Around the use of a state store: an SQLite error about the state file (see state_fault),
+    at any moment of a command, becomes a StateError that names the file and the fix."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        fault = state_fault(state_path(setting).removeprefix("sqlite:///"), exc)
+        if fault is None:
+            raise
+        raise fault from None
+
+
 def open_store(path: str | None = None) -> "SQLiteStore":
     """The state store named by ``path`` / HEXAFLOW_STATE (a file path or sqlite:///path).
     Raises StateError, naming the setting (never a URL's password), when it cannot be opened."""
@@ -162,6 +237,9 @@ def open_store(path: str | None = None) -> "SQLiteStore":
     try:
         return SQLiteStore(target)
     except (OSError, sqlite3.Error) as exc:
+        fault = state_fault(target, exc) if isinstance(exc, sqlite3.Error) else None
+        if fault is not None:        # damaged, read-only...: the fix is not another setting
+            raise fault from None
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         if isinstance(exc, (FileExistsError, NotADirectoryError)):
             blocking = next((p for p in Path(target).parents if p.exists() and not p.is_dir()), None)
@@ -199,6 +277,21 @@ class SQLiteStore:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+
+    def check_usable(self) -> None:
+        """StateError unless every page reads back and the file can be written (the write is
+        undone). For a long-running process (serve), which must stop at start rather than fail
+        at every run; it reads the whole file once."""
+        with state_faults(self.path):
+            problem = self.db.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if problem != "ok":
+                raise state_fault(self.path, " ".join(problem.split())[:200]) or StateError(problem)
+            version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute(f"PRAGMA user_version = {version}")
+            finally:
+                self.db.execute("ROLLBACK")
 
     def close(self) -> None:
         self.db.close()
@@ -388,15 +481,14 @@ class SQLiteStore:
 
     def apply_result(self, tenant: str, connector: str, target_ref: str, state: str,
                      code: str | None = None, message: str | None = None) -> list[LedgerEntry]:
-        """Apply a later outcome (callback or poll) to the rows with this target_ref, only
-        forward in the lifecycle; returns the rows that changed."""
+        """Apply a later outcome (callback or poll) to the rows with this target_ref where
+        ``result_applies``; returns the rows that changed."""
         changed = []
         with self._tx():
             rows = self._entries(f"SELECT {_COLUMNS} FROM ledger WHERE tenant=? AND connector=? "
                                  f"AND target_ref=?", (tenant, connector, target_ref))
             for e in rows:
-                if STATE_RANK.get(state, 0) <= STATE_RANK.get(e.state, 0) and \
-                        not (e.state == "accepted" and state in ("rejected", "conflict")):
+                if not result_applies(e.state, state):
                     continue
                 now = time.time()
                 self.db.execute("UPDATE ledger SET state=?, code=?, message=?, updated_at=? WHERE "
@@ -472,6 +564,13 @@ class SQLiteStore:
                         "source_id=? AND route IS ? AND key IS ? AND status='open'",
                         (tenant, flow, source_id, route, key))
 
+    def holds_tenant(self, tenant: str) -> bool:
+        """Whether the store holds anything of ``tenant``: a document, a run or a cursor. A
+        store that holds nothing while a target holds the tenant's documents was lost."""
+        return any(self.db.execute(f"SELECT 1 FROM {table} WHERE tenant=? LIMIT 1",
+                                   (tenant,)).fetchone()
+                   for table in ("ledger", "runs", "cursors"))
+
     def has_target_ref(self, tenant: str, connector: str, target_ref: str) -> bool:
         """Whether any ledger row knows this target ref (a result for it can be applied)."""
         return self.db.execute("SELECT 1 FROM ledger WHERE tenant=? AND connector=? AND "
@@ -479,15 +578,18 @@ class SQLiteStore:
 
     # -- inbox (webhook events received by `hexaflow serve`, docs/serve.md) -------------
     def put_inbox(self, tenant: str, connector: str, resource: str, record_id: str,
-                  version: str | None) -> bool:
+                  version: str | None, *, handled: bool = False) -> bool:
         """Store an event once; True when it is new (a repeated or concurrent delivery of
-        the same version is a no-op that returns False)."""
+        the same version is a no-op that returns False). ``handled``: nothing is left to run
+        for it (a delivery kept only to recognise its replays)."""
+        now = time.time()
         cur = self.db.execute(
-            "INSERT INTO inbox (tenant, connector, resource, record_id, version, received_at) "
-            "VALUES (?,?,?,?,?,?) ON CONFLICT (tenant, connector, resource, record_id, version) "
-            "DO NOTHING",
+            "INSERT INTO inbox (tenant, connector, resource, record_id, version, received_at, "
+            "handled_at) VALUES (?,?,?,?,?,?,?) "
+            "ON CONFLICT (tenant, connector, resource, record_id, version) DO NOTHING",
             # NULL is never equal to NULL in a unique key: an event without version is ''.
-            (tenant, connector, resource, record_id, version or "", time.time()))
+            (tenant, connector, resource, record_id, version or "", now,
+             now if handled else None))
         return cur.rowcount == 1
 
     def inbox(self, tenant: str, *, pending: bool = False) -> list[dict[str, Any]]:

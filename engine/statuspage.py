@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 import jinja2
 
 from hexaflow.runner import FlowError
-from hexaflow.state import LedgerEntry, open_store
+from hexaflow.state import LedgerEntry, StateError, open_store, state_faults
 from hexaflow.timeutil import DEFAULT_TIMEZONE, get_zone
 
 log = logging.getLogger("hexaflow.statuspage")
@@ -85,6 +85,7 @@ LABELS: dict[str, dict[str, str]] = {
                          "hexaflow serve để bật trang này.",
         "notfound.title": "Không tìm thấy trang",
         "notfound.body": "Địa chỉ này không có trong trang trạng thái.",
+        "statefault.title": "Không đọc được tệp trạng thái",
         "flows.title": "Luồng đồng bộ",
         "runs.title": "Lần chạy gần đây",
         "documents.title": "Chứng từ gần đây",
@@ -192,6 +193,7 @@ LABELS: dict[str, dict[str, str]] = {
                          "hexaflow serve to turn it on.",
         "notfound.title": "Page not found",
         "notfound.body": "The status page has no such address.",
+        "statefault.title": "The state file cannot be read",
         "flows.title": "Flows",
         "runs.title": "Recent runs",
         "documents.title": "Recent documents",
@@ -374,7 +376,9 @@ class StatusPage:
             if name != COOKIE:
                 continue
             expires, _, _mac = value.partition(".")
-            if expires.isdigit() and len(expires) <= 12 and int(expires) > time.time() and \
+            # ASCII digits only: str.isdigit() is also true for "²", which int() refuses.
+            if expires.isascii() and expires.isdigit() and len(expires) <= 12 and \
+                    int(expires) > time.time() and \
                     hmac.compare_digest(value.encode("utf-8"),
                                         self._session_value(int(expires)).encode("utf-8")):
                 return True
@@ -402,6 +406,14 @@ class StatusPage:
         if method != "GET":
             return view.page(405, "message.html", title=view.t("notfound.title"),
                              text=view.t("notfound.body"))
+        try:
+            with state_faults(self.state):
+                return self._page(view, path, url.path, query)
+        except StateError as exc:    # damaged or unreadable: say so (the message is the CLI's)
+            return view.page(503, "message.html", title=view.t("statefault.title"),
+                             text=str(exc))
+
+    def _page(self, view: "_View", path: str, raw_path: str, query: dict[str, str]) -> Response:
         store = open_store(self.state)           # one connection per request thread
         try:
             store.db.execute("PRAGMA query_only = ON")
@@ -413,7 +425,7 @@ class StatusPage:
             if path == "/status/search":
                 return view.search(data, query.get("q", ""))
             if path.startswith("/status/record/"):
-                return view.record(data, unquote(url.path[len("/status/record/"):]))
+                return view.record(data, unquote(raw_path[len("/status/record/"):]))
             return view.page(404, "message.html", title=view.t("notfound.title"),
                              text=view.t("notfound.body"))
         finally:

@@ -59,7 +59,10 @@ def parse_datetime(value: str | datetime | date) -> datetime:
 
 
 def to_zone(value: str | datetime, zone: str = DEFAULT_TIMEZONE) -> datetime:
-    return parse_datetime(value).astimezone(get_zone(zone))
+    try:
+        return parse_datetime(value).astimezone(get_zone(zone))
+    except OverflowError:    # 0001-01-01T00:00:00+14:00 has no UTC time, nor a local one
+        raise ValueError(f"timestamp out of range: {value!r}") from None
 
 
 def format_utc(dt: datetime) -> str:

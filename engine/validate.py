@@ -127,6 +127,8 @@ def _check(path: Path, spec: LoadedSpec) -> list[Problem]:
     if plan is None:
         return problems
     problems += check_test_files(spec)
+    from hexaflow.keyidentity import key_identity_problems
+    problems += key_identity_problems(plan, spec)
     if "coverage" in spec.data:
         from hexaflow.coverage import check_coverage
         problems += check_coverage(plan, spec)
@@ -152,10 +154,19 @@ def _test_file_refs(spec: LoadedSpec) -> list[tuple[tuple, object]]:
 
 
 def check_test_files(spec: LoadedSpec) -> list[Problem]:
+    from hexaflow.paths import PathError, inside_project
+
     problems = []
     base = spec.path.parent
     for where, ref in _test_file_refs(spec):
-        if isinstance(ref, str) and not (base / ref).exists():
+        if not isinstance(ref, str):
+            continue
+        try:
+            found = inside_project(base, ref, "test file").exists()
+        except PathError as exc:
+            problems.append(spec.problem(where, exc.message, exc.hint))
+            continue
+        if not found:
             problems.append(spec.problem(where, f"test file not found: {ref}",
                                          "paths are relative to the flow file"))
     return problems

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from hexaflow.limits import MAX_FILE_BYTES, MAX_NESTING, MAX_VALUES
+
 Path_ = tuple  # a path into the document: keys and list indices
 
 
@@ -77,6 +79,7 @@ _Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 
 
 def _convert(loader: _Loader, node: yaml.Node, path: tuple, smap: SourceMap) -> Any:
+    _check_size(node, path, smap)
     smap.values[path] = Position(node.start_mark.line + 1, node.start_mark.column + 1,
                                  isinstance(node, yaml.ScalarNode) and node.style in ("'", '"'))
     if isinstance(node, yaml.MappingNode):
@@ -114,6 +117,24 @@ def _convert(loader: _Loader, node: yaml.Node, path: tuple, smap: SourceMap) -> 
     return loader.construct_object(node, deep=True)
 
 
+def _check_size(node: yaml.Node, path: tuple, smap: SourceMap) -> None:
+    """Refuse a document that expands past the limits: every value gets a path in the source
+    map, so an alias used many times (a "billion laughs" bomb) counts once per use, and one
+    that refers to the value holding it (``&a [*a]``) nests for ever."""
+    line, col = node.start_mark.line + 1, node.start_mark.column + 1
+    if len(path) > MAX_NESTING:
+        raise SpecSyntaxError(smap.file, line, col,
+                              f"values nested more than {MAX_NESTING} levels deep",
+                              "flatten the structure; an alias must not refer to the value "
+                              "that holds it (as in `a: &a [*a]`)")
+    if len(smap.values) >= MAX_VALUES:
+        raise SpecSyntaxError(smap.file, line, col,
+                              f"the document holds more than {MAX_VALUES:,} values once its "
+                              f"aliases are expanded",
+                              "use fewer aliases (*name) or merge keys (<<:); a table this "
+                              "large belongs in a CSV file")
+
+
 def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     """Parse one YAML document; return (data, source map). Raises SpecSyntaxError."""
     smap = SourceMap(file)
@@ -138,27 +159,52 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
         loader.dispose()
 
 
+def read_limited(path: Path, display: str) -> bytes:
+    """The file's bytes, refused past MAX_FILE_BYTES without reading further (files such as
+    /proc's say they are empty, so the size is counted, not asked). Raises OSError."""
+    with path.open("rb") as handle:
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise SpecSyntaxError(display, 1, 1, f"the file is larger than "
+                              f"{MAX_FILE_BYTES // (1024 * 1024)} MiB, the limit for flows and "
+                              f"the files they name",
+                              "split it; a flow, table or test file is never this large")
+    return data
+
+
+def read_text(path: Path, display: str) -> str:
+    """``read_limited`` as UTF-8 text with universal newlines, as ``Path.read_text`` gives it.
+    Raises OSError, UnicodeDecodeError (with the bytes read: its position is the file's)."""
+    text = read_limited(path, display).decode("utf-8")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _json(text: str, display: str, line: int = 0) -> Any:
+    """One JSON document; ``line``: its line in a JSONL file (0: a whole JSON file)."""
+    try:
+        return json.loads(text, parse_float=Decimal)
+    except json.JSONDecodeError as exc:
+        raise SpecSyntaxError(display, line or exc.lineno, exc.colno,
+                              f"invalid JSON: {exc.msg}") from None
+    except RecursionError:        # json nests one Python call per level
+        raise SpecSyntaxError(display, line or 1, 1, "JSON nested too deeply",
+                              "a record or table nests a few levels, not hundreds") from None
+
+
 def read_data_file(path: Path, display: str | None = None) -> Any:
     """Load a YAML or JSON data file (fixtures, tables); decimals become Decimal."""
     display = display or str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, display)
     except OSError as exc:
         raise SpecSyntaxError(display, 1, 1, f"cannot read file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SpecSyntaxError(display, 1, 1, "the file is not UTF-8 text",
+                              "save it as UTF-8") from None
     if path.suffix.lower() == ".json":
-        try:
-            return json.loads(text, parse_float=Decimal)
-        except json.JSONDecodeError as exc:
-            raise SpecSyntaxError(display, exc.lineno, exc.colno, f"invalid JSON: {exc.msg}") from None
+        return _json(text, display)
     if path.suffix.lower() == ".jsonl":
-        rows = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line, parse_float=Decimal))
-                except json.JSONDecodeError as exc:
-                    raise SpecSyntaxError(display, number, exc.colno,
-                                          f"invalid JSON: {exc.msg}") from None
-        return rows
+        return [_json(line, display, number) for number, line in enumerate(text.splitlines(), 1)
+                if line.strip()]
     data, _ = parse_yaml(text, display)
     return data

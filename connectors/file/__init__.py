@@ -4,14 +4,17 @@ It lets any flow run with no network: for trying a mapping on exported data, for
 for the examples in docs/.
 
 Reading (``source: {connector: file, resource: records, params: {path: orders.jsonl}}``):
-``path`` is relative to the flow file; the format comes from the extension (``.json`` holds a
-list of records, ``.jsonl`` one record per line, ``.csv`` a header row). With
+``path`` is relative to the flow file and stays inside its folder (hexaflow.paths: no absolute
+path, no ``..`` or symlink out of it, no hidden file); the format comes from the extension
+(``.json`` holds a list of records, ``.jsonl`` one record per line, ``.csv`` a header row). With
 ``incremental: {cursor: field}`` only records whose field sorts after the saved cursor are read,
 in cursor order. Numbers with decimals are read as Decimal.
 
 Writing (``target: {connector: file, document: vouchers}``): each document is appended as one
-JSON line ``{"key", "action", "payload"}`` to ``params.path`` if given, else
-``<HEXAFLOW_FILE_OUT or ./out>/<document>.jsonl`` (relative to the working directory).
+JSON line ``{"key", "action", "payload"}`` to ``params.path`` if given (relative to the flow
+file and inside its folder, as for reading: a flow must not write anywhere else), else to
+``<HEXAFLOW_FILE_OUT or ./out>/<document>.jsonl`` (a setting of whoever runs the flow,
+relative to the working directory).
 ``read_one`` (``hexaflow explain --id``) finds the record whose ``id`` field equals the id
 given (compared as text).
 
@@ -31,6 +34,7 @@ from hexaflow.connector import (ACCEPTED, DONE, QUEUED, REJECTED, AsyncResult, C
                                 ConfigVar, Connector, ConnectorError, DocumentInfo, Page,
                                 ResourceInfo, WriteItem, WriteResult)
 from hexaflow.expressions import jsonable
+from hexaflow.paths import PathError, inside_project
 
 PAGE_SIZE = 500
 
@@ -61,8 +65,7 @@ class FileConnector(Connector):
         if not params.get("path"):
             raise ConnectorError("file connector: source.params.path is required "
                                  "(the file to read, relative to the flow file)")
-        path = Path(self.context.base_dir) / params["path"]
-        records = list(_read_records(path))
+        records = list(_read_records(self._inside(params["path"], "source.params.path")))
         if cursor_field:
             records = [r for r in records if r.get(cursor_field) is not None]
             records.sort(key=lambda r: _sortable(r[cursor_field]))
@@ -80,10 +83,18 @@ class FileConnector(Connector):
                     return record
         return None
 
+    def _inside(self, name: Any, what: str) -> Path:
+        """The file ``name`` (a flow's param) inside the flow's folder."""
+        try:
+            return inside_project(Path(self.context.base_dir), str(name),
+                                  f"file connector: {what}")
+        except PathError as exc:
+            raise ConnectorError(f"{exc.message}; {exc.hint}") from None
+
     # -- writing ----------------------------------------------------------------------
     def _out_path(self, item: WriteItem) -> Path:
         if item.params.get("path"):
-            return Path(item.params["path"])
+            return self._inside(item.params["path"], "target.params.path")
         return Path(os.environ.get("HEXAFLOW_FILE_OUT", "out")) / f"{item.document}.jsonl"
 
     def write(self, items: Sequence[WriteItem]) -> list[WriteResult]:
@@ -95,7 +106,12 @@ class FileConnector(Connector):
                     results.append(WriteResult(item.ref, REJECTED, code="UnknownDocument",
                                                message=f"file connector cannot write {item.document!r}"))
                     continue
-                path = self._out_path(item)
+                try:
+                    path = self._out_path(item)
+                except ConnectorError as exc:   # this route's path: its documents only
+                    results.append(WriteResult(item.ref, REJECTED, code="PathNotAllowed",
+                                               message=str(exc)))
+                    continue
                 if path not in handles:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     handles[path] = path.open("a", encoding="utf-8")

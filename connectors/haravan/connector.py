@@ -10,14 +10,15 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from hexaflow.connector import (
     CONFLICT, DONE, FAILED, REJECTED, Catalogue, ConfigVar, Connector, ConnectorContext,
-    ConnectorError, DocumentInfo, Page, Received, ReceivedEvent,
+    ConnectorError, DocumentInfo, JSONTooDeep, Page, Received, ReceivedEvent,
     ResourceInfo, WriteItem, WriteResult)
 from hexaflow.http import RetriesExhausted
+from hexaflow.text import canonical_code
 from hexaflow.timeutil import parse_datetime
 
 from .client import HaravanClient, HaravanHTTPError, Settings
 from .normalise import normalise, normalise_timestamp, quirks
-from .pagination import iter_pages
+from .pagination import WalkError, iter_pages
 from .webhooks import parse_webhook, verify_webhook
 
 log = logging.getLogger("hexaflow.connectors.haravan")
@@ -129,6 +130,15 @@ def _result(item: WriteItem, status: str, target_ref: Any = None, code: Any = No
                        code=None if code is None else str(code), message=message)
 
 
+def _canonical_sku(variant: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a payload variant whose SKU is the canonical code (hexaflow.text): the SKU the
+    product is stored with is then the one later writes look it up by."""
+    out = dict(variant)
+    if out.get("sku") is not None:
+        out["sku"] = canonical_code(str(out["sku"]))
+    return out
+
+
 def _chunks(seq: Sequence[Any], size: int) -> Iterator[list[Any]]:
     it = iter(seq)
     while chunk := list(islice(it, size)):
@@ -190,9 +200,18 @@ class HaravanConnector(Connector):
             query["order"] = "updated_at asc"
         limit = int(spec.get("page_size") or self.settings.page_size)
 
+        pages = iter_pages(fetch, query, limit, walk_field=walk)
+        try:
+            yield from self._pages(pages, since_text, walk, bool(spec.get("incremental")))
+        except WalkError as exc:
+            raise ConnectorError(self._walk_message(resource, spec["path"], exc)) from None
+
+    def _pages(self, pages: Iterator[list[dict[str, Any]]], since_text: str | None,
+               walk: str | None, incremental: bool) -> Iterator[Page]:
+        """Normalised pages with the cursor each may save (see read)."""
         newest = since_text
         held: list[dict[str, Any]] | None = None    # unsorted reads: one page held back
-        for raw in iter_pages(fetch, query, limit, walk_field=walk):
+        for raw in pages:
             records = [normalise(r) for r in raw]
             if since_text is not None and self.settings.overlap_seconds == 0:
                 # Without an overlap the read is exclusive of the cursor: a record stamped
@@ -212,7 +231,18 @@ class HaravanConnector(Connector):
                 yield Page(held, cursor=since_text or EPOCH)
             held = records
         if held is not None:
-            yield Page(held, cursor=newest if spec.get("incremental") else None)
+            yield Page(held, cursor=newest if incremental else None)
+
+    def _walk_message(self, resource: str, path: str, exc: WalkError) -> str:
+        """What the server did, why the read stopped, and what to check."""
+        check = (f"check that HARAVAN_BASE_URL ({self.settings.base_url}) is Haravan's API and "
+                 "that nothing in between (a proxy, a mock) drops query parameters")
+        if exc.param == "order":
+            check += (f"; if this server never sorts {resource}, set `sorted_by_updated_at: "
+                      f"false` for {resource} in connectors/haravan/quirks.yaml")
+        return (f"haravan: GET {path}: {exc}. Reading on would serve the same {resource} again "
+                f"and again, so the read stopped before that page (nothing of it was used); "
+                f"{check}")
 
     def read_one(self, resource: str, record_id: str,
                  params: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
@@ -224,7 +254,7 @@ class HaravanConnector(Connector):
             raise ConnectorError(f"haravan cannot fetch one {resource!r} by id; "
                                  f"it can for: {', '.join(known)}")
         text = str(record_id).strip()
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):      # "²" is a digit to str.isdigit
             raise ConnectorError(f"haravan ids are numbers, got {record_id!r}")
         path = spec["one"]["path"].replace("{id}", text)
         try:
@@ -249,6 +279,9 @@ class HaravanConnector(Connector):
                                            "(check HARAVAN_WEBHOOK_SECRET)"})
         try:
             topic, _org, body = parse_webhook(raw_body, headers)
+        except JSONTooDeep as exc:
+            return Received(400, {"error": f"webhook body refused: {exc} (a Haravan webhook "
+                                           f"nests a few levels)"})
         except ValueError:
             return Received(400, {"error": "webhook body is not JSON"})
         resource = TOPIC_RESOURCES.get(topic.split("/", 1)[0])
@@ -280,16 +313,18 @@ class HaravanConnector(Connector):
         return results
 
     def exists(self, document: str, key: str) -> bool | None:
-        if document != "product" or not str(key or "").strip():
+        sku = canonical_code(str(key or ""))
+        if document != "product" or not sku:
             return None
         try:
-            return bool(self._products_with_sku(str(key).strip(), refresh=True))
+            return bool(self._products_with_sku(sku, refresh=True))
         except (RetriesExhausted, HaravanHTTPError):
             return None
 
     def _products_with_sku(self, sku: str, refresh: bool = False) -> list[dict[str, Any]]:
-        """Products holding a variant with exactly this SKU. Never asks with an empty SKU: the
-        real API then answers with 50 arbitrary products ([EMP])."""
+        """Products holding a variant with exactly this SKU (a canonical code: read SKUs are
+        canonical too). Never asks with an empty SKU: the real API then answers with 50
+        arbitrary products ([EMP])."""
         if not sku:
             return []
         if refresh or sku not in self._sku_cache:
@@ -306,8 +341,8 @@ class HaravanConnector(Connector):
             return _result(item, REJECTED, message=f"product supports upsert and create, not {item.action!r}")
         payload = dict(item.payload.get("product", item.payload))
         payload.pop("id", None)
-        variants = [dict(v) for v in payload.get("variants") or []]
-        skus = [str(v.get("sku")).strip() for v in variants if v.get("sku") and str(v.get("sku")).strip()]
+        variants = [_canonical_sku(v) for v in payload.get("variants") or []]
+        skus = [v["sku"] for v in variants if v.get("sku")]
         if not skus:
             return _result(item, REJECTED, message="product has no variant with a SKU; products "
                                                    "are matched by variants[].sku")
@@ -397,7 +432,7 @@ class HaravanConnector(Connector):
 
     def _stock_line(self, item: WriteItem) -> tuple[dict[str, Any], str | None]:
         p = item.payload
-        sku = str(p.get("sku") or "").strip()
+        sku = canonical_code(str(p.get("sku") or ""))
         kind = str(p.get("type") or "set").lower()
         if not sku:
             return {}, "stock line has no sku"

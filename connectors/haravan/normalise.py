@@ -2,12 +2,11 @@
 
 Money becomes Decimal, enum spellings become one canonical value, timestamps become ISO-8601 UTC
 with ``Z`` and six fractional digits (so they compare as text and keep the precision Haravan's
-7-digit stamps need to tell two changes apart). Ids are left alone: JSON integers are Python
-ints already, however large.
+7-digit stamps need to tell two changes apart), codes and names follow hexaflow.text (trimmed,
+NFC). Ids are left alone: JSON integers are Python ints already, however large.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import timezone
 from decimal import Decimal
@@ -17,7 +16,9 @@ from typing import Any
 
 import yaml
 
+from hexaflow.connector import loads_json
 from hexaflow.money import to_decimal
+from hexaflow.text import canonical_code, canonical_name
 from hexaflow.timeutil import parse_datetime
 
 
@@ -36,6 +37,8 @@ class Rules:
     timestamp_suffix: str
     timestamp_fields: frozenset[str]
     transaction_status: dict[str, str]
+    code_fields: frozenset[str]
+    name_fields: frozenset[str]
 
 
 @lru_cache(maxsize=1)
@@ -49,12 +52,14 @@ def rules() -> Rules:
         money_fields=frozenset(q["money_fields"]),
         timestamp_suffix=q["timestamp_fields"]["suffix"],
         timestamp_fields=frozenset(q["timestamp_fields"]["extra"]),
-        transaction_status={k.lower(): v for k, v in enums["transaction_status"].items()})
+        transaction_status={k.lower(): v for k, v in enums["transaction_status"].items()},
+        code_fields=frozenset(q["text_fields"]["codes"]),
+        name_fields=frozenset(q["text_fields"]["names"]))
 
 
-def loads(data: bytes | str) -> Any:
-    """Parse a Haravan response body without ever going through binary floats."""
-    return json.loads(data, parse_float=Decimal)
+def loads(data: bytes | str, max_depth: int | None = None) -> Any:
+    """Parse a Haravan body without ever going through binary floats (loads_json)."""
+    return loads_json(data, max_depth)
 
 
 def normalise_enum(field: str, value: Any) -> Any:
@@ -70,10 +75,11 @@ def normalise_timestamp(value: Any) -> Any:
     if not isinstance(value, str) or not value:
         return value
     try:
-        dt = parse_datetime(value)
-    except ValueError:
+        return parse_datetime(value).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    except (ValueError, OverflowError):
+        # OverflowError: 0001-01-01T00:00:00+14:00 and 9999-12-31T23:59:59-12:00 have no UTC
+        # time; kept as they came, the flow that reads them reports the record.
         return value
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def normalise(record: Any) -> Any:
@@ -100,6 +106,10 @@ def normalise(record: Any) -> Any:
                 item = normalise_timestamp(item)
             elif key == "status" and is_transaction and isinstance(item, str):
                 item = r.transaction_status.get(item.strip().lower(), item.strip().lower())
+            elif key in r.code_fields and isinstance(item, str):
+                item = canonical_code(item)
+            elif key in r.name_fields and isinstance(item, str):
+                item = canonical_name(item)
             elif isinstance(item, (dict, list)):
                 item = walk(item)
             out[key] = item

@@ -3,9 +3,13 @@ spellings, bearer auth and the 80-call / 4-per-second leaky bucket, over real HT
 
 Admin routes (no token needed; contract in design.md):
 ``POST /_sandbox/reset`` (``{"data": "demo", "orders": N}`` loads the demo), ``GET /_sandbox/state``,
+``POST /_sandbox/orders`` (``{"orders": [...]}`` stored as they are, for tests of hostile data),
 ``POST /_sandbox/orders/{id}/pay`` (``{"gateway": ...}``), ``POST /_sandbox/orders/{id}/fulfill``
 (``{"location_id": N}``), ``POST /_sandbox/faults`` (shared fault injection, plus
-``{"rate_limit": true|false}``), ``POST /_sandbox/webhooks`` (``{"url", "topics"}``),
+``{"rate_limit": true|false}`` and ``{"ignore_params": ["updated_at_min", "order", ...]}``: the
+API routes then act as if those query parameters were not sent, as real Haravan does with
+parameters it does not know; a faults body without it, or ``[]``, honours them all again),
+``POST /_sandbox/webhooks`` (``{"url", "topics"}``),
 ``GET /_sandbox/webhooks`` (registrations and deliveries), ``POST /_sandbox/state``
 (``{"bucket_level": N, "rate_limit": bool, "reset_counters": true}``: what another client left
 in the bucket, for benchmarks) and ``GET /_sandbox/stats`` (counters and API calls by route,
@@ -201,6 +205,7 @@ class HaravanSandbox(SandboxApp):
         self.request_counts: Counter[str] = Counter()
         self.first_request_at = self.last_request_at = 0.0    # epoch seconds, API requests
         self.throttled = 0             # 429s answered by the bucket
+        self.ignored_params: frozenset[str] = frozenset()   # POST /_sandbox/faults ignore_params
         self._routes_api()
         self._routes_admin()
 
@@ -208,6 +213,9 @@ class HaravanSandbox(SandboxApp):
     def on_faults(self, body: dict[str, Any]) -> None:
         if "rate_limit" in body:
             self.rate_limit = bool(body["rate_limit"])
+        names = body.get("ignore_params") or []
+        names = names if isinstance(names, list) else [names]
+        self.ignored_params = frozenset(str(n) for n in names)
 
     def api(self, method: str, path: str, scope: str, handler: Callable[[Request], Response]) -> None:
         def run(req: Request) -> Response:
@@ -228,7 +236,10 @@ class HaravanSandbox(SandboxApp):
     def dispatch(self, req: Request) -> Response:
         if req.path.startswith("/_sandbox/"):
             return super().dispatch(req)
-        self.requests.append((req.method, req.path, dict(req.query)))
+        self.requests.append((req.method, req.path, dict(req.query)))     # as the client sent it
+        for name in self.ignored_params & req.query.keys():
+            del req.query[name]
+            req.query_lists.pop(name, None)
         with self.lock:
             self.request_counts[f"{req.method} {req.path}"] += 1
             self.last_request_at = time.time()
@@ -543,6 +554,7 @@ class HaravanSandbox(SandboxApp):
         self.add("GET", r"/_sandbox/state", self.admin_state)
         self.add("POST", r"/_sandbox/state", self.admin_set_state)
         self.add("GET", r"/_sandbox/stats", self.admin_stats)
+        self.add("POST", r"/_sandbox/orders", self.admin_raw_orders)
         self.add("POST", rf"/_sandbox/orders/{ID}/pay", self.admin_pay)
         self.add("POST", rf"/_sandbox/orders/{ID}/fulfill", self.admin_fulfill)
         self.add("POST", r"/_sandbox/webhooks", self.admin_webhook)
@@ -607,6 +619,15 @@ class HaravanSandbox(SandboxApp):
                 "orders": len(self.shop.orders), "requests": dict(self.request_counts),
                 "first_request_at": self.first_request_at or None,
                 "last_request_at": self.last_request_at or None})
+
+    def admin_raw_orders(self, req: Request) -> Response:
+        """``{"orders": [...]}`` stored as they are (HaravanShop.store_raw_order): orders no
+        API route would create, for tests of hostile data."""
+        body = req.json() or {}
+        orders = body.get("orders") if isinstance(body, dict) else None
+        if not isinstance(orders, list) or not all(isinstance(o, dict) for o in orders):
+            return json_response({"errors": {"orders": ["must be a list of objects"]}}, 422)
+        return self._admin(lambda: {"ids": [self.shop.store_raw_order(o)["id"] for o in orders]})
 
     def admin_pay(self, req: Request) -> Response:
         body = req.json() or {}

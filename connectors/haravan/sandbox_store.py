@@ -45,6 +45,17 @@ def dec(value: Any) -> Decimal:
     return Decimal(str(value))
 
 
+def _summary(order: dict[str, Any], updated_ms: int) -> tuple[int, int, str, str, bool, bool]:
+    """What list filters read of an order. Tolerant: a raw order (``store_raw_order``) may
+    hold anything in these fields."""
+    try:
+        created_ms = to_ms(order["created_at"])
+    except (KeyError, TypeError, ValueError, OverflowError):
+        created_ms = updated_ms
+    return (created_ms, updated_ms, order.get("financial_status"), order.get("fulfillment_status"),
+            order.get("cancelled_status") == "cancelled", order.get("closed_status") == "closed")
+
+
 class OrderIndex:
     """Orders by id, with sorted (updated_at, id) and id indexes and a per-order summary used
     by filters, so a list query never builds or sorts orders it does not return."""
@@ -106,9 +117,7 @@ class OrderIndex:
                 del self.by_updated[pos]
         self._orders[oid] = order
         bisect.insort(self.by_updated, (updated_ms, oid))
-        self.summary[oid] = (to_ms(order["created_at"]), updated_ms, order["financial_status"],
-                             order["fulfillment_status"], order["cancelled_status"] == "cancelled",
-                             order["closed_status"] == "closed")
+        self.summary[oid] = _summary(order, updated_ms)
 
     def query(self, *, order: str, updated_min: int | None, updated_max: int | None,
               keep: Callable[[int, tuple], bool] | None, offset: int, limit: int) -> list[int]:
@@ -528,6 +537,18 @@ class HaravanShop:
         self.orders.put(order, ms)
         for topic in topics + ("orders/updated",):
             self.on_event(topic, order)
+        return order
+
+    def store_raw_order(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Keep ``record`` as it is, as a shop's database may hold it after a bug, an import or
+        an app's write (for tests of hostile data): only ``id`` (when missing or not an int)
+        and ``updated_at`` are set, so that it can be listed and paged."""
+        order = copy.deepcopy(record)
+        if type(order.get("id")) is not int or order["id"] in self.orders.summary:
+            order["id"] = self.new_id()
+        ms = self.tick()
+        order["updated_at"] = render_time(ms, order["id"] + ms)
+        self.orders.put(order, ms)
         return order
 
     def create_order(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,8 @@ import hashlib
 import hmac
 from typing import Any, Mapping, NamedTuple
 
+from hexaflow.connector import MAX_DELIVERY_DEPTH
+
 from .normalise import loads, normalise
 
 SIGNATURE_HEADERS = ("x-haravan-hmacsha256", "x-haravan-hmac-sha256")
@@ -49,8 +51,9 @@ class WebhookEvent(NamedTuple):
 
 
 def parse_webhook(raw_body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
-    """Topic, shop and normalised body of a delivery. Verify it first with :func:`verify_webhook`."""
+    """Topic, shop and normalised body of a delivery. Verify it first with :func:`verify_webhook`.
+    ValueError when the body is not JSON; JSONTooDeep when it nests too deeply to normalise."""
     topic = _header(headers, ("x-haravan-topic",)) or ""
     org_id = _header(headers, ("x-haravan-org-id",))
-    body = normalise(loads(raw_body)) if raw_body else None
+    body = normalise(loads(raw_body, MAX_DELIVERY_DEPTH)) if raw_body else None
     return WebhookEvent(topic=topic, org_id=org_id, body=body)

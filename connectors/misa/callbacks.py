@@ -5,6 +5,11 @@ data}`` to the partner's callback URL, where ``data`` is a JSON *string* and ``s
 HMAC-SHA256 of that raw string. Working integrations key the HMAC with ``app_id``; one MISA page
 speaks of a "public key" instead, so the key is a parameter (``MISA_CALLBACK_KEY``).
 
+The signature covers ``data`` only, and the app id travels in clear in every callback: so a
+genuine callback is also checked to be for our ``app_id`` and ``org_company_code``, and it is
+known by the digest of its signed ``data`` (whoever re-sends it can change everything else,
+``data_type`` included), which lets a receiver refuse replays.
+
 Everything here is pure (no I/O) so that a receiver (``hexaflow serve``, a test) only has to read
 the body, call :func:`handle_callback`, store the results and answer with the reply.
 """
@@ -13,12 +18,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from hexaflow.connector import (ACCEPTED, CONFLICT, DELETED, GENERATED, POSTED, REJECTED,
-                                AsyncResult)
+from hexaflow.connector import (ACCEPTED, CONFLICT, DELETED, GENERATED, MAX_DELIVERY_DEPTH,
+                                POSTED, REJECTED, AsyncResult, JSONTooDeep)
 
-from .envelope import loads
+from .envelope import decode_nested, loads
 
 # data_type values observed in callbacks (reference §2.8).
 SAVE_PROCESSED = 1
@@ -34,6 +40,13 @@ class CallbackError(ValueError):
 
 class CallbackSignatureError(CallbackError):
     """The callback's signature is missing or was not made with our key (forged)."""
+
+
+@dataclass(frozen=True)
+class Callback:
+    """A genuine callback for us: its results and the sha256 of its signed ``data`` string."""
+    results: list[AsyncResult]
+    digest: str
 
 
 def sign(data: str, key: str) -> str:
@@ -75,6 +88,19 @@ def verify(body: Mapping[str, Any], key: str) -> str:
     return raw
 
 
+def check_origin(body: Mapping[str, Any], app_id: str, org_company_code: str) -> None:
+    """CallbackError unless the callback names our application and company."""
+    for field, ours, variable, what in (
+            ("app_id", app_id, "MISA_APP_ID", "application"),
+            ("org_company_code", org_company_code, "MISA_ORG_COMPANY_CODE", "company")):
+        theirs = str(_get(body, field) or "").strip()
+        # Constant time: by default the app id is also the signing key.
+        if not ours or not hmac.compare_digest(theirs.encode(), ours.strip().encode()):
+            raise CallbackError(f"callback is for another {what}: its {field} is not "
+                                f"{variable}; nothing was applied (check {variable} and the "
+                                f"callback URL registered with MISA)")
+
+
 def _item_result(item: Mapping[str, Any], ok_status: str) -> AsyncResult | None:
     ref = _get(item, "org_refid")
     if not ref:
@@ -110,7 +136,7 @@ def _changed_results(data: Any) -> list[AsyncResult]:
         return []
     param = _get(data, "custom_param") or {}
     if isinstance(param, str):
-        param = loads(param)
+        param = decode_nested(param)    # not JSON (or nested too deeply): not a posting
     state = _get(param, "model_state") if isinstance(param, Mapping) else None
     if state is None or int(state) != MODEL_STATE_POSTED:
         return []     # add/edit/unpost/delete in AMIS: not a lifecycle step we report
@@ -119,30 +145,42 @@ def _changed_results(data: Any) -> list[AsyncResult]:
             if isinstance(v, Mapping) and _get(v, "org_refid")]
 
 
-def parse_callback(raw_body: bytes, key: str) -> list[AsyncResult]:
-    """Verify a callback body and return its results; CallbackError when it is not genuine."""
+def parse_callback(raw_body: bytes, key: str, *, app_id: str,
+                   org_company_code: str) -> Callback:
+    """Verify a callback body (signature, then our app id and company) and read it;
+    CallbackError when it is not genuine or not ours."""
     try:
-        body = loads(raw_body)
+        body = loads(raw_body, MAX_DELIVERY_DEPTH)
+    except JSONTooDeep as exc:
+        raise CallbackError(f"callback body refused: {exc}") from None
     except ValueError:
         raise CallbackError("callback body is not JSON") from None
     if not isinstance(body, Mapping):
         raise CallbackError("callback body is not a JSON object")
     raw = verify(body, key)
+    check_origin(body, app_id, org_company_code)
     try:
-        data = loads(raw)
+        data = loads(raw, MAX_DELIVERY_DEPTH)
+    except JSONTooDeep as exc:
+        raise CallbackError(f"callback 'data' refused: {exc}") from None
     except ValueError:
         raise CallbackError("callback 'data' is not JSON") from None
     try:
         data_type = int(_get(body, "data_type"))
     except (TypeError, ValueError):
         raise CallbackError("callback has no numeric data_type") from None
-    return results_from_data(data_type, data)
+    digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()
+    return Callback(results_from_data(data_type, data), digest)
 
 
-def handle_callback(raw_body: bytes, key: str) -> tuple[int, dict[str, Any], list[AsyncResult]]:
-    """(HTTP status, JSON reply, results) for a receiver: MISA's reply shape either way."""
+def handle_callback(raw_body: bytes, key: str, *, app_id: str,
+                    org_company_code: str) -> tuple[int, dict[str, Any], list[AsyncResult]]:
+    """(HTTP status, JSON reply, results) for a receiver: MISA's reply shape either way. The
+    receiver must still refuse replays (``parse_callback``'s digest) and confirm generated
+    and deleted results with ``MisaConnector.poll`` before applying them."""
     try:
-        results = parse_callback(raw_body, key)
+        results = parse_callback(raw_body, key, app_id=app_id,
+                                 org_company_code=org_company_code).results
     except CallbackError as exc:
         return 400, {"Success": False, "ErrorCode": "InvalidParam", "ErrorMessage": str(exc)}, []
     return 200, {"Success": True}, results

@@ -57,6 +57,7 @@ class MisaSettings:
     dictionary_batch: int = 200
     token_margin_s: int = 600
     poll_lookback_h: int = 72
+    adopt_lookback_d: int = 365       # how far back a lost state store is looked for and adopted
     max_calls_per_s: int = 0          # 0: no client-side limiter (MISA documents no quota)
     timeout_s: int = 30
 
@@ -86,6 +87,7 @@ class MisaSettings:
             dictionary_batch=_int(merged, "MISA_DICTIONARY_BATCH", 200),
             token_margin_s=_int(merged, "MISA_TOKEN_MARGIN_S", 600),
             poll_lookback_h=_int(merged, "MISA_POLL_LOOKBACK_H", 72),
+            adopt_lookback_d=_int(merged, "MISA_ADOPT_LOOKBACK_D", 365),
             max_calls_per_s=_int(merged, "MISA_MAX_CALLS_PER_S", 0),
             timeout_s=_int(merged, "MISA_TIMEOUT_S", 30),
         )

@@ -11,15 +11,16 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from hexaflow.connector import (ACCEPTED, CONFLICT, FAILED, QUEUED, REJECTED, AsyncResult,
-                                Catalogue, ConfigVar, Connector, ConnectorContext, DocumentInfo,
-                                Page, Received, ResourceInfo, WriteItem, WriteResult)
+from hexaflow.connector import (ACCEPTED, CONFLICT, DELETED, FAILED, GENERATED, QUEUED, REJECTED,
+                                AsyncResult, Catalogue, ConfigVar, Connector, ConnectorContext,
+                                DocumentInfo, Page, Received, ResourceInfo, WriteItem,
+                                WriteResult)
 from hexaflow.timeutil import get_zone
 
 from .callbacks import CallbackError, CallbackSignatureError, parse_callback, results_from_data
 from .client import MisaClient, MisaSettings
 from .errors import AUTH_CODES, MisaAuthError, MisaError, MisaTokenError, MisaTransportError
-from .records import normalise
+from .records import canonical_text, normalise
 
 log = logging.getLogger("hexaflow.misa")
 
@@ -47,6 +48,12 @@ _UNIT_FIELDS = ("unit_id", "unit_name", "description", "inactive")
 _BALANCE_FIELDS = ("inventory_item_id", "inventory_item_code", "inventory_item_name", "stock_id",
                    "stock_code", "stock_name", "organization_unit_id", "organization_unit_code",
                    "organization_unit_name", "quantity_balance", "amount_balance", "unit_price")
+
+# Callback results that cannot be undone are applied only once a poll confirms them (reference
+# §2.6: a generated voucher cannot be deleted through the API, a deleted request is gone).
+# Posted is not among them: it comes only from signed data_type 22 data (no other data type's
+# data reads as it), it follows a confirmed generation, and AMIS can unpost a voucher.
+CONFIRM_BY_POLL = (GENERATED, DELETED)
 
 _INCREMENTAL = {"since": "CustomData.LastSyncTime from the previous run (opaque string)"}
 _BRANCH = {"branch_id": "restrict to one branch (GUID from get_dictionary data_type 6)"}
@@ -104,16 +111,22 @@ CATALOGUE = Catalogue(
     })
 
 
+def _code_field(entry: Mapping[str, Any]) -> str | None:
+    """The field MISA matches this dictionary entry by, for the types we read back."""
+    try:
+        return PUSH_TYPES[int(entry.get("dictionary_type"))][1]
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def dictionary_ref(entry: Mapping[str, Any]) -> str:
     dtype = entry.get("dictionary_type")
-    try:
-        code_field = PUSH_TYPES[int(dtype)][1]
-        code = entry.get(code_field)
-    except (KeyError, TypeError, ValueError):
-        code = None
+    code_field = _code_field(entry)
+    code = entry.get(code_field) if code_field else None
     if not code:
         code = next((v for k, v in entry.items() if k.endswith("_code") and v), None)
-    return f"dictionary:{dtype}:{code}"
+    # The code as get_dictionary reads it back (canonical), so polling finds the entry.
+    return f"dictionary:{dtype}:{canonical_text(code_field or '_code', code)}"
 
 
 def _chunks(seq: Sequence[Any], size: int) -> list[Sequence[Any]]:
@@ -137,13 +150,17 @@ CONFIG_VARS = (
     ConfigVar("MISA_AUTH_STYLE", "classic or gateway (unverified)", default="classic"),
     ConfigVar("MISA_CLIENT_ID", "the developer-portal client id (gateway style only)"),
     ConfigVar("MISA_CALLBACK_KEY", "HMAC key of callback signatures, for `hexaflow serve` "
-              "(default: the app id)", secret=True),
+              "(default: the app id, which every callback carries in clear: set the key when "
+              "MISA gives you one)", secret=True),
     ConfigVar("MISA_PAGE_SIZE", "records per paged read (at most 1000)", default="100"),
     ConfigVar("MISA_SAVE_BATCH", "vouchers per save call", default="100"),
     ConfigVar("MISA_DICTIONARY_BATCH", "entries per save_dictionary call", default="200"),
     ConfigVar("MISA_TOKEN_MARGIN_S", "renew the token this long before it expires",
               default="600"),
     ConfigVar("MISA_POLL_LOOKBACK_H", "how far back results are polled, in hours", default="72"),
+    ConfigVar("MISA_ADOPT_LOOKBACK_D", "how far back, in days, a run with a new state store "
+              "looks for documents this app wrote, and `hexaflow adopt` finds them",
+              default="365"),
     ConfigVar("MISA_MAX_CALLS_PER_S", "client-side rate limit (0: off)", default="0"),
     ConfigVar("MISA_TIMEOUT_S", "HTTP timeout in seconds", default="30"),
 )
@@ -259,7 +276,14 @@ class MisaConnector(Connector):
     @staticmethod
     def _strip(item: WriteItem) -> dict[str, Any]:
         # The connector owns the credentials fields; a mapping cannot override them.
-        return {k: v for k, v in item.payload.items() if k not in ("app_id", "org_company_code")}
+        payload = {k: v for k, v in item.payload.items() if k not in ("app_id", "org_company_code")}
+        if item.document == DICTIONARY:
+            # MISA matches entries by code: send the code as it is read back and polled for
+            # (hexaflow.text), so " KH01" and "KH01" never become two entries.
+            code_field = _code_field(payload)
+            if code_field and code_field in payload:
+                payload[code_field] = canonical_text(code_field, payload[code_field])
+        return payload
 
     def _body_for(self, batch: Sequence[WriteItem], function: str) -> dict[str, Any]:
         if function == "delete":
@@ -320,11 +344,15 @@ class MisaConnector(Connector):
             results.extend(self._poll_dictionary(dictionary_refs))
         return results
 
-    def _poll_vouchers(self, refs: set[str]) -> list[AsyncResult]:
+    def _log_window(self, hours: int) -> dict[str, Any]:
+        """The body of a get_call_back_detail_error call over the last ``hours``."""
         now = _vn_now()
-        body = {**self.client.base_body(company=False),
-                "from_date": (now - timedelta(hours=self.settings.poll_lookback_h)).isoformat(),
+        return {**self.client.base_body(company=False),
+                "from_date": (now - timedelta(hours=hours)).isoformat(),
                 "to_date": (now + timedelta(hours=1)).isoformat()}
+
+    def _poll_vouchers(self, refs: set[str], hours: int | None = None) -> list[AsyncResult]:
+        body = self._log_window(hours or self.settings.poll_lookback_h)
         latest: dict[str, AsyncResult] = {}
         take = min(self.settings.page_size, 100)
         skip = 0
@@ -349,6 +377,29 @@ class MisaConnector(Connector):
             skip += take
         return list(latest.values())
 
+    # -- a lost state store (docs/state.md) -------------------------------------------
+    def written_before(self) -> bool:
+        """Whether MISA's callback log holds a result of this app's writes in the last
+        MISA_ADOPT_LOOKBACK_D days: one call of one row. (How far back MISA keeps that log is
+        not documented: hence the setting.)"""
+        body = self._log_window(self.settings.adopt_lookback_d * 24)
+        envelope = self.client.call("get_call_back_detail_error", {**body, "skip": 0, "take": 1})
+        envelope.raise_for_error()
+        return isinstance(envelope.data, list) and len(envelope.data) > 0
+
+    def target_ref(self, item: WriteItem) -> str | None:
+        return self._target_ref(item)
+
+    def held(self, target_refs: Iterable[str]) -> dict[str, str]:
+        """Vouchers from the callback log over MISA_ADOPT_LOOKBACK_D days, dictionary entries
+        from the dictionary (present: accepted)."""
+        wanted = set(target_refs)
+        vouchers = {r for r in wanted if not r.startswith("dictionary:")}
+        results = self._poll_vouchers(vouchers, self.settings.adopt_lookback_d * 24) \
+            if vouchers else []
+        results += self._poll_dictionary(wanted - vouchers)
+        return {r.target_ref: r.status for r in results}
+
     def _poll_dictionary(self, refs: set[str]) -> list[AsyncResult]:
         # One read per dictionary type, however many refs ask about it.
         wanted: dict[int, dict[str, str]] = {}
@@ -370,16 +421,23 @@ class MisaConnector(Connector):
 
     # -- callbacks --------------------------------------------------------------------
     def receive(self, raw_body: bytes, headers: Mapping[str, str]) -> Received:
-        """A MISA callback: verified with MISA_CALLBACK_KEY (default the app id), answered in
-        MISA's reply shape; its results are applied by the engine like polled ones."""
+        """A MISA callback: verified with MISA_CALLBACK_KEY (default the app id), checked to be
+        for MISA_APP_ID and MISA_ORG_COMPANY_CODE, answered in MISA's reply shape. Its results
+        are applied by the engine like polled ones, except generated and deleted, which wait
+        for :meth:`poll` to confirm them; its digest lets the engine refuse replays."""
         try:
-            results = parse_callback(raw_body, self.settings.callback_key or self.settings.app_id)
+            callback = parse_callback(raw_body, self.settings.signing_key,
+                                      app_id=self.settings.app_id,
+                                      org_company_code=self.settings.org_company_code)
         except CallbackError as exc:
             # The message names what is wrong (never the key); 401 marks a forged one.
             status = 401 if isinstance(exc, CallbackSignatureError) else 400
             return Received(status, {"Success": False, "ErrorCode": "InvalidParam",
                                      "ErrorMessage": str(exc)})
-        return Received(200, {"Success": True}, results=results)
+        results = [r for r in callback.results if r.status not in CONFIRM_BY_POLL]
+        to_confirm = [r for r in callback.results if r.status in CONFIRM_BY_POLL]
+        return Received(200, {"Success": True}, results=results, to_confirm=to_confirm,
+                        digest=callback.digest)
 
     def exists(self, document: str, key: str) -> bool | None:
         """Dictionary entries can be looked up (key: ``dictionary:<type>:<code>`` or
@@ -405,4 +463,6 @@ def _parse_dictionary_ref(ref: str) -> tuple[int, str] | None:
         push_type = int(parts[1])
     except ValueError:
         return None
-    return (push_type, parts[2]) if push_type in PUSH_TYPES else None
+    if push_type not in PUSH_TYPES:
+        return None
+    return push_type, canonical_text(PUSH_TYPES[push_type][1], parts[2])

@@ -6,19 +6,19 @@ binary floating point.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Mapping
 
+from hexaflow.connector import loads_json
 from hexaflow.money import to_json_number
 
 from .errors import MisaTransportError, error_for
 
 
-def loads(text: str | bytes) -> Any:
-    return json.loads(text, parse_float=Decimal)
+def loads(text: str | bytes, max_depth: int | None = None) -> Any:
+    return loads_json(text, max_depth)
 
 
 def decode_nested(value: Any) -> Any:

@@ -223,3 +223,39 @@ def test_payload_fields_read_straight_from_the_scope_give_what_their_expressions
                            "n": jsonable(jmespath.search("r.n", scope)),
                            "ab": jsonable(jmespath.search("r.a.b", scope)),
                            "text": str(record["id"]), "last": ["x"]}
+
+
+# -- conditionals evaluate only what they need (issue 12, finding 2) --------------------------
+@pytest.mark.parametrize("source, scope, expected", [
+    # the branch not taken would divide by zero
+    ("if(line.amount > `0`, div(line.discount, line.amount), `0`)", {"line": {"amount": 0, "discount": 0}}, 0),
+    ("if(line.amount > `0`, div(line.discount, line.amount), `0`)",
+     {"line": {"amount": Decimal(4), "discount": Decimal(1)}}, Decimal("0.25")),
+    ("line.amount != `0` && div(`1`, line.amount)", {"line": {"amount": 0}}, False),
+    ("line.amount == `0` || div(`1`, line.amount)", {"line": {"amount": 0}}, True),
+    # JMESPath truthiness: 0 is true, null and empty are false
+    ("if(x, 'then', 'else')", {"x": 0}, "then"),
+    ("if(x, 'then', 'else')", {"x": None}, "else"),
+    ("if(x, 'then', 'else')", {"x": []}, "else"),
+])
+def test_conditionals_evaluate_only_the_branch_taken(compiler, source, scope, expected):
+    assert compiler.expr(source)(scope) == expected
+
+
+def test_the_eager_if_of_the_interpreter_has_the_same_truthiness():
+    library = Library(FunctionContext())
+    for condition, taken in ((0, "then"), (False, "else"), ("", "else"), ({}, "else"), ("x", "then")):
+        assert library.if_(condition, "then", "else") == taken
+
+
+@pytest.mark.parametrize("source, scope, reason", [
+    ("money(x)", {"x": Decimal("1e30")}, "money(): 1E+30 is too large to be an amount"),
+    ("money(x)", {"x": "NaN"}, "money: expected a number, got 'NaN'"),
+    ("local_date(x)", {"x": "0001-01-01T00:00:00+14:00"}, "timestamp out of range"),
+    ("allocate(lines, lines[].w, `10`, 'share')", {"lines": None}, "cannot allocate 10 over no lines"),
+])
+def test_a_value_no_function_can_take_is_a_record_error_naming_the_function(compiler, source,
+                                                                           scope, reason):
+    with pytest.raises(RecordError) as failure:
+        compiler.expr(source)(scope)
+    assert reason in str(failure.value)

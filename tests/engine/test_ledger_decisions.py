@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from hexaflow.runner import Connectors, load_plan, run_flow
 from hexaflow.state import open_store
 
@@ -129,3 +131,52 @@ def test_a_document_planned_by_a_crashed_run_is_sent_again_once(tmp_path, write,
     sent = [(l["key"], l["action"]) for l in world.written() if l["key"] == "DH_6"]
     # sent once as planned; then, since it now exists and the order is cancelled, withdrawn once
     assert sent == [("DH_6", "upsert"), ("DH_6", "delete")]
+
+
+# -- two records, one key (issue 12, finding 3) ---------------------------------------------
+KEYED_BY_CUSTOMER = """
+flow: orders
+source: {connector: file, resource: records, params: {path: orders.jsonl}, as: order}
+routes:
+  - name: statement
+    action: ACTION
+    target: {connector: file, document: records}
+    key: "K_<<order.customer>>"
+    fields: {order: "=order.id", memo: "<<order.memo>>"}
+"""
+
+
+def keyed_world(tmp_path, write, monkeypatch, action):
+    world = World(tmp_path, write, monkeypatch)
+    world.flow = write("flow.yaml", KEYED_BY_CUSTOMER.replace("ACTION", action))
+    return world
+
+
+@pytest.mark.parametrize("action", ["create", "upsert"])
+def test_a_key_owned_by_another_record_is_a_conflict_and_a_dead_letter(tmp_path, write,
+                                                                         monkeypatch, action):
+    world = keyed_world(tmp_path, write, monkeypatch, action)
+    orders = [{"id": 1, "customer": 7, "memo": "first"}, {"id": 2, "customer": 7, "memo": "second"}]
+    summary, lines = world.run(orders)
+    assert summary.routes["statement"]["conflict"] == 1 and summary.failed
+    assert any("order 2" in line or "record 2" in line for line in lines), lines
+    assert any("already the document of record 1" in line for line in lines), lines
+    letters = world.store.dead_letters("t", "orders")
+    assert [(d["source_id"], d["route"], d["key"]) for d in letters] == [("2", "statement", "K_7")]
+    # Later runs, with the second order changed: it never overwrites the first one's document,
+    # and the ledger still credits the key to order 1 with order 1's payload.
+    orders[1]["memo"] = "second, changed"
+    for _ in range(2):
+        summary, _ = world.run(orders)
+        assert summary.routes["statement"]["conflict"] == 1
+    assert [l["payload"] for l in world.written()] == [{"order": 1, "memo": "first"}]
+    entry = world.store.entry("t", "orders", "statement", "K_7")
+    assert entry.source_id == "1" and json.loads(entry.payload) == {"order": 1, "memo": "first"}
+    assert len(world.store.dead_letters("t", "orders")) == 1
+
+
+def test_the_owner_of_a_key_still_updates_it(tmp_path, write, monkeypatch):
+    world = keyed_world(tmp_path, write, monkeypatch, "upsert")
+    world.run([{"id": 1, "customer": 7, "memo": "first"}])
+    world.run([{"id": 1, "customer": 7, "memo": "again"}])
+    assert [l["payload"]["memo"] for l in world.written()] == ["first", "again"]

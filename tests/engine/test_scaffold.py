@@ -189,6 +189,18 @@ def test_force_replaces_the_files_it_writes_and_keeps_the_others(tmp_path):
     assert hexaflow("validate", ".", cwd=folder).returncode == 0
 
 
+def test_the_cd_step_pasted_into_a_shell_enters_the_folder_and_runs_nothing_else(tmp_path):
+    name = "sp ace;touch injected"
+    result = hexaflow("init", name, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    step = next(line.split(". ", 1)[1] for line in result.stdout.splitlines()
+                if line.strip().startswith("1. "))
+    shell = subprocess.run(["sh", "-c", f"{step} && pwd"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=TIMEOUT)
+    assert shell.returncode == 0 and shell.stdout.strip() == str(tmp_path / name), (step, shell)
+    assert not (tmp_path / "injected").exists()
+
+
 def test_a_file_in_place_of_the_folder_is_refused(tmp_path):
     (tmp_path / "shop").write_text("x", encoding="utf-8")
     result = hexaflow("init", "shop", cwd=tmp_path)

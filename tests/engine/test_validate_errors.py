@@ -140,7 +140,9 @@ def test_json_format_for_ci(cli, flow_dir):
 
 
 def test_folders_are_searched_for_flows_and_tables_are_not_flows(cli, flow_dir, tmp_path):
-    flow_dir("flows/a.yaml", GOOD.replace("warehouses.yaml", "../warehouses.yaml"))
+    # a table in a subfolder of the flow's folder is inside its project folder
+    flow_dir("flows/a.yaml", GOOD.replace("warehouses.yaml", "tables/warehouses.yaml"))
+    flow_dir("flows/tables/warehouses.yaml", "'1': KHO_HCM\n")
     flow_dir("flows/table.yaml", "KHO_HCM: 1\n")
     result = cli("validate", str(tmp_path / "flows"))
     assert result.exit_code == 0, result.output
@@ -151,3 +153,34 @@ def test_missing_path_is_an_error(cli):
     result = cli("validate", "nowhere/")
     assert result.exit_code == 1
     assert "no such file or folder" in result.stdout
+
+
+# -- a key that names its record raises no warning (issue 12, finding 3) ----------------------
+@pytest.mark.parametrize("extra, key", [
+    ("let:\n  code: \"join('', ['K', to_string(order.id)])\"\n", "<<code>>"),     # through a let
+    ("", "K_<<order.customer>>_<<order.id>>"),
+    ("", "K_<<order>>"),                                                         # the whole record
+])
+def test_a_key_that_reads_the_record_id_is_not_warned_about(tmp_path, extra, key):
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(
+        "flow: t\nsource: {connector: file, resource: records, params: {path: r.jsonl}, as: order}\n"
+        + extra + "routes:\n  - name: r\n    target: {connector: file, document: records}\n"
+        f"    key: \"{key}\"\n", encoding="utf-8")
+    from hexaflow.validate import validate_paths
+    report = validate_paths([str(flow)])
+    assert [p.message for p in report.problems] == []
+
+
+def test_source_unique_names_a_record_as_its_id_does(tmp_path):
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(
+        "flow: t\nsource: {connector: file, resource: records, params: {path: r.jsonl}, as: item,\n"
+        "  id: item_id, unique: [code]}\n"
+        "routes:\n  - name: r\n    target: {connector: file, document: records}\n"
+        "    key: \"SP_<<item.code>>\"\n", encoding="utf-8")
+    from hexaflow.validate import validate_paths
+    assert validate_paths([str(flow)]).problems == []
+    flow.write_text(flow.read_text().replace(", unique: [code]", ""), encoding="utf-8")
+    [problem] = validate_paths([str(flow)]).problems
+    assert "item.item_id" in problem.message and problem.severity == "warning"

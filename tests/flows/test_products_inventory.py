@@ -9,6 +9,7 @@ must change nothing.
 from __future__ import annotations
 
 import re
+import unicodedata
 from decimal import Decimal
 from pathlib import Path
 
@@ -312,3 +313,45 @@ def test_R_INV_1_stock_refused_before_its_product_existed_is_sent_once_it_exists
     output = world.run("inventory")
     assert route_line(output, "stock").startswith("written 1")
     assert world.on_hand() == {(HN, "BO-DO-NGU-L"): 6}
+
+
+def test_an_item_code_with_stray_spaces_updates_the_same_product_on_every_run(world):
+    # Codes are read trimmed and in NFC (docs/codes-and-names.md): " PAD-1 " typed in AMIS is
+    # the SKU PAD-1 on Haravan, so the next change finds that product instead of making a twin.
+    world.save_in_amis(item(" PAD-1 ", "Miếng  lót   giày ", "Đôi", 20000))
+    assert route_line(world.run("products"), "product").startswith("written 1")
+    [before] = world.products_with_sku("PAD-1")
+    assert [v["sku"] for v in before["variants"]] == ["PAD-1"]
+    assert before["title"] == "Miếng lót giày"                   # a name: spaces collapsed
+
+    world.save_in_amis(item(" PAD-1 ", "Miếng lót giày êm", "Đôi", 25000))
+    assert route_line(world.run("products"), "product").startswith("written 1")
+    [after] = world.products_with_sku("PAD-1")
+    assert after["id"] == before["id"] and after["title"] == "Miếng lót giày êm"
+    assert Decimal(str(after["variants"][0]["price"])) == Decimal(25000)
+    assert len(world.shop()["products"]) == 1
+
+    # Stock for the item (its code spelled as in AMIS) reaches that product's variant.
+    world.set_stock(" PAD-1 ", "KHO_HCM", 8)
+    assert route_line(world.run("inventory"), "stock").startswith("written 1")
+    assert world.on_hand() == {(HCM, "PAD-1"): 8}
+
+
+def test_an_item_code_in_another_unicode_form_updates_the_product_made_by_hand(world):
+    # The shop made the product in Haravan with the composed SKU (NFC); AMIS holds the item
+    # code decomposed (NFD), as a Mac keyboard types it. Both are one code.
+    composed = "ÁO-DÀI-LỤA"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert decomposed != composed
+    made = world.http.post(f"{world.haravan_url}/com/products.json",
+                           headers={"Authorization": f"Bearer {world.config['HARAVAN_TOKEN']}"},
+                           json={"product": {"title": "Áo dài lụa", "variants": [
+                               {"sku": composed, "price": 900000}]}})
+    assert made.status_code == 201, made.text
+    world.save_in_amis(item(decomposed, unicodedata.normalize("NFD", "Áo dài lụa tơ tằm"),
+                            "Chiếc", 1200000))
+    assert route_line(world.run("products"), "product").startswith("written 1")
+    [product] = world.products_with_sku(composed)
+    assert product["id"] == made.json()["product"]["id"]
+    assert product["title"] == "Áo dài lụa tơ tằm"              # NFC
+    assert len(world.shop()["products"]) == 1

@@ -21,8 +21,9 @@ import httpx
 import pytest
 
 from hexaflow.connectors.haravan.webhooks import sign
-from hexaflow.connectors.misa.callbacks import build_callback
+from hexaflow.connectors.misa.callbacks import build_callback, sign as misa_sign
 from hexaflow.runner import load_plan
+from hexaflow.state import open_store
 from hexaflow.serve import MAX_BODY, HookServer, serve_command
 
 from messages_kit import CREDENTIALS, no_secret_in
@@ -157,10 +158,15 @@ def _signed(raw: bytes, topic: str = "orders/create") -> dict:
 
 
 def _callback(**changes) -> bytes:
-    body = build_callback(1, [{"org_refid": "x", "success": True}], app_id="a", org_company_code="o",
+    body = build_callback(1, [{"org_refid": "x", "success": True}], app_id=CREDENTIALS["MISA_APP_ID"],
+                          org_company_code=CREDENTIALS["MISA_ORG_COMPANY_CODE"],
                           key=CREDENTIALS["MISA_APP_ID"])
     body.update(changes)
     return json.dumps({k: v for k, v in body.items() if v != "<absent>"}).encode()
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
 
 
 @dataclass
@@ -191,6 +197,26 @@ HOOKS = [
          ("callback signature does not match", "check MISA_CALLBACK_KEY", "the key is MISA_APP_ID")),
     Hook("misa-no-data-type", "POST", "/hooks/misa", _callback(data_type="x"), {}, 400,
          ("callback has no numeric data_type",)),
+    Hook("misa-other-app", "POST", "/hooks/misa", _callback(app_id="another-app"), {}, 400,
+         ("callback is for another application: its app_id is not MISA_APP_ID; nothing was applied",
+          "check MISA_APP_ID and the callback URL registered with MISA")),
+    Hook("misa-other-company", "POST", "/hooks/misa", _callback(org_company_code="0399999999"), {}, 400,
+         ("callback is for another company: its org_company_code is not MISA_ORG_COMPANY_CODE",
+          "check MISA_ORG_COMPANY_CODE and the callback URL registered with MISA")),
+    # Signed, so verified before it is read: json.loads gives up (RecursionError) at 100,000
+    # levels; 500 levels parse, and normalising them recursed as deep.
+    Hook("haravan-nested-100000-deep", "POST", "/hooks/haravan", _nested(100_000).encode(),
+         _signed(_nested(100_000).encode()), 400, ("webhook body refused", "nests too deeply")),
+    Hook("haravan-nested-500-deep", "POST", "/hooks/haravan",
+         f'{{"id": 1, "note": {_nested(500)}}}'.encode(),
+         _signed(f'{{"id": 1, "note": {_nested(500)}}}'.encode()), 400,
+         ("webhook body refused", "nests more than 64 levels deep")),
+    Hook("misa-body-nested-100000-deep", "POST", "/hooks/misa", _nested(100_000).encode(), {}, 400,
+         ("callback body refused", "nests too deeply")),
+    Hook("misa-data-nested-100000-deep", "POST", "/hooks/misa",
+         _callback(data=_nested(100_000), signature=misa_sign(_nested(100_000),
+                                                              CREDENTIALS["MISA_APP_ID"])),
+         {}, 400, ("callback 'data' refused", "nests too deeply")),
 ]
 
 
@@ -286,6 +312,11 @@ def test_a_refused_delivery_whose_body_was_read_keeps_the_connection(hooks):
 # -- a run that fails in serve -----------------------------------------------------------------------
 def test_a_run_refused_by_a_connector_is_logged_with_the_fix_and_retried(sandboxes, tmp_path, caplog):
     config = {**sandboxes.env(HARAVAN_TOKEN="wrong-token-for-serve")}
+    # A shop that has run before (a new, empty store against a company that holds documents
+    # of this app would be refused first, as a lost state store: tests/flows/test_lost_state).
+    store = open_store(str(tmp_path / "state.db"))
+    store.finish_run(store.start_run("default", "orders"), "ok", {})
+    store.close()
     server = HookServer([load_plan(MAPPINGS / "orders.yaml")], tenant="default", config=config,
                         state=str(tmp_path / "state.db"), port=0)
     with caplog.at_level(logging.INFO, logger="hexaflow.serve"):

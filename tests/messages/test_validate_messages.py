@@ -166,6 +166,14 @@ CASES = [
                                     ("== 'open'\"", "== 'open' && total > `0`\"")],
          (10, 3), ("could not be evaluated", "let total: add: expected a number, got null"),
          ("give coverage a `base:` record",), severity="warning"),
+    # -- keys that cannot tell two records apart (issue 12, finding 3) -------------------------
+    Case("key-does-not-name-record", [('key: "DH_<<order.id>>"', 'key: "K_<<order.customer>>"')],
+         (13, 10), ("route 'sales_order': the key does not name its record", "order.id"),
+         ("<<order.id>>", "source.unique: [<field>]"), severity="warning"),
+    Case("key-does-not-name-record-through-a-let",
+         [("lookups:", "let:\n  code: \"join('', ['K', to_string(order.customer)])\"\nlookups:"),
+          ('key: "DH_<<order.id>>"', 'key: "<<code>>"')],
+         (15, 10), ("the key does not name its record",), ("source.unique",), severity="warning"),
 ]
 
 

@@ -90,7 +90,8 @@ def test_misa_receive_answers_in_misas_shape():
     connector = MisaConnector(ConnectorContext(config=CONFIG))
     data = [{"org_refid": "r1", "success": True},
             {"org_refid": "r2", "success": False, "error_code": "InvalidParam", "error_message": "Sai"}]
-    body = build_callback(SAVE_PROCESSED, data, app_id="a", org_company_code="c",
+    body = build_callback(SAVE_PROCESSED, data, app_id=CREDENTIALS["MISA_APP_ID"],
+                          org_company_code=CREDENTIALS["MISA_ORG_COMPANY_CODE"],
                           key=CREDENTIALS["MISA_APP_ID"])
     got = connector.receive(json.dumps(body).encode(), {})
     assert got.status == 200 and got.body == {"Success": True}

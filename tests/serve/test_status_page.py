@@ -37,6 +37,7 @@ MARKUP = '<script>window.__hexaflow_xss = 1</script><img src=x onerror="window._
 UNKNOWN_ITEM = "KHONG-CO-TRONG-MISA"
 UNMAPPED_LOCATION = 999999
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+BROWSER_WAIT_S = 30.0      # a page load on a loaded machine; every browser wait is bounded by it
 
 
 # --------------------------------------------------------------------------- the world
@@ -167,7 +168,9 @@ def test_without_the_token_every_page_is_401_with_a_login_form_and_no_data(world
     tries = [{}, {"Authorization": "Bearer wrong-token"}, {"Authorization": f"Basic {TOKEN}"},
              {"Authorization": f"Bearer {TOKEN}x"}, {"Cookie": f"{COOKIE}={TOKEN}"},
              {"Cookie": f"{COOKIE}={forged_mac}"}, {"Cookie": f"{COOKIE}={expired}"},
-             {"Cookie": f"{COOKIE}={'9' * 5000}.{'0' * 64}"}]
+             {"Cookie": f"{COOKIE}={'9' * 5000}.{'0' * 64}"},
+             # "²" (byte 0xb2, read as Latin-1) is a digit to str.isdigit(), not to int().
+             {"Cookie": f"{COOKIE}=".encode() + b"\xb2.abc"}]
     with httpx.Client(timeout=TIMEOUT) as http:
         for path in _pages(world).values():
             for headers in tries:
@@ -317,16 +320,21 @@ def browser(tmp_path_factory):
 
 
 class Page:
-    """The browser on the status page, with bounded waits."""
+    """The browser on the status page, with bounded waits.
+
+    A click that loads another page returns once the page it leaves is gone (``click``), and
+    every check first waits for the page it is about (``shown``: its heading and its
+    ``<html lang>``), so nothing is read from a page that a navigation is replacing.
+    """
 
     def __init__(self, driver, world, screenshots: Path):
         from selenium.common.exceptions import (NoSuchElementException,
                                                 StaleElementReferenceException)
         from selenium.webdriver.support.ui import WebDriverWait
         self.driver, self.world, self.folder = driver, world, screenshots
-        # A click starts a navigation: until the new page is there, the old body may vanish
-        # under a wait's check. That is "not yet", not a failure.
-        self.wait = WebDriverWait(driver, TIMEOUT, ignored_exceptions=(
+        # While a page loads, the elements a check looks for may not be there yet, or belong to
+        # the page going away: "not yet", not a failure.
+        self.wait = WebDriverWait(driver, BROWSER_WAIT_S, ignored_exceptions=(
             StaleElementReferenceException, NoSuchElementException))
 
     def open(self, path: str) -> None:
@@ -335,19 +343,41 @@ class Page:
     def by_id(self, element_id: str):
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support import expected_conditions as ec
-        return self.wait.until(ec.presence_of_element_located((By.ID, element_id)))
+        return self.wait.until(ec.presence_of_element_located((By.ID, element_id)),
+                               f"no element #{element_id}")
 
     def text(self) -> str:
         from selenium.webdriver.common.by import By
         return self.driver.find_element(By.TAG_NAME, "body").text
 
-    def login(self, token: str = TOKEN) -> None:
+    def click(self, element) -> None:
+        """Click what loads another page; return once the current page is gone (from then
+        on its elements are stale: find them again on the new page)."""
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support import expected_conditions as ec
+        leaving = self.driver.find_element(By.TAG_NAME, "html")
+        element.click()
+        self.wait.until(ec.staleness_of(leaving), "the click did not load another page")
+
+    def shown(self, heading: str, lang: str = "vi") -> None:
+        """Wait until the page shown is the one whose <h1> holds ``heading``, in ``lang``."""
+        from selenium.webdriver.common.by import By
+
+        def there(driver) -> bool:
+            return (driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == lang
+                    and heading in driver.find_element(By.TAG_NAME, "h1").text)
+        self.wait.until(there, f"the page {heading!r} ({lang}) was not shown")
+
+    def login(self, token: str = TOKEN, then: str | None = None) -> None:
+        """Log in afresh; ``then``: the heading of the page it leads to (the overview)."""
         self.driver.delete_all_cookies()
         self.open("/status")
+        self.shown(_label("login.title"))
         field = self.by_id("token")
         field.clear()
         field.send_keys(token)
-        self.by_id("login-submit").click()
+        self.click(self.by_id("login-submit"))
+        self.shown(then or _label("nav.overview"))
 
     def shot(self, name: str) -> Path:
         height = self.driver.execute_script("return document.documentElement.scrollHeight")
@@ -356,6 +386,10 @@ class Page:
         assert self.driver.save_screenshot(str(path)), path
         self.driver.set_window_size(1400, 1000)
         return path
+
+
+def _label(key: str, lang: str = "vi") -> str:
+    return LABELS[lang][key]
 
 
 @pytest.fixture
@@ -367,6 +401,7 @@ def page(browser, world, screenshots) -> Page:
 def test_browser_without_the_token_sees_only_the_login_form(page: Page):
     page.driver.delete_all_cookies()
     page.open("/status")
+    page.shown(_label("login.title"))
     page.by_id("login-form")
     body = page.text()
     assert "Đăng nhập" in body and "Mã truy cập quản trị" in body
@@ -374,7 +409,7 @@ def test_browser_without_the_token_sees_only_the_login_form(page: Page):
         assert _id(page.world, name) not in page.driver.page_source
     assert "DH_" not in page.driver.page_source
     page.shot("login")
-    page.login("not-the-token")
+    page.login("not-the-token", then=_label("login.title"))
     assert "Mã truy cập không đúng" in page.by_id("login-error").text
     assert page.driver.get_cookies() == []
 
@@ -382,7 +417,6 @@ def test_browser_without_the_token_sees_only_the_login_form(page: Page):
 @needs_chromium
 def test_browser_logs_in_and_sees_the_documents_of_the_orders_created(page: Page):
     page.login()
-    page.by_id("nav-overview")
     body = page.text()
     assert "Lần chạy gần đây" in body and "Chứng từ gần đây" in body
     for name in ("good", "two", "markup", "rejected"):
@@ -394,10 +428,10 @@ def test_browser_logs_in_and_sees_the_documents_of_the_orders_created(page: Page
     assert TOKEN not in cookies[0]["value"]
     # The note with markup is shown as text and never runs.
     page.open(f"/status/record/{_id(page.world, 'markup')}")
-    page.by_id("record-title")
+    page.shown(_id(page.world, "markup"))
     assert page.driver.execute_script("return window.__hexaflow_xss === undefined") is True
     page.open("/status")
-    page.by_id("nav-overview")
+    page.shown(_label("nav.overview"))
     page.shot("overview")
 
 
@@ -406,15 +440,16 @@ def test_browser_search_finds_an_order_by_its_number_and_opens_its_page(page: Pa
     from selenium.webdriver.common.by import By
     page.login()
     good = page.world.orders["good"]
-    box = page.by_id("q")
-    box.send_keys(good["name"])                           # e.g. #200001
-    page.by_id("search-button").click()
+    page.by_id("q").send_keys(good["name"])                # e.g. #200001
+    page.click(page.by_id("search-button"))
+    page.shown(_label("search.title"))
     assert page.by_id("search-query").text == good["name"]
     results = page.by_id("search-records")
     assert str(good["id"]) in results.text
     assert f"DH_{good['id']}" in page.text()
     page.shot("search")
-    results.find_element(By.LINK_TEXT, str(good["id"])).click()
+    page.click(results.find_element(By.LINK_TEXT, str(good["id"])))
+    page.shown(str(good["id"]))
     title = page.by_id("record-title")
     assert "Đơn hàng" in title.text and str(good["id"]) in title.text
     body = page.text()
@@ -425,7 +460,8 @@ def test_browser_search_finds_an_order_by_its_number_and_opens_its_page(page: Pa
 @needs_chromium
 def test_browser_shows_the_reason_of_each_dead_letter(page: Page):
     page.login()
-    page.by_id("nav-problems").click()
+    page.click(page.by_id("nav-problems"))
+    page.shown(_label("nav.problems"))
     page.by_id("letters-total")
     body = page.text()
     assert "Thư lỗi đang mở" in body and "Lý do" in body and "Xung đột" in body
@@ -439,19 +475,19 @@ def test_browser_shows_the_reason_of_each_dead_letter(page: Page):
 @needs_chromium
 def test_browser_language_switch_shows_english_then_vietnamese_labels(page: Page):
     page.login()
-    page.by_id("lang-en").click()
-    page.wait.until(lambda d: "Recent runs" in page.text())
+    page.click(page.by_id("lang-en"))
+    page.shown(_label("nav.overview", "en"), "en")
     body = page.text()
-    assert "Recent documents" in body and "Dead letters and conflicts" in body
-    assert "Lần chạy gần đây" not in body
+    assert "Recent runs" in body and "Recent documents" in body
+    assert "Dead letters and conflicts" in body and "Lần chạy gần đây" not in body
     page.shot("overview-en")
-    page.by_id("nav-problems").click()                    # links keep the language
-    page.wait.until(lambda d: "Open dead letters" in page.text())
-    page.by_id("lang-vi").click()
-    page.wait.until(lambda d: "Thư lỗi đang mở" in page.text())
-    assert "Open dead letters" not in page.text()
-
-
+    page.click(page.by_id("nav-problems"))                # links keep the language
+    page.shown(_label("nav.problems", "en"), "en")
+    assert "Open dead letters" in page.text()
+    page.click(page.by_id("lang-vi"))
+    page.shown(_label("nav.problems"), "vi")
+    body = page.text()
+    assert "Thư lỗi đang mở" in body and "Open dead letters" not in body
 def test_times_are_shown_in_the_shops_zone_not_the_servers(monkeypatch):
     from hexaflow.statuspage import _when
     monkeypatch.delenv("HEXAFLOW_UI_TIMEZONE", raising=False)

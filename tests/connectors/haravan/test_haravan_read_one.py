@@ -43,6 +43,8 @@ def test_ids_are_numbers_and_only_some_resources_have_single_records(shop):
     try:
         with pytest.raises(ConnectorError, match="ids are numbers"):
             connector.read_one("orders", "../shop")
+        with pytest.raises(ConnectorError, match="ids are numbers"):
+            connector.read_one("orders", "1²")          # a digit to str.isdigit, not to int()
         with pytest.raises(ConnectorError, match="cannot fetch one 'inventory_locations'"):
             connector.read_one("inventory_locations", "1")
     finally:

@@ -82,7 +82,8 @@ class Receiver(SandboxApp):
         self.add("POST", "/misa/callback", self._receive)
 
     def _receive(self, req: Request):
-        status, reply, results = handle_callback(req.body, self.key)
+        status, reply, results = handle_callback(req.body, self.key, app_id=APP_ID,
+                                                 org_company_code=ORG)
         with self.lock:
             if status != 200:
                 self.refused += 1

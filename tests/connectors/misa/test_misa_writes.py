@@ -1,6 +1,8 @@
 """Voucher writes: batching, asynchronous results by callback and by polling, conflicts."""
 from __future__ import annotations
 
+import unicodedata
+
 from hexaflow.connector import (ACCEPTED, CONFLICT, GENERATED, POSTED, QUEUED, REJECTED,
                                 WriteItem)
 
@@ -140,6 +142,25 @@ def test_dictionary_alone_goes_through_save_dictionary_in_batches(connector, adm
     sizes = [c["dictionary"] for c in admin.get("calls")["calls"]
              if c["function"] == "save_dictionary"]
     assert sizes == [200, 200, 50]
+
+
+def test_a_dictionary_code_is_sent_and_polled_as_it_is_read_back(connector, admin):
+    # docs/codes-and-names.md: a code with stray spaces, decomposed (NFD), is one code with its
+    # trimmed NFC spelling; so is a name with stray spaces.
+    code = unicodedata.normalize("NFD", " KH-LÊ-01 ")
+    entry = {"dictionary_type": 1, "account_object_code": code,
+             "account_object_name": unicodedata.normalize("NFD", "  Lê   Văn  Tám "),
+             "account_object_type": 1, "is_customer": True}
+    [result] = connector.write([WriteItem("c1", "dictionary", "upsert", code, entry)])
+    assert result.status == QUEUED and result.target_ref == "dictionary:1:KH-LÊ-01"
+    admin.drain()
+    stored = admin.get("dictionary")["account_objects"]
+    assert "KH-LÊ-01" in {a["account_object_code"] for a in stored}
+    assert [r.status for r in connector.poll([result.target_ref])] == [ACCEPTED]
+    assert connector.exists("dictionary", f"1:{code}") is True
+    read = [r for page in connector.read("customers", {}) for r in page.records
+            if r["account_object_code"] == "KH-LÊ-01"]
+    assert [r["account_object_name"] for r in read] == ["Lê Văn Tám"]
 
 
 def test_delete_withdraws_a_request_and_a_bad_item_is_rejected_locally(connector, admin):
