@@ -35,6 +35,17 @@ class LazyGroup(click.Group):
             return getattr(importlib.import_module(module), attr)
         return super().get_command(ctx, name)
 
+    def invoke(self, ctx: click.Context) -> object:
+        """Any hexaflow error a command lets through is one ``error:`` line and exit 1, never
+        a traceback (commands report most errors themselves, in their own words)."""
+        from hexaflow.errors import HexaflowError
+        try:
+            return super().invoke(ctx)
+        except HexaflowError as exc:
+            hint = f" (hint: {exc.hint})" if exc.hint else ""
+            click.echo(f"error: {exc}{hint}", err=True)
+            sys.exit(EXIT_INVALID)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []
         for name in self.list_commands(ctx):

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
 
+from hexaflow.errors import ConfigError as ConfigError, ConnectorError  # re-exported for connectors
+
 # A webhook or callback body nests a few levels; one nesting more than this is refused unread
 # (parsing and normalising it recurses: a 100,000-deep list, signed, would crash the receiver).
 MAX_DELIVERY_DEPTH = 64
@@ -73,18 +75,6 @@ GENERATED = "generated"
 POSTED = "posted"
 DELETED = "deleted"
 ASYNC_STATUSES = (ACCEPTED, REJECTED, CONFLICT, GENERATED, POSTED, DELETED)
-
-
-class ConnectorError(Exception):
-    """A failure a user can act on (bad credentials, missing scope, unreachable host).
-
-    The message must name what to fix (an environment variable, a scope) and must never
-    contain a secret value.
-    """
-
-
-class ConfigError(ConnectorError):
-    """The connector is not configured (a required environment variable is missing)."""
 
 
 @dataclass(frozen=True)

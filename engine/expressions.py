@@ -24,6 +24,7 @@ import jmespath
 from jinja2.sandbox import SandboxedEnvironment
 from jmespath import exceptions as jp_exc
 
+from hexaflow.errors import CompileError
 from hexaflow.functions import (Library, RecordError, direct_functions, failure_reason,
                                 jinja_callables, jmespath_options)
 from hexaflow.jmespath_compiler import ClosureCompiler, field_keys
@@ -32,15 +33,6 @@ from hexaflow.money import to_json_number
 
 Scope = dict[str, Any]
 Fn = Callable[[Scope], Any]
-
-
-class CompileError(Exception):
-    """An expression or template that does not compile. ``offset`` is the character offset of
-    the problem inside the source text, when known."""
-
-    def __init__(self, message: str, offset: int | None = None, hint: str = ""):
-        super().__init__(message)
-        self.message, self.offset, self.hint = message, offset, hint
 
 
 def truthy(value: Any) -> bool:

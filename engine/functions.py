@@ -19,14 +19,12 @@ from jmespath import functions as jp_functions
 
 from hexaflow import money, timeutil
 
+from hexaflow.errors import RecordError
+
 # Fixed namespace for deterministic ids: changing it would re-key every document ever sent.
 ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://hexaflow.dev/ids")
 _ID_NAMESPACE_BYTES = ID_NAMESPACE.bytes
 _ZERO, _ONE = Decimal(0), Decimal(1)
-
-
-class RecordError(Exception):
-    """A record cannot be mapped (missing field, bad value). Goes to dead letters."""
 
 
 def failure_reason(exc: BaseException) -> str:

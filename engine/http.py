@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from hexaflow.errors import RetriesExhausted
+
 if TYPE_CHECKING:   # imported where a client is made: `hexaflow validate` loads connectors'
     import httpx    # catalogues and must not pay for httpx
 
@@ -29,14 +31,6 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Answers after which a non-idempotent request may have been carried out (429 and 503 say it
 # was refused), so it is returned to the caller instead of being re-sent.
 MAYBE_PROCESSED_STATUSES = frozenset({500, 502, 504})
-
-
-class RetriesExhausted(Exception):
-    """Raised when a request still fails after the policy's bounded attempts."""
-
-    def __init__(self, message: str, response: httpx.Response | None = None):
-        super().__init__(message)
-        self.response = response
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from hexaflow.errors import TableError
 from hexaflow.paths import PathError, inside_project
 from hexaflow.yamlload import SpecSyntaxError, read_data_file, read_limited
 
@@ -21,14 +22,6 @@ from hexaflow.yamlload import SpecSyntaxError, read_data_file, read_limited
 # pick the key column, never a file's content.
 SHOWN_COLUMNS = 10
 SHOWN_COLUMN_CHARS = 40
-
-
-class TableError(Exception):
-    """A table file that cannot be used; carries file:line when known."""
-
-    def __init__(self, message: str, file: str, line: int = 1, hint: str = ""):
-        super().__init__(message)
-        self.message, self.file, self.line, self.hint = message, file, line, hint
 
 
 def load_table(base: Path, file: str, display: str, key: str | None = None) -> dict[str, Any]:

@@ -8,11 +8,9 @@ from __future__ import annotations
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
+from hexaflow.errors import MoneyError
+
 _QUANTA = {places: Decimal(1).scaleb(-places) for places in range(0, 7)}
-
-
-class MoneyError(ValueError):
-    pass
 
 
 def to_decimal(value: Any) -> Decimal:

@@ -16,15 +16,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hexaflow.errors import PathError
+
 INSIDE = "keep the file in the flow file's folder or a subfolder of it"
-
-
-class PathError(Exception):
-    """A name a flow gives that points where a flow may not read or write."""
-
-    def __init__(self, message: str, hint: str):
-        super().__init__(message)
-        self.message, self.hint = message, hint
 
 
 def inside_project(base: Path, relative: str, what: str) -> Path:

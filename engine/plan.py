@@ -17,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Mapping
 
+from hexaflow.errors import MappingError
 from hexaflow.connector import Catalogue
 from hexaflow.expressions import (CompileError, Expr, ExpressionCompiler, Fn, Scope, Template,
                                   jsonable, truthy)
@@ -30,14 +31,6 @@ from hexaflow.timeutil import DEFAULT_TIMEZONE, get_zone
 
 RESERVED_NAMES = frozenset({"tenant", "history", "position"})
 ACTIONS_WITH_KEY = ("upsert", "create", "delete")
-
-
-class MappingError(RecordError):
-    """A record that failed to map, with where: the route and field path."""
-
-    def __init__(self, message: str, where: str = ""):
-        super().__init__(f"{where}: {message}" if where else message)
-        self.reason, self.where = message, where
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TextIO
 
+from hexaflow.errors import FlowError
 from hexaflow.connector import (CONFLICT, DONE, FAILED, QUEUED, REJECTED, AsyncResult, Connector,
                                 ConnectorContext, ConnectorError, WriteItem, WriteResult)
 from hexaflow.functions import failure_reason
@@ -45,14 +46,6 @@ LOCK_TTL = 600.0
 # A rejected document is sent again by the next runs up to this many attempts in all; after
 # that only a changed payload or `hexaflow dlq replay` sends it again.
 REJECTED_RETRIES = 3
-
-
-class FlowError(Exception):
-    """The flow cannot run (invalid spec, unknown file, connector not configured)."""
-
-    def __init__(self, message: str, problems: list[Problem] | None = None):
-        super().__init__(message)
-        self.problems = problems or []
 
 
 # --------------------------------------------------------------------------- loading

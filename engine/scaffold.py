@@ -20,6 +20,7 @@ from importlib import metadata, resources
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Iterator, TextIO
 
+from hexaflow.errors import ScaffoldError
 from hexaflow.connector import ConfigVar
 from hexaflow.registry import get_connector
 from hexaflow.spec import is_flow, schema_text
@@ -39,10 +40,6 @@ ENGINE_VARS = (
     ConfigVar("HEXAFLOW_SETTLE_SECONDS", "how long a run waits for asynchronous results at "
               "its end", default="5"),
 )
-
-
-class ScaffoldError(Exception):
-    """The folder cannot be written (not empty without --force, or not a folder)."""
 
 
 @dataclass

@@ -24,6 +24,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from hexaflow.errors import LostLock, StateError
+
 DEFAULT_STATE_PATH = "./.hexaflow/state.db"
 
 # What the target can still do to a document it holds: generate it, post it, delete it.
@@ -87,10 +89,6 @@ CREATE TABLE IF NOT EXISTS inbox (
     PRIMARY KEY (tenant, connector, resource, record_id, version));
 CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (tenant, connector, resource, handled_at);
 """
-
-
-class LostLock(Exception):
-    """This run no longer holds its flow lock (another run took it); it must stop writing."""
 
 
 @dataclass(frozen=True)
@@ -166,10 +164,6 @@ def _holder_is_dead(owner: str | None) -> bool:
 
 def state_path(explicit: str | None = None) -> str:
     return explicit or os.environ.get("HEXAFLOW_STATE") or DEFAULT_STATE_PATH
-
-
-class StateError(ValueError):
-    """The state setting (HEXAFLOW_STATE / --state) names no store that can be opened."""
 
 
 # What an SQLite error says about the state file (by its primary result code), and the fix.

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from hexaflow.errors import SpecSyntaxError
 from hexaflow.limits import MAX_FILE_BYTES, MAX_NESTING, MAX_VALUES
 
 Path_ = tuple  # a path into the document: keys and list indices
@@ -48,14 +49,6 @@ class SourceMap:
     def where(self, path: tuple, key: bool = False) -> str:
         pos = self.at(path, key)
         return f"{self.file}:{pos.line}:{pos.col}"
-
-
-class SpecSyntaxError(Exception):
-    """A file that is not well-formed YAML/JSON/CSV; carries file:line:col."""
-
-    def __init__(self, file: str, line: int, col: int, message: str, hint: str = ""):
-        super().__init__(f"{file}:{line}:{col}: {message}")
-        self.file, self.line, self.col, self.message, self.hint = file, line, col, message, hint
 
 
 # libyaml (bundled with PyYAML's wheels) parses ~10x faster than the pure-Python loader;

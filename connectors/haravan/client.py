@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Mapping
 
+from hexaflow.errors import HexaflowError
 from hexaflow.connector import ConfigError, ConnectorError
 from hexaflow.http import HttpClient, RetryPolicy, rate_limiter
 from hexaflow.money import to_json_number
@@ -104,7 +105,7 @@ class Settings:
         return hashlib.sha256(f"{self.base_url}|{self.token}".encode()).hexdigest()[:16]
 
 
-class HaravanHTTPError(Exception):
+class HaravanHTTPError(HexaflowError):
     """A non-2xx answer that is not about credentials (404, 400, 422...)."""
 
     def __init__(self, status: int, message: str):

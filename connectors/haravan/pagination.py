@@ -18,6 +18,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator, Mapping
 
+from hexaflow.errors import HexaflowError
 from hexaflow.timeutil import parse_datetime
 
 MAX_STALE_PAGES = 20
@@ -30,7 +31,7 @@ Fetch = Callable[[Mapping[str, Any]], list[dict[str, Any]]]
 Key = tuple[Any, Any]
 
 
-class WalkError(Exception):
+class WalkError(HexaflowError):
     """The server did not do what the query asked, so the read could never end.
 
     ``param`` is the query parameter the server ignored; the message says what it answered."""

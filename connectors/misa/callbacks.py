@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from hexaflow.errors import HexaflowError
 from hexaflow.connector import (ACCEPTED, CONFLICT, DELETED, GENERATED, MAX_DELIVERY_DEPTH,
                                 POSTED, REJECTED, AsyncResult, JSONTooDeep)
 
@@ -34,7 +35,7 @@ VOUCHER_CHANGED = 22
 MODEL_STATE_POSTED = 7
 
 
-class CallbackError(ValueError):
+class CallbackError(HexaflowError, ValueError):
     """A callback body that must not be trusted or cannot be read; nothing in it was applied."""
 
 
