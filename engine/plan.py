@@ -31,6 +31,7 @@ from hexaflow.timeutil import DEFAULT_TIMEZONE, get_zone
 
 RESERVED_NAMES = frozenset({"tenant", "history", "position"})
 ACTIONS_WITH_KEY = ("upsert", "create", "delete")
+KEY_NAME = "key"      # a document's rendered key, in the scope of its fields
 
 
 @dataclass(frozen=True)
@@ -244,7 +245,7 @@ class Plan:
             key = route.key(scope)
         except Exception as exc:
             raise _failed(exc, f"{where}: key {route.key.source!r}") from None
-        payload = _eval_fields(route.fields, scope, f"{where}: fields")
+        payload = _eval_fields(route.fields, _with_key(scope, key), f"{where}: fields")
         ensured = []
         for ens in route.ensure:
             if ens.when is not None:
@@ -257,12 +258,19 @@ class Plan:
                 ens_key = ens.key(scope)
             except Exception as exc:
                 raise _failed(exc, f"{where}: ensure {ens.name}: key") from None
-            ens_payload = _eval_fields(ens.fields, scope, f"{where}: ensure {ens.name}: fields")
+            ens_payload = _eval_fields(ens.fields, _with_key(scope, ens_key),
+                                       f"{where}: ensure {ens.name}: fields")
             ensured.append(Document(self.name, f"{route.name}.{ens.name}", ens.connector,
                                     ens.document, "create", ens_key, ens_payload, ens.params,
                                     source_id, version, (), True))
         return Document(self.name, route.name, route.connector, route.document, route.action,
                         key, payload, route.params, source_id, version, tuple(ensured))
+
+
+def _with_key(scope: Scope, key: str) -> Scope:
+    """The scope of a document's fields: ``key`` is its rendered key (docs/factoring.md),
+    unless the flow names something ``key`` itself."""
+    return scope if KEY_NAME in scope else {**scope, KEY_NAME: key}
 
 
 def _eval_fields(fn: Fn | None, scope: Scope, where: str) -> dict[str, Any]:
@@ -678,14 +686,14 @@ class _Compiler:
         if key is not None and "<<" not in key.source:
             self.error(path + ("key",), "the key is the same for every record",
                        'a key must name the record, e.g. key: "DH_<<order.id>>"')
-        fields = self.fields(path + ("fields",), raw.get("fields") or {}, names)
+        fields = self.fields(path + ("fields",), raw.get("fields") or {}, names | {KEY_NAME})
         ensures = []
         for j, ens in enumerate(raw.get("ensure") or []):
             epath = path + ("ensure", j)
             self.check_target(epath + ("target",), ens.get("target") or {}, "create", ens.get("fields") or {})
             ewhen = self.expr(epath + ("when",), ens["when"], names) if "when" in ens else None
             ekey = self.template(epath + ("key",), ens.get("key", ""), names, key=True)
-            efields = self.fields(epath + ("fields",), ens.get("fields") or {}, names)
+            efields = self.fields(epath + ("fields",), ens.get("fields") or {}, names | {KEY_NAME})
             et = ens.get("target") or {}
             if ekey is not None and efields is not None:
                 ensures.append(EnsurePlan(ens.get("name", f"ensure{j}"), ewhen, et.get("connector"),
@@ -774,7 +782,9 @@ class _Field:
 
 def compile_plan(spec: LoadedSpec) -> tuple[Plan | None, list[Problem]]:
     """Schema check, then compile. Returns (plan, problems); plan is None when any error."""
-    problems = schema_problems(spec)
+    if any(p.severity == ERROR for p in spec.problems):    # definitions, uses, includes
+        return None, list(spec.problems)
+    problems = list(spec.problems) + schema_problems(spec)
     if any(p.severity == ERROR for p in problems):
         return None, problems
     compiler = _Compiler(spec)

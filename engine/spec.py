@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,9 @@ class LoadedSpec:
     display: str          # the path as the user should see it in messages
     data: Any
     smap: SourceMap
+    # What resolving definitions and includes found (hexaflow.resolve), and the files read.
+    problems: list[Problem] = field(default_factory=list)
+    included: list[Path] = field(default_factory=list)
 
     def problem(self, path: tuple, message: str, hint: str = "", *, key: bool = False,
                 offset: int | None = None, severity: str = ERROR) -> Problem:
@@ -38,7 +41,13 @@ class LoadedSpec:
         col = pos.col
         if offset is not None and not key:
             col += offset + (1 if pos.quoted else 0)
-        return Problem(self.display, pos.line, col, message, hint, severity)
+        if pos.via:    # written in a definition or an included file: say where, and how
+            outer = pos.via[0]
+            steps = [outer.what] + [f"{v.file}:{v.line}:{v.col} {v.what}" for v in pos.via[1:]]
+            steps.append(f"{pos.file or self.display}:{pos.line}:{col}")
+            return Problem(outer.file, outer.line, outer.col, f"{' → '.join(steps)}: {message}",
+                           hint, severity)
+        return Problem(pos.file or self.display, pos.line, col, message, hint, severity)
 
 
 def load_spec(path: Path, display: str | None = None) -> LoadedSpec:
@@ -55,7 +64,8 @@ def load_spec(path: Path, display: str | None = None) -> LoadedSpec:
                               f"(byte 0x{exc.object[exc.start]:02x})",
                               "save it as UTF-8 in your editor") from None
     data, smap = parse_yaml(text, display)
-    return LoadedSpec(path, display, data, smap)
+    from hexaflow.resolve import resolve_spec
+    return resolve_spec(LoadedSpec(path, display, data, smap))
 
 
 def is_flow(data: Any) -> bool:

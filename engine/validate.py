@@ -181,7 +181,7 @@ def referenced_files(spec: LoadedSpec) -> list[Path]:
     names = [lookup.get("file") if isinstance(lookup, dict) else lookup for lookup in lookups.values()]
     names.append(coverage.get("base"))
     names += [ref for _, ref in _test_file_refs(spec)]
-    return [spec.path.parent / name for name in names if isinstance(name, str)]
+    return [spec.path.parent / name for name in names if isinstance(name, str)] + spec.included
 
 
 # --------------------------------------------------------------------------- output

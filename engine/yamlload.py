@@ -22,10 +22,22 @@ Path_ = tuple  # a path into the document: keys and list indices
 
 
 @dataclass(frozen=True)
+class Via:
+    """One step by which a value reached the flow: ``what`` (e.g. "route receipt (use:
+    money_document)") written at ``file:line:col`` (see hexaflow.resolve)."""
+    file: str
+    line: int
+    col: int
+    what: str
+
+
+@dataclass(frozen=True)
 class Position:
     line: int      # 1-based
     col: int       # 1-based
     quoted: bool = False   # scalar written in quotes (column of its text is col + 1)
+    file: str = ""         # the file it is written in, when not the flow file (an include)
+    via: tuple[Via, ...] = ()   # the uses that brought it here, outermost first
 
 
 @dataclass
@@ -146,7 +158,8 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
         hint = ""
         if "indentation" in problem or "mapping values are not allowed" in problem \
                 or "expected <block end>" in problem:
-            hint = "check the indentation: nested keys must be indented more than their parent, siblings equally"
+            hint = ("check the indentation: nested keys must be indented more than their "
+                    "parent, siblings equally")
         raise SpecSyntaxError(file, line, col, problem, hint) from None
     finally:
         loader.dispose()
