@@ -81,6 +81,8 @@ def validate(paths: tuple[str, ...], fmt: str, strict: bool, use_cache: bool) ->
         from hexaflow.cache import ValidationCache
         cache = ValidationCache()
     report = validate_paths(paths, cache)
+    from hexaflow.keychanges import key_change_warnings
+    report.problems += key_change_warnings(report.flows)     # against the state store, if any
     click.echo(render_report(report, fmt), nl=False)
     sys.exit(EXIT_INVALID if report.failed(strict) else EXIT_OK)
 
@@ -161,7 +163,8 @@ def explain(flow: str, record_file: str | None, record_id: str | None, fmt: str,
 def _state_options(fn):
     fn = _state_faults_are_errors(fn)
     fn = click.option("--tenant", default=None, help="Tenant id (default: HEXAFLOW_TENANT or 'default').")(fn)
-    fn = click.option("--state", "state_path", default=None, help="State store (default: HEXAFLOW_STATE).")(fn)
+    fn = click.option("--state", "state_path", default=None,
+                      help="State store (default: HEXAFLOW_STATE).")(fn)
     return fn
 
 
@@ -282,7 +285,8 @@ def dlq_drop(letter_id: int, state_path: str | None, tenant: str | None) -> None
 
 @dlq.command("replay")
 @click.argument("flow", type=click.Path())
-@click.option("--id", "ids", type=int, multiple=True, help="Only these dead letters (default: all of the flow).")
+@click.option("--id", "ids", type=int, multiple=True,
+              help="Only these dead letters (default: all of the flow).")
 @_state_options
 def dlq_replay(flow: str, ids: tuple[int, ...], state_path: str | None, tenant: str | None) -> None:
     """Map the dead-lettered records again with the flow as it is now; write each document once."""

@@ -505,6 +505,8 @@ def run_flow(plan: Plan, *, tenant: str, store: SQLiteStore, connectors: Connect
     started = time.time()
     try:
         if not dry_run:
+            from hexaflow.keychanges import record_key_templates
+            record_key_templates(store, tenant, plan)    # validate warns when one changes
             # Learn what the targets know (accepted, generated, ...) before deciding anything:
             # a document generated since the last run must not be sent again as a change.
             poll_results(plan, tenant, store, connectors, summary, report)

@@ -1,0 +1,105 @@
+"""Key templates as runs used them, so that ``validate`` can warn when one changes.
+
+A document's key is its identity in the ledger: the next run looks documents up by the key it
+renders. Changing a route's ``key`` template (``DH_<<order.id>>`` → ``TL-<<order.name>>``)
+therefore re-keys every document already written: the next run finds none of them, and sends
+each again as a new document. Each run that writes records the key template of every route
+(table ``key_templates``, created here, beside the state store's own tables); ``validate``
+compares the flow's templates with the recorded ones and warns, with the number of documents
+in the ledger under the old keys (docs/factoring.md).
+"""
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hexaflow.problems import WARNING, Problem
+
+if TYPE_CHECKING:
+    from hexaflow.plan import Plan
+    from hexaflow.spec import LoadedSpec
+    from hexaflow.state import SQLiteStore
+
+TABLE = """CREATE TABLE IF NOT EXISTS key_templates (
+    tenant TEXT NOT NULL, flow TEXT NOT NULL, route TEXT NOT NULL, template TEXT NOT NULL,
+    recorded_at REAL NOT NULL, PRIMARY KEY (tenant, flow, route))"""
+
+
+def record_key_templates(store: SQLiteStore, tenant: str, plan: Plan) -> None:
+    """Remember the key template of each of ``plan``'s routes for ``tenant`` (a run writes)."""
+    rows = [(tenant, plan.name, route.name, route.key.source, time.time())
+            for route in plan.routes if route.key is not None]
+    store.db.execute(TABLE)
+    store.db.executemany(
+        "INSERT INTO key_templates (tenant, flow, route, template, recorded_at) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, flow, route) DO UPDATE SET "
+        "template = excluded.template, recorded_at = excluded.recorded_at", rows)
+
+
+def recorded_templates(store: SQLiteStore, flow: str) -> list[tuple[str, str, str]]:
+    """(tenant, route, template) recorded for ``flow``; none in a store that has no table."""
+    try:
+        return store.db.execute("SELECT tenant, route, template FROM key_templates "
+                                "WHERE flow = ? ORDER BY tenant, route", (flow,)).fetchall()
+    except sqlite3.OperationalError:        # an older store, or one opened read-only: no table
+        return []
+
+
+def key_change_problems(spec: LoadedSpec, store: SQLiteStore) -> list[Problem]:
+    """A warning on each route whose key template differs from the one its last writing run
+    used, while the ledger holds documents of that route."""
+    data = spec.data if isinstance(spec.data, dict) else {}
+    if not isinstance(data.get("flow"), str):
+        return []
+    routes = {route.get("name"): (i, route.get("key")) for i, route in
+              enumerate(data.get("routes") or []) if isinstance(route, dict)}
+    problems = []
+    for tenant, name, old in recorded_templates(store, data["flow"]):
+        index, new = routes.get(name, (None, None))
+        if index is None or not isinstance(new, str) or new == old:
+            continue
+        count = store.db.execute("SELECT COUNT(*) FROM ledger WHERE tenant = ? AND flow = ? "
+                                 "AND route = ?", (tenant, data["flow"], name)).fetchone()[0]
+        if not count:
+            continue
+        whose = "" if tenant == "default" else f" of tenant {tenant!r}"
+        problems.append(spec.problem(
+            ("routes", index, "key"),
+            f"route {name}'s key template changed from {old!r} to {new!r}: {count} "
+            f"document(s){whose} already in the ledger under the old keys will not be found "
+            f"(they are re-keyed)",
+            "the next run would send each of them again as a new document: keep the old "
+            "template, or make the change on purpose (see what the run would send with "
+            "`hexaflow run --dry-run`)",
+            severity=WARNING))
+    return problems
+
+
+def key_change_warnings(files: list[str], state: str | None = None) -> list[Problem]:
+    """The warnings of :func:`key_change_problems` for flow files, against the state store
+    ``state`` (HEXAFLOW_STATE, or the default) when it exists; opened read-only."""
+    from hexaflow.errors import HexaflowError
+    from hexaflow.explain import open_state_readonly
+    from hexaflow.spec import load_spec
+    from hexaflow.state import state_path
+
+    target = state_path(state).removeprefix("sqlite:///")
+    if "://" in target or not Path(target).is_file():
+        return []
+    try:
+        store, _ = open_state_readonly(target)
+    except HexaflowError:
+        return []              # not a state store this validate can read: nothing to compare
+    try:
+        problems: list[Problem] = []
+        for file in files:
+            try:
+                spec = load_spec(Path(file))
+            except HexaflowError:
+                continue
+            problems += key_change_problems(spec, store)
+        return problems
+    finally:
+        store.close()
