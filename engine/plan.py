@@ -147,7 +147,7 @@ class Plan:
         if self.source.version is None:
             return None
         try:
-            value = self.source.version(record)
+            value = self.source.version(record)  # type: ignore[arg-type]
         except Exception as exc:
             raise _failed(exc, "source.version") from None
         return None if value is None else str(value)
@@ -408,7 +408,7 @@ class _Compiler:
             items = [self.value(path + (i,), v, names, keep_decimals) for i, v in enumerate(raw)]
             if any(i is None for i in items):
                 return None
-            fns = tuple(items)
+            fns = tuple(item for item in items if item is not None)
 
             def listing(scope: Scope) -> list[Any]:
                 out = []
@@ -459,13 +459,14 @@ class _Compiler:
 
         def build(scope: Scope) -> dict[str, Any]:
             out = template.copy()
+            value: Any
             try:
                 for key, kind, arg, to_json in items:
                     if kind == _NAME:
                         value = scope.get(arg)
                     elif kind == _PATH2:
                         try:
-                            value = scope.get(arg[0]).get(arg[1])
+                            value = scope.get(arg[0]).get(arg[1])  # type: ignore[union-attr]
                         except AttributeError:
                             value = None
                     else:
@@ -516,7 +517,7 @@ class _Compiler:
                 return []
             if not isinstance(items, list):
                 raise RecordError(f"each {source!r} is not a list (got {type(items).__name__})")
-            out = []
+            out: list[Any] = []
             inner_scope = dict(scope)
             for i, item in enumerate(items):
                 inner_scope[alias] = item
@@ -696,8 +697,8 @@ class _Compiler:
             efields = self.fields(epath + ("fields",), ens.get("fields") or {}, names | {KEY_NAME})
             et = ens.get("target") or {}
             if ekey is not None and efields is not None:
-                ensures.append(EnsurePlan(ens.get("name", f"ensure{j}"), ewhen, et.get("connector"),
-                                          et.get("document"), et.get("params") or {}, ekey, efields))
+                ensures.append(EnsurePlan(ens.get("name", f"ensure{j}"), ewhen, et["connector"],
+                                          et["document"], et.get("params") or {}, ekey, efields))
         if key is None or fields is None:
             return None
         if "each" in raw and each is None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from hexaflow.problems import ERROR, Problem
 
@@ -176,8 +176,8 @@ def referenced_files(spec: LoadedSpec) -> list[Path]:
     """Every file the validation of ``spec`` reads or looks for besides the flow file itself:
     lookup tables, the coverage base, test files. Its result changes only when they do."""
     data = spec.data if isinstance(spec.data, dict) else {}
-    lookups = data.get("lookups") if isinstance(data.get("lookups"), dict) else {}
-    coverage = data.get("coverage") if isinstance(data.get("coverage"), dict) else {}
+    lookups: dict[str, Any] = data["lookups"] if isinstance(data.get("lookups"), dict) else {}
+    coverage: dict[str, Any] = data["coverage"] if isinstance(data.get("coverage"), dict) else {}
     names = [lookup.get("file") if isinstance(lookup, dict) else lookup for lookup in lookups.values()]
     names.append(coverage.get("base"))
     names += [ref for _, ref in _test_file_refs(spec)]
