@@ -2,7 +2,9 @@
 the warning when a key template changes (hexaflow.keychanges)."""
 from __future__ import annotations
 
+import copy
 import json
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from hexaflow.plan import compile_plan
 from hexaflow.runner import Connectors, load_plan, run_flow
 from hexaflow.spec import flow_schema, load_spec
 from hexaflow.state import open_store
+from hexaflow.yamlload import read_data_file
 
 HEAD = """\
 flow: f
@@ -326,3 +329,75 @@ def test_validate_warns_when_a_key_template_changes_after_documents_were_written
     result = CliRunner().invoke(main, ["validate", str(flow)])
     assert result.exit_code == 0 and "key template changed" in result.output, result.output
     assert key_change_warnings([str(flow)], str(tmp_path / "none.db")) == []
+
+
+# -- the orders flow, factored mechanically: the same documents -----------------------------
+def _override(base, target):
+    """The keys to write beside ``use: base`` so that the merge gives ``target``."""
+    out = {}
+    for name in base:
+        if name not in target:
+            out[name] = None                            # removed
+    for name, value in target.items():
+        if value is None:
+            if name not in base or base[name] is not None:
+                out[name] = {"const": None}             # a null value, not a removal
+        elif name not in base:
+            out[name] = value
+        elif isinstance(value, dict) and isinstance(base[name], dict):
+            inner = _override(base[name], value)
+            if inner:
+                out[name] = inner
+        elif value != base[name]:
+            out[name] = value
+    return out
+
+
+def test_the_orders_flow_factored_with_use_and_key_gives_the_same_documents(tmp_path):
+    """Every ensure of the orders flow becomes a use of one definition, every document's
+    fields a use of the first document of its kind with overrides, and each `refno_finance`
+    that repeats the key becomes "=key": the flow's own tests (its golden payloads) still pass
+    and every test input maps to the same documents."""
+    from hexaflow.flowtest import run_tests
+
+    root = Path(__file__).resolve().parents[2] / "mappings"
+    folder = Path(shutil.copytree(root, tmp_path / "mappings"))
+    data = yaml.safe_load((root / "orders.yaml").read_text(encoding="utf-8"))
+    data["routes"] = [copy.deepcopy(route) for route in data["routes"]]    # anchors share
+    definitions: dict = {}
+    uses = 0
+    for route in data["routes"]:
+        fields = route.get("fields")
+        if isinstance(fields, dict) and fields.get("refno_finance") == route.get("key"):
+            fields["refno_finance"] = "=key"
+        ensure = route.get("ensure") or []
+        for i, block in enumerate(ensure):
+            name = f"ensure_{block['name']}"
+            if definitions.setdefault(name, block) == block:
+                ensure[i] = {"use": name}
+                uses += 1
+        if not isinstance(fields, dict):
+            continue
+        kind = f"fields_{route['target']['document']}"
+        if kind not in definitions:
+            definitions[kind] = fields
+            route["fields"] = {"use": kind}
+        else:
+            route["fields"] = {"use": kind, **_override(definitions[kind], fields)}
+        uses += 1
+    data = {"definitions": definitions, **data}
+    factored = folder / "orders.yaml"
+    factored.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    assert uses > 10 and '"=key"' not in (root / "orders.yaml").read_text(encoding="utf-8")
+    results, broken = run_tests([str(factored)])
+    assert broken == [] and len(results) > 10
+    assert [r.name for r in results if not r.passed] == []
+    original, rewritten = compiled(root / "orders.yaml"), compiled(factored)
+    inputs = sorted({step["input"] for case in data["tests"] for step in case.get("steps") or []
+                     if isinstance(step.get("input"), str)})
+    assert len(inputs) > 5
+    for name in inputs:
+        record = read_data_file(root / name)
+        for one in (record if isinstance(record, list) else [record]):
+            expected = [d.as_output() for d in original.evaluate(one).documents]
+            assert [d.as_output() for d in rewritten.evaluate(one).documents] == expected, name
