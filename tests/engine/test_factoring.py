@@ -401,3 +401,48 @@ def test_the_orders_flow_factored_with_use_and_key_gives_the_same_documents(tmp_
         for one in (record if isinstance(record, list) else [record]):
             expected = [d.as_output() for d in original.evaluate(one).documents]
             assert [d.as_output() for d in rewritten.evaluate(one).documents] == expected, name
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "factoring"
+
+
+def test_explain_sees_the_resolved_flow(tmp_path, monkeypatch):
+    monkeypatch.setenv("HEXAFLOW_STATE", str(tmp_path / "none.db"))
+    record = tmp_path / "order.json"
+    record.write_text(json.dumps({"id": 9, "name": "#9", "created_at": "2024-06-10T20:00:00Z",
+                                  "fulfillment_status": "fulfilled", "total_price": 1,
+                                  "customer": {"id": 3, "first_name": "A", "last_name": "B"},
+                                  "line_items": [{"sku": "A", "quantity": 1, "price": 1}]}))
+    result = CliRunner().invoke(main, ["explain", str(EXAMPLE / "flow.yaml"), "--record",
+                                       str(record), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert '"BH_9"' in result.output and '"KH3"' in result.output and "WH01" in result.output
+
+
+def test_the_validation_cache_sees_a_change_in_an_included_file(tmp_path):
+    from hexaflow.cache import ValidationCache
+    from hexaflow.validate import validate_paths
+
+    folder = Path(shutil.copytree(EXAMPLE, tmp_path / "example"))
+    flow = str(folder / "flow.yaml")
+    assert validate_paths([flow], ValidationCache(tmp_path / "cache.json")).problems == []
+    shared = folder / "shared" / "customer.yaml"
+    shared.write_text(shared.read_text(encoding="utf-8").replace('"=customer_name"', '"=nobody"'),
+                      encoding="utf-8")
+    found = validate_paths([flow], ValidationCache(tmp_path / "cache.json")).problems
+    assert [p.message.split(" → ")[0] for p in found] == ["route sales_order (use: sales_document)",
+                                                        "route sales_voucher (use: sales_document)"]
+    assert all("unknown name 'nobody'" in p.message for p in found)
+
+
+def test_definitions_that_multiply_are_refused(tmp_path):
+    lines = [f"  d{n}: {{a: {{use: d{n - 1}}}, b: {{use: d{n - 1}}}}}" for n in range(1, 40)]
+    write(tmp_path, "flow.yaml", HEAD + "definitions:\n  d0: {x: 1}\n" + "\n".join(lines) + """
+routes:
+  - name: one
+    target: {connector: file, document: records, params: {path: out/s.jsonl}}
+    key: "K<<order.id>>"
+    fields: {use: d39}
+""")
+    [problem] = problems_of(tmp_path / "flow.yaml")
+    assert "values once its definitions are used" in problem
