@@ -60,7 +60,7 @@ class SourceMap:
 
     def where(self, path: tuple, key: bool = False) -> str:
         pos = self.at(path, key)
-        return f"{self.file}:{pos.line}:{pos.col}"
+        return f"{pos.file or self.file}:{pos.line}:{pos.col}"
 
 
 # libyaml (bundled with PyYAML's wheels) parses ~10x faster than the pure-Python loader;
