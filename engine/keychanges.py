@@ -38,30 +38,30 @@ def record_key_templates(store: SQLiteStore, tenant: str, plan: Plan) -> None:
         "template = excluded.template, recorded_at = excluded.recorded_at", rows)
 
 
-def recorded_templates(store: SQLiteStore, flow: str) -> list[tuple[str, str, str]]:
+def recorded_templates(db: sqlite3.Connection, flow: str) -> list[tuple[str, str, str]]:
     """(tenant, route, template) recorded for ``flow``; none in a store that has no table."""
     try:
-        return store.db.execute("SELECT tenant, route, template FROM key_templates "
-                                "WHERE flow = ? ORDER BY tenant, route", (flow,)).fetchall()
+        return db.execute("SELECT tenant, route, template FROM key_templates "
+                          "WHERE flow = ? ORDER BY tenant, route", (flow,)).fetchall()
     except sqlite3.OperationalError:        # an older store, or one opened read-only: no table
         return []
 
 
-def key_change_problems(spec: LoadedSpec, store: SQLiteStore) -> list[Problem]:
+def key_change_problems(spec: LoadedSpec, db: sqlite3.Connection) -> list[Problem]:
     """A warning on each route whose key template differs from the one its last writing run
-    used, while the ledger holds documents of that route."""
+    used, while the ledger (in the state store ``db``) holds documents of that route."""
     data = spec.data if isinstance(spec.data, dict) else {}
     if not isinstance(data.get("flow"), str):
         return []
     routes = {route.get("name"): (i, route.get("key")) for i, route in
               enumerate(data.get("routes") or []) if isinstance(route, dict)}
     problems = []
-    for tenant, name, old in recorded_templates(store, data["flow"]):
+    for tenant, name, old in recorded_templates(db, data["flow"]):
         index, new = routes.get(name, (None, None))
         if index is None or not isinstance(new, str) or new == old:
             continue
-        count = store.db.execute("SELECT COUNT(*) FROM ledger WHERE tenant = ? AND flow = ? "
-                                 "AND route = ?", (tenant, data["flow"], name)).fetchone()[0]
+        count = db.execute("SELECT COUNT(*) FROM ledger WHERE tenant = ? AND flow = ? "
+                           "AND route = ?", (tenant, data["flow"], name)).fetchone()[0]
         if not count:
             continue
         whose = "" if tenant == "default" else f" of tenant {tenant!r}"
@@ -79,27 +79,38 @@ def key_change_problems(spec: LoadedSpec, store: SQLiteStore) -> list[Problem]:
 
 def key_change_warnings(files: list[str], state: str | None = None) -> list[Problem]:
     """The warnings of :func:`key_change_problems` for flow files, against the state store
-    ``state`` (HEXAFLOW_STATE, or the default) when it exists; opened read-only."""
-    from hexaflow.errors import HexaflowError
-    from hexaflow.explain import open_state_readonly
-    from hexaflow.spec import load_spec
+    ``state`` (HEXAFLOW_STATE, or the default) when it exists, opened read-only. Nothing is
+    parsed (nor imported) unless the store has recorded key templates."""
     from hexaflow.state import state_path
 
     target = state_path(state).removeprefix("sqlite:///")
     if "://" in target or not Path(target).is_file():
         return []
+    path = Path(target)
+    live = Path(f"{target}-wal").exists()     # as explain's read-only store opens it
+    uri = path.resolve().as_uri() + ("?mode=ro" if live else "?mode=ro&immutable=1")
     try:
-        store, _ = open_state_readonly(target)
-    except HexaflowError:
-        return []              # not a state store this validate can read: nothing to compare
+        db = sqlite3.connect(uri, uri=True, isolation_level=None)
+    except sqlite3.Error:
+        return []
     try:
+        try:
+            if not db.execute("SELECT 1 FROM key_templates LIMIT 1").fetchall():
+                return []
+        except sqlite3.Error:        # not a state store, or one no run has recorded in
+            return []
+        from hexaflow.errors import HexaflowError
+        from hexaflow.spec import load_spec
         problems: list[Problem] = []
         for file in files:
             try:
                 spec = load_spec(Path(file))
             except HexaflowError:
                 continue
-            problems += key_change_problems(spec, store)
+            try:
+                problems += key_change_problems(spec, db)
+            except sqlite3.Error:
+                return problems
         return problems
     finally:
-        store.close()
+        db.close()

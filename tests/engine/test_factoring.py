@@ -314,11 +314,11 @@ def test_validate_warns_when_a_key_template_changes_after_documents_were_written
     flow = write(tmp_path, "flow.yaml", FACTORED)
     store = open_store(str(tmp_path / "state.db"))
     _run(tmp_path, store)
-    assert key_change_problems(load_spec(flow), store) == []
+    assert key_change_problems(load_spec(flow), store.db) == []
     changed = FACTORED.replace('key: "BH_<<order.id>>"', 'key: "TL-<<order.name>>"')
     flow.write_text(changed, encoding="utf-8")
     line = changed[:changed.index("TL-")].count("\n") + 1
-    [warning] = key_change_problems(load_spec(flow), store)
+    [warning] = key_change_problems(load_spec(flow), store.db)
     assert (warning.file, warning.line, warning.severity) == (str(flow), line, "warning")
     assert warning.message == ("route sale's key template changed from 'BH_<<order.id>>' to "
                                "'TL-<<order.name>>': 1 document(s) already in the ledger under "
