@@ -237,6 +237,10 @@ class _Resolver:
                        "(a document, an ensure block, a block of fields)",
                        "make the definition a mapping, or write the value where it is needed")
             return rest
+        wrong = _wrong_kind(at.path, definition.value)
+        if wrong:
+            self.error(at / USE, f"definition {name!r} {wrong[0]}", wrong[1])
+            return rest
         inner = replace(definition.at, via=self.step(at / USE, f"{at.context} (use: {name})"),
                         uses=at.uses + (name,))
         return _merge(self.copy(definition.value, inner), rest)
@@ -285,6 +289,29 @@ class _Resolver:
                 elements.append(self.copy(route, replace(at / i, context=context)))
             return _Node(self.pos(at), elements=elements)
         return self.copy(value, replace(at, context=key), uses=key == "let")
+
+
+def _wrong_kind(path: tuple, value: dict[str, Any]) -> tuple[str, str] | None:
+    """(what is wrong, hint) when a definition is used where its kind does not fit: a document
+    (with target or ensure) among fields, or a block of fields as a document or ensure."""
+    if "fields" in path:
+        document = sorted(k for k in ("target", "ensure") if k in value)
+        if document:
+            return (f"is a document (it has {' and '.join(document)}), used here as fields",
+                    "use a definition that holds only fields, e.g. the document's `fields:` "
+                    "as a definition of its own")
+        return None
+    where = "route" if len(path) == 2 else "ensure" if path[-2:-1] == ("ensure",) else None
+    if where is None or path[:1] != ("routes",) and where == "route":
+        return None
+    from hexaflow.spec import flow_schema
+    allowed = set(flow_schema()["$defs"][where]["properties"])
+    stray = sorted(str(k) for k in value if k not in allowed)
+    if stray and not allowed & set(value):
+        return (f"is a block of fields ({', '.join(stray[:3])}...), used here as a {where}",
+                f"use it under fields: (fields: {{use: ...}}), or give the {where} "
+                f"definition target, key and fields")
+    return None
 
 
 def _merge(base: _Node, over: _Node) -> _Node:

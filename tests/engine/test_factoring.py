@@ -446,3 +446,24 @@ routes:
 """)
     [problem] = problems_of(tmp_path / "flow.yaml")
     assert "values once its definitions are used" in problem
+
+
+def test_a_definition_used_as_the_wrong_kind_of_piece_is_refused(tmp_path):
+    write(tmp_path, "flow.yaml", HEAD + """\
+definitions:
+  line: {sku: "=line.sku", quantity: "=line.qty"}
+  document:
+    target: {connector: file, document: records, params: {path: out/s.jsonl}}
+    fields: {a: 1}
+routes:
+  - {name: one, use: line}
+  - name: two
+    use: document
+    key: "K<<order.id>>"
+    fields: {nested: {use: document}}
+""")
+    text = "\n".join(problems_of(tmp_path / "flow.yaml"))
+    assert "flow.yaml:11:22: error: definition 'line' is a block of fields (quantity, sku...), " \
+           "used here as a route" in text
+    assert "flow.yaml:15:28: error: definition 'document' is a document (it has target), " \
+           "used here as fields" in text
