@@ -13,12 +13,13 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from hexaflow.connector import (ACCEPTED, CONFLICT, DELETED, FAILED, GENERATED, QUEUED, REJECTED,
                                 AsyncResult, Catalogue, ConfigVar, Connector, ConnectorContext,
-                                DocumentInfo, Page, Received, ResourceInfo, WriteItem,
+                                DocumentDraft, DocumentInfo, Page, Received, ResourceInfo, WriteItem,
                                 WriteResult)
 from hexaflow.timeutil import get_zone
 
 from .callbacks import CallbackError, CallbackSignatureError, parse_callback, results_from_data
 from .client import MisaClient, MisaSettings
+from .mechanics import complete_voucher
 from .errors import AUTH_CODES, MisaAuthError, MisaError, MisaTokenError, MisaTransportError
 from .records import canonical_text, normalise
 
@@ -177,6 +178,11 @@ class MisaConnector(Connector):
         self.settings = settings or MisaSettings.from_config(self.context.config)
         self.client = MisaClient(self.settings)
         self.batch_size = self.settings.save_batch      # a run fills each save call
+
+    @classmethod
+    def complete_payload(cls, draft: DocumentDraft) -> dict[str, Any]:
+        """MISA's voucher mechanics (``*_oc`` twins, refid, currency, ...), see mechanics.py."""
+        return complete_voucher(draft)
 
     # -- reads ------------------------------------------------------------------------
     def read(self, resource: str, params: Mapping[str, Any], since: Any = None, *,
