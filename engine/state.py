@@ -115,6 +115,9 @@ class LedgerEntry:
     updated_at: float
     is_ensure: bool = False      # a prerequisite a route ensured (route "<route>.<ensure>")
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_ensure", bool(self.is_ensure))    # SQLite gives 0 or 1
+
     @property
     def settled(self) -> bool:
         return self.state not in UNSETTLED
@@ -387,7 +390,7 @@ class SQLiteStore:
 
     # -- ledger -------------------------------------------------------------------------
     def _entries(self, sql: str, args: Iterable[Any]) -> list[LedgerEntry]:
-        return [LedgerEntry(*row[:-1], bool(row[-1])) for row in self.db.execute(sql, tuple(args))]
+        return [LedgerEntry(*row) for row in self.db.execute(sql, tuple(args))]
 
     def entry(self, tenant: str, flow: str, route: str, key: str) -> LedgerEntry | None:
         rows = self._entries(f"SELECT {_COLUMNS} FROM ledger WHERE tenant=? AND flow=? AND route=? "

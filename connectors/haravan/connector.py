@@ -407,7 +407,7 @@ class HaravanConnector(Connector):
         product = normalise(product)
         for variant in product.get("variants") or []:
             if variant.get("sku"):
-                self._sku_cache[variant["sku"]] = [product]
+                self._sku_cache[variant["sku"]] = [dict(product)]
 
     @staticmethod
     def _rejected(item: WriteItem, status: int, message: Any) -> WriteResult:

@@ -115,7 +115,7 @@ CATALOGUE = Catalogue(
 def _code_field(entry: Mapping[str, Any]) -> str | None:
     """The field MISA matches this dictionary entry by, for the types we read back."""
     try:
-        return PUSH_TYPES[int(entry.get("dictionary_type"))][1]
+        return PUSH_TYPES[int(entry["dictionary_type"])][1]
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -372,10 +372,10 @@ class MisaConnector(Connector):
                 if not isinstance(row, Mapping) or row.get("org_refid") not in refs:
                     continue
                 data_type = int(row.get("data_type") or 1)
+                # Data type 22 (posted) comes as a callback's object, the others as a list.
+                data: Any = [row]
                 if data_type == 22:
                     data = {"voucher": [row], "custom_param": {"ModelState": row.get("model_state")}}
-                else:
-                    data = [row]
                 for result in results_from_data(data_type, data):
                     latest[result.target_ref] = result
             if len(rows) < take:
@@ -413,7 +413,7 @@ class MisaConnector(Connector):
             parsed = _parse_dictionary_ref(ref)
             if parsed:
                 wanted.setdefault(parsed[0], {})[parsed[1]] = ref
-        results = []
+        results: list[AsyncResult] = []
         for push_type, codes in wanted.items():
             data_type, code_field = PUSH_TYPES[push_type]
             found = self._codes(data_type, code_field)
