@@ -271,8 +271,8 @@ class Plan:
 
 
 def _complete(connector: str, draft: DocumentDraft) -> dict[str, Any]:
-    """The payload as ``connector`` completes it (its document mechanics, e.g. MISA's ``*_oc``
-    twins), so dry runs, tests and runs all see what is written."""
+    """The payload as ``connector`` completes it (its document mechanics, e.g. amounts in two
+    currencies), so dry runs, tests and runs all see what is written."""
     cls = get_connector(connector)
     return cls.complete_payload(draft) if cls is not None else dict(draft.payload)
 
