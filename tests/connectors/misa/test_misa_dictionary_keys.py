@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from hexaflow.runner import load_plan
+from hexaflow.runner import Connectors, load_plan, run_flow
+from hexaflow.state import open_store
 from connectors.misa.connector import dictionary_key, parse_dictionary_key
+from misa_helpers import ACCESS_CODE, APP_ID, ORG
 
 MAPPINGS = Path(__file__).resolve().parents[3] / "mappings"
 
@@ -65,3 +67,43 @@ def test_the_two_flows_name_a_customer_by_the_same_ledger_key():
     assert doc.payload["account_object_code"] == ensured.payload["account_object_code"] == doc.key
     shared = set(doc.payload) & set(ensured.payload)
     assert set(ensured.payload) - shared == set()       # the ensure sets nothing the flow lacks
+
+
+ENSURING_FLOW = """
+flow: orders
+source: {connector: file, resource: records, params: {path: in.jsonl}, as: order}
+routes:
+  - name: receipt
+    target: {connector: misa, document: voucher}
+    key: "PT_<<order.id>>"
+    ensure:
+      - name: customer
+        target: {connector: misa, document: dictionary}
+        key: "<<order.customer_code>>"
+        fields: {dictionary_type: 1, account_object_code: "=order.customer_code",
+                 account_object_name: Lan}
+    fields: {voucher_type: 5, org_refid: "u-<<order.id>>", total_amount: 1,
+             detail: [{amount: 1}]}
+"""
+
+
+def test_a_run_does_not_create_again_a_customer_misa_holds(sandbox, admin, tmp_path, write):
+    """The order flow's ensure finds, through exists(), the customer another flow created (here
+    with a ledger that knows nothing of it: another flow's store, or a lost one)."""
+    app, server = sandbox
+    customer = customers_flow_document({"id": 77, "email": "a@b.vn"})
+    assert admin.post("dictionary", {"dictionary": [customer.payload]})["errors"] == []
+    write("in.jsonl", json.dumps({"id": 1, "customer_code": customer.key}) + "\n")
+    plan = load_plan(write("flow.yaml", ENSURING_FLOW))
+    store = open_store(str(tmp_path / "state.db"))
+    config = {"MISA_BASE_URL": server.url, "MISA_APP_ID": APP_ID, "MISA_ACCESS_CODE": ACCESS_CODE,
+              "MISA_ORG_COMPANY_CODE": ORG}
+    connectors = Connectors("shop1", plan.base_dir, config=config)
+    try:
+        run_flow(plan, tenant="shop1", store=store, connectors=connectors)
+    finally:
+        connectors.close()
+    ensured = store.entry("shop1", "orders", "receipt.customer", customer.key)
+    assert ensured is not None and ensured.is_ensure
+    assert ensured.message == "already in the target"
+    assert app.dictionary_received[f"1:{customer.key}"] == 0       # never sent
