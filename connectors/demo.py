@@ -90,7 +90,8 @@ def _what_was_created(haravan_url: str, misa_url: str) -> str:
     for row in shop.get("inventory", []):
         on_hand[names.get(row.get("loc_id"), str(row.get("loc_id")))] += row.get("qty_onhand") or 0
     if on_hand:
-        lines.append("  Haravan stock on hand: " + ", ".join(f"{name} {qty}" for name, qty in sorted(on_hand.items())))
+        lines.append("  Haravan stock on hand: "
+                     + ", ".join(f"{name} {qty}" for name, qty in sorted(on_hand.items())))
     lines.append(f"  MISA AMIS: {len(dictionary.get('account_objects', []))} account objects, "
                  f"{len(dictionary.get('inventory_items', []))} items, "
                  f"{len(dictionary.get('stocks', []))} warehouses")

@@ -241,7 +241,11 @@ class SandboxServer:
     def __init__(self, app: SandboxApp, host: str = "127.0.0.1", port: int = 0):
         self.app = app
         self._server = _Server((host, port), _make_handler(app))
-        self.host, self.port = self._server.server_address[:2]
+        bound_host, self.port = self._server.server_address[:2]
+        # An AF_INET server's address is (str, int); typeshed also allows bytes (AF_UNIX).
+        if not isinstance(bound_host, str):
+            raise TypeError(f"sandbox server bound to an unexpected address {bound_host!r}")
+        self.host: str = bound_host
         self._thread: threading.Thread | None = None
 
     @property

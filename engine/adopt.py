@@ -149,7 +149,7 @@ def _record(ctx: _PageAdoption, doc: Document, state: str) -> None:
         store.plan(tenant, doc.flow, doc.route, doc.key, connector=doc.connector,
                    document=doc.document, action=doc.action, source_id=doc.source_id,
                    source_version=doc.source_version, payload=doc.payload, params=doc.params,
-                   fence=ctx.fence)
+                   fence=ctx.fence, ensure=doc.is_ensure)
         store.mark(tenant, doc.flow, doc.route, doc.key, state, target_ref=ref, code=ADOPTED,
                    message=f"adopted from {doc.connector} by hexaflow adopt", fence=ctx.fence,
                    attempted=False)

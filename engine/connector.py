@@ -149,6 +149,17 @@ class WriteItem:
 
 
 @dataclass(frozen=True)
+class DocumentDraft:
+    """A document as the flow built it, before its connector completes it (see
+    :meth:`Connector.complete_payload`)."""
+    document: str              # document kind from the catalogue
+    action: str                # "upsert" | "create" | "delete"
+    key: str                   # the document code
+    payload: Mapping[str, Any]
+    route: str                 # the route (or "route.ensure") that built it, for messages
+
+
+@dataclass(frozen=True)
 class WriteResult:
     ref: str
     status: str                # one of WRITE_STATUSES
@@ -218,6 +229,14 @@ class Connector:
 
     def __init__(self, context: ConnectorContext):
         self.context = context
+
+    @classmethod
+    def complete_payload(cls, draft: DocumentDraft) -> dict[str, Any]:
+        """The payload the target needs for ``draft``: the flow's fields plus what follows from
+        the document kind alone (the target's mechanics, not the integrator's choices). A class
+        method so that dry runs, tests and explain show it without credentials. Default: the
+        payload as the flow built it."""
+        return dict(draft.payload)
 
     def read(self, resource: str, params: Mapping[str, Any], since: Any = None, *,
              cursor_field: str | None = None) -> Iterator[Page]:

@@ -65,7 +65,8 @@ def _diff(expected: Any, actual: Any, label: str) -> str:
 
 
 def _same(expected: Any, actual: Any) -> bool:
-    dump = lambda v: json.dumps(jsonable(v), sort_keys=True, ensure_ascii=False, default=str)
+    def dump(value: Any) -> str:
+        return json.dumps(jsonable(value), sort_keys=True, ensure_ascii=False, default=str)
     return dump(expected) == dump(actual)
 
 
@@ -111,13 +112,14 @@ def run_case(plan: Plan, case: dict[str, Any]) -> list[str]:
                 failures.append(f"{where}payload of {route} differs:\n" +
                                 _diff(expected, docs[route].payload, route))
         for route, by_name in (expect.get("ensure") or {}).items():
-            got = {e.route.split(".", 1)[1]: e.payload for e in docs[route].ensure} if route in docs else {}
+            ensured: dict[str, Any] = ({e.route.split(".", 1)[1]: e.payload for e in docs[route].ensure}
+                                       if route in docs else {})
             for name, expected in by_name.items():
-                if name not in got:
+                if name not in ensured:
                     failures.append(f"{where}expected {route} to ensure {name}, but it did not")
-                elif not _same(expected, got[name]):
+                elif not _same(expected, ensured[name]):
                     failures.append(f"{where}ensure {name} of {route} differs:\n" +
-                                    _diff(expected, got[name], f"{route}.{name}"))
+                                    _diff(expected, ensured[name], f"{route}.{name}"))
         for doc in outcome.documents:
             keys = (history.get(doc.route) or {}).get("keys") or []
             history[doc.route] = {"key": doc.key, "state": "accepted", "keys": keys + [doc.key]}

@@ -199,9 +199,10 @@ class HttpClient:
             if self.limiter is not None:
                 self.limiter.acquire()
             retry_after: float | None = None
+            response: httpx.Response | None = None
             try:
-                response = self._client.request(method, path, params=params, json=json,
-                                                headers=headers)
+                sent = self._client.request(method, path, params=params, json=json,
+                                            headers=headers)
             except httpx.TransportError as exc:
                 reached_server = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
                 if reached_server and not idempotent:
@@ -210,18 +211,18 @@ class HttpClient:
                         f"server ({type(exc).__name__}); not re-sent because it is not idempotent"
                     ) from exc
                 reason = type(exc).__name__
-                response = None
             else:
+                response = sent
                 if self.on_response is not None:
-                    self.on_response(response)
-                if not self.retry.should_retry_status(response.status_code):
-                    return response
-                if not idempotent and response.status_code in MAYBE_PROCESSED_STATUSES:
+                    self.on_response(sent)
+                if not self.retry.should_retry_status(sent.status_code):
+                    return sent
+                if not idempotent and sent.status_code in MAYBE_PROCESSED_STATUSES:
                     # The server may have acted before failing; re-sending could act twice.
-                    return response
-                reason = f"HTTP {response.status_code}"
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                if response.status_code == 429 and self.limiter is not None:
+                    return sent
+                reason = f"HTTP {sent.status_code}"
+                retry_after = parse_retry_after(sent.headers.get("Retry-After"))
+                if sent.status_code == 429 and self.limiter is not None:
                     self.limiter.penalise(retry_after if retry_after is not None else 1.0)
             if attempt >= self.retry.max_attempts:
                 raise RetriesExhausted(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from hexaflow.errors import MappingError
-from hexaflow.connector import Catalogue
+from hexaflow.connector import Catalogue, DocumentDraft
 from hexaflow.expressions import (CompileError, Expr, ExpressionCompiler, Fn, Scope, Template,
                                   jsonable, truthy)
 from hexaflow.functions import FunctionContext, Library, RecordError, failure_reason
@@ -245,7 +245,9 @@ class Plan:
             key = route.key(scope)
         except Exception as exc:
             raise _failed(exc, f"{where}: key {route.key.source!r}") from None
-        payload = _eval_fields(route.fields, _with_key(scope, key), f"{where}: fields")
+        payload = _complete(route.connector, DocumentDraft(
+            route.document, route.action, key,
+            _eval_fields(route.fields, _with_key(scope, key), f"{where}: fields"), route.name))
         ensured = []
         for ens in route.ensure:
             if ens.when is not None:
@@ -258,8 +260,11 @@ class Plan:
                 ens_key = ens.key(scope)
             except Exception as exc:
                 raise _failed(exc, f"{where}: ensure {ens.name}: key") from None
-            ens_payload = _eval_fields(ens.fields, _with_key(scope, ens_key),
-                                       f"{where}: ensure {ens.name}: fields")
+            ens_payload = _complete(ens.connector, DocumentDraft(
+                ens.document, "create", ens_key,
+                _eval_fields(ens.fields, _with_key(scope, ens_key),
+                             f"{where}: ensure {ens.name}: fields"),
+                f"{route.name}.{ens.name}"))
             ensured.append(Document(self.name, f"{route.name}.{ens.name}", ens.connector,
                                     ens.document, "create", ens_key, ens_payload, ens.params,
                                     source_id, version, (), True))
@@ -271,6 +276,13 @@ def _with_key(scope: Scope, key: str) -> Scope:
     """The scope of a document's fields: ``key`` is its rendered key (docs/factoring.md),
     unless the flow names something ``key`` itself."""
     return scope if KEY_NAME in scope else {**scope, KEY_NAME: key}
+
+
+def _complete(connector: str, draft: DocumentDraft) -> dict[str, Any]:
+    """The payload as ``connector`` completes it (its document mechanics, e.g. amounts in two
+    currencies), so dry runs, tests and runs all see what is written."""
+    cls = get_connector(connector)
+    return cls.complete_payload(draft) if cls is not None else dict(draft.payload)
 
 
 def _eval_fields(fn: Fn | None, scope: Scope, where: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import json
 import time
 from collections import Counter
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Callable
 
 from hexaflow.runner import (LOCK_TTL, Connectors, FlowError, RunSummary, process_records,
                              load_plan, poll_results, resolve_flow_path)

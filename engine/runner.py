@@ -171,7 +171,7 @@ def decide(store: SQLiteStore, tenant: str, doc: Document,
                                        f"{entry.state} in {doc.connector}; change it by hand")
         return SEND, "changed"
     others = [e for e in store.entries_for_target(tenant, doc.connector, doc.document, doc.key)
-              if e.route != doc.route and "." not in e.route and e.action != "delete"
+              if e.route != doc.route and not e.is_ensure and e.action != "delete"
               and e.state in LIVE]
     if others:
         return CONFLICT_DECISION, (f"{doc.key} was already written by route {others[0].route} "
@@ -187,7 +187,7 @@ def _other_owner(store: SQLiteStore, tenant: str, doc: Document,
     if entry is not None:
         return entry.source_id if entry.source_id != doc.source_id else None
     for e in store.entries_for_target(tenant, doc.connector, doc.document, doc.key):
-        if e.flow == doc.flow and "." not in e.route and e.source_id != doc.source_id \
+        if e.flow == doc.flow and not e.is_ensure and e.source_id != doc.source_id \
                 and e.state in LIVE:
             return e.source_id
     return None
@@ -404,7 +404,8 @@ class _Writer:
                 self.store.plan(self.tenant, flow, doc.route, doc.key, connector=doc.connector,
                                 document=doc.document, action=doc.action,
                                 source_id=doc.source_id, source_version=doc.source_version,
-                                payload=doc.payload, params=doc.params, fence=self.fence)
+                                payload=doc.payload, params=doc.params, fence=self.fence,
+                                ensure=doc.is_ensure)
         by_connector: dict[str, list[WriteItem]] = {}
         for n, item in enumerate(batch):
             doc = item.doc
@@ -726,7 +727,7 @@ def resend_unsettled(plan: Plan, tenant: str, store: SQLiteStore, connectors: Co
         for e in stale:
             writer.add(None, -1, Document(e.flow, e.route, e.connector, e.document, e.action, e.key,
                                           json.loads(e.payload), json.loads(e.params or "{}"),
-                                          e.source_id, e.source_version, (), "." in e.route))
+                                          e.source_id, e.source_version, (), e.is_ensure))
             writer.flush()
         writer.finish()
     finally:
@@ -744,7 +745,7 @@ def _ensure_exists(store: SQLiteStore, connectors: Connectors, tenant: str, ens:
                                   document=ens.document, action=ens.action,
                                   source_id=ens.source_id, source_version=ens.source_version,
                                   payload=ens.payload, state="done",
-                                  message="already in the target", fence=fence)
+                                  message="already in the target", fence=fence, ensure=True)
         return True
     return False
 

@@ -339,7 +339,7 @@ def scaffold(target: Path, force: bool = False) -> Scaffold:
     name = target.resolve().name or "hexaflow project"
     files, flows, tables = plan_files(name)
     result = Scaffold(target, flows=flows, tables=tables)
-    for rel, content in files.items():
+    for rel in files:
         path = target / rel
         if path.exists() and not path.is_file():
             raise ScaffoldError(f"{path} exists and is not a file")

@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS ledger (
     state TEXT NOT NULL, target_ref TEXT, code TEXT, message TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    is_ensure INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant, flow, route, key));
 CREATE INDEX IF NOT EXISTS ledger_source ON ledger (tenant, flow, source_id);
 CREATE INDEX IF NOT EXISTS ledger_target ON ledger (tenant, connector, document, key);
@@ -112,6 +113,10 @@ class LedgerEntry:
     attempts: int
     created_at: float
     updated_at: float
+    is_ensure: bool = False      # a prerequisite a route ensured (route "<route>.<ensure>")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_ensure", bool(self.is_ensure))    # SQLite gives 0 or 1
 
     @property
     def settled(self) -> bool:
@@ -243,6 +248,26 @@ def open_store(path: str | None = None) -> "SQLiteStore":
                          f"folder you can write to, e.g. {DEFAULT_STATE_PATH}") from None
 
 
+def _add_ensure_column(db: sqlite3.Connection) -> None:
+    """Migration: ledgers written before ensure rows were flagged get the ``is_ensure`` column,
+    filled by the rule used until then (an ensured prerequisite's route is ``<route>.<name>``;
+    route names are identifiers, so no other route holds a dot). Idempotent, and safe when two
+    processes open the same old state file at once (the check is repeated under the lock)."""
+    def missing() -> bool:
+        return not any(row[1] == "is_ensure" for row in db.execute("PRAGMA table_info(ledger)"))
+    if not missing():
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if missing():
+            db.execute("ALTER TABLE ledger ADD COLUMN is_ensure INTEGER NOT NULL DEFAULT 0")
+            db.execute("UPDATE ledger SET is_ensure = 1 WHERE instr(route, '.') > 0")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
 class SQLiteStore:
     def __init__(self, path: str):
         self.path = path
@@ -266,6 +291,7 @@ class SQLiteStore:
                         self.db.execute("PRAGMA journal_mode = WAL")
                     self.db.execute("PRAGMA synchronous = NORMAL")
                 self.db.executescript(SCHEMA)
+                _add_ensure_column(self.db)
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
@@ -422,8 +448,9 @@ class SQLiteStore:
 
     def plan(self, tenant: str, flow: str, route: str, key: str, *, connector: str, document: str,
              action: str, source_id: str, source_version: str | None, payload: Any,
-             params: Any = None, fence: int | None = None) -> None:
-        """Record that this document is about to be sent (written before the send)."""
+             params: Any = None, fence: int | None = None, ensure: bool = False) -> None:
+        """Record that this document is about to be sent (written before the send);
+        ``ensure``: it is a prerequisite a route ensured, not one of the flow's documents."""
         body = canonical_json(payload)
         digest = _digest(body)
         now = time.time()
@@ -432,14 +459,15 @@ class SQLiteStore:
             self.db.execute(
                 "INSERT INTO ledger (tenant, flow, route, key, connector, document, action, "
                 "source_id, source_version, payload_hash, payload, params, state, attempts, "
-                "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,'planned',0,?,?) "
+                "created_at, updated_at, is_ensure) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,'planned',0,?,?,?) "
                 "ON CONFLICT (tenant, flow, route, key) DO UPDATE SET "
                 "action=excluded.action, source_version=excluded.source_version, "
                 "payload_hash=excluded.payload_hash, payload=excluded.payload, "
                 "params=excluded.params, state='planned', code=NULL, message=NULL, "
                 "updated_at=excluded.updated_at",
                 (tenant, flow, route, key, connector, document, action, source_id, source_version,
-                 digest, body, canonical_json(dict(params or {})), now, now))
+                 digest, body, canonical_json(dict(params or {})), now, now, int(ensure)))
             self._event(tenant, flow, route, key, "planned", None, now)
 
     def mark(self, tenant: str, flow: str, route: str, key: str, state: str, *,
@@ -464,12 +492,12 @@ class SQLiteStore:
     def record_decision(self, tenant: str, flow: str, route: str, key: str, *, connector: str,
                         document: str, action: str, source_id: str, source_version: str | None,
                         payload: Any, state: str, message: str | None = None,
-                        fence: int | None = None) -> None:
+                        fence: int | None = None, ensure: bool = False) -> None:
         """A ledger row for something decided without sending (a conflict, an existing doc)."""
         with self._tx():
             self.plan(tenant, flow, route, key, connector=connector, document=document,
                       action=action, source_id=source_id, source_version=source_version,
-                      payload=payload, fence=fence)
+                      payload=payload, fence=fence, ensure=ensure)
             self.mark(tenant, flow, route, key, state, message=message, fence=fence,
                       attempted=False)
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -95,7 +94,7 @@ class FileConnector(Connector):
     def _out_path(self, item: WriteItem) -> Path:
         if item.params.get("path"):
             return self._inside(item.params["path"], "target.params.path")
-        return Path(os.environ.get("HEXAFLOW_FILE_OUT", "out")) / f"{item.document}.jsonl"
+        return Path(self.context.config.get("HEXAFLOW_FILE_OUT") or "out") / f"{item.document}.jsonl"
 
     def write(self, items: Sequence[WriteItem]) -> list[WriteResult]:
         results = []

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Mapping
@@ -59,7 +58,7 @@ def _bucket_at_start(config: Mapping[str, str], default: bool) -> bool:
 
 
 @dataclass(frozen=True)
-class Settings:
+class HaravanSettings:
     base_url: str
     token: str = field(repr=False)             # never shown, even in a debug print
     webhook_secret: str | None = field(repr=False)
@@ -72,10 +71,11 @@ class Settings:
     bucket_full_at_start: bool = True  # assume another client filled the shop's bucket
 
     @classmethod
-    def from_config(cls, config: Mapping[str, str] | None) -> "Settings":
-        """Values from the engine's config, falling back to the process environment."""
-        merged: dict[str, str] = {k: v for k, v in os.environ.items() if k.startswith("HARAVAN_")}
-        merged.update({k: v for k, v in (config or {}).items() if v is not None})
+    def from_config(cls, config: Mapping[str, str] | None) -> "HaravanSettings":
+        """Values from the engine's config only (the engine fills it from the environment or a
+        config file): a connector never reads the process environment itself, so one process
+        can hold connectors of several tenants."""
+        merged = {k: v for k, v in (config or {}).items() if v is not None}
         token = (merged.get("HARAVAN_TOKEN") or "").strip()
         if not token:
             raise ConfigError("HARAVAN_TOKEN is not set: create a private app token in Haravan "
@@ -125,8 +125,9 @@ def error_message(response: httpx.Response) -> str:
             if key in body:
                 value = body[key]
                 if isinstance(value, dict):
-                    return "; ".join(f"{field}: {', '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
-                                     for field, msgs in value.items())
+                    return "; ".join(
+                        f"{field}: {', '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
+                        for field, msgs in value.items())
                 if isinstance(value, list):
                     return "; ".join(map(str, value))
                 return str(value)
@@ -145,7 +146,7 @@ def jsonable(value: Any) -> Any:
 
 
 class HaravanClient:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: HaravanSettings):
         self.settings = settings
         call_limit = quirks()["api"]["call_limit"]
         self._limit_header = call_limit["header"]

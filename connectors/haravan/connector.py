@@ -16,7 +16,7 @@ from hexaflow.http import RetriesExhausted
 from hexaflow.text import canonical_code
 from hexaflow.timeutil import parse_datetime
 
-from .client import HaravanClient, HaravanHTTPError, Settings
+from .client import HaravanClient, HaravanHTTPError, HaravanSettings
 from .normalise import normalise, normalise_timestamp, quirks
 from .pagination import WalkError, iter_pages
 from .webhooks import parse_webhook, verify_webhook
@@ -152,7 +152,7 @@ class HaravanConnector(Connector):
 
     def __init__(self, context: ConnectorContext | None = None):
         super().__init__(context or ConnectorContext())
-        self.settings = Settings.from_config(self.context.config)
+        self.settings = HaravanSettings.from_config(self.context.config)
         self.client = HaravanClient(self.settings)
         self._sku_cache: dict[str, list[dict[str, Any]]] = {}
 
@@ -407,7 +407,7 @@ class HaravanConnector(Connector):
         product = normalise(product)
         for variant in product.get("variants") or []:
             if variant.get("sku"):
-                self._sku_cache[variant["sku"]] = [product]
+                self._sku_cache[variant["sku"]] = [dict(product)]
 
     @staticmethod
     def _rejected(item: WriteItem, status: int, message: Any) -> WriteResult:

@@ -195,7 +195,7 @@ def plan_order(seed: int, index: int, count: int) -> OrderPlan:
         scenario = rng.choices(SCENARIO_NAMES, WEIGHTS)[0]
     _, _, _, _, source = SCENARIOS[scenario]
     promote = rng.random() < 0.2 or index == len(SCENARIO_NAMES) + 1
-    lines = []
+    lines: list[tuple[int, int, int]] = []
     for c in rng.sample(range(len(CATALOGUE)), rng.choice((1, 1, 2, 2, 3))):
         price = int(CATALOGUE[c].price)
         promo = (price // 10 // 1000) * 1000 if promote and not lines else 0
@@ -235,7 +235,7 @@ def build_order(plan: OrderPlan, customers: list[dict[str, Any]],
     updated = render_time(plan.updated_ms, plan.index + 2)
     location_name = next(w.location_name for w in WAREHOUSES if w.location_id == plan.location_id)
     fulfilled = ful == "fulfilled"
-    line_items = []
+    line_items: list[dict[str, Any]] = []
     for k, (c, qty, promo) in enumerate(plan.lines):
         item = CATALOGUE[c]
         product_id, variant_id = variants[item.sku]
@@ -244,12 +244,14 @@ def build_order(plan: OrderPlan, customers: list[dict[str, Any]],
             "id": oid * 100 + k, "product_id": product_id, "variant_id": variant_id,
             "sku": item.sku, "barcode": None, "title": item.title,
             "variant_title": item.variant_title,
-            "name": item.title if item.variant_title == "Default Title" else f"{item.title} - {item.variant_title}",
+            "name": (item.title if item.variant_title == "Default Title"
+                     else f"{item.title} - {item.variant_title}"),
             "vendor": "Khác", "type": item.product_type, "quantity": qty,
             "price": money(price), "price_original": money(item.price), "price_promotion": 0.0,
             # Per unit, as the documentation's create example shows ([DOC-EX]).
             "total_discount": money(promo),
-            "applied_discounts": [{"description": "Khuyến mãi tháng 6", "amount": money(promo)}] if promo else [],
+            "applied_discounts": ([{"description": "Khuyến mãi tháng 6", "amount": money(promo)}]
+                                  if promo else []),
             "properties": [{"name": "Khuyến mãi", "value": "1017934710 - KM-THANG6"}] if promo else None,
             "fulfillable_quantity": 0 if fulfilled or cancelled else qty,
             "fulfillment_status": "fulfilled" if fulfilled else "notfulfilled",
@@ -317,7 +319,8 @@ def build_order(plan: OrderPlan, customers: list[dict[str, Any]],
             "line_items": [{"id": li["id"], "variant_id": li["variant_id"], "sku": li["sku"],
                             "quantity": li["quantity"]} for li in line_items]})
     address = None
-    if customer is not None and customer["email"] != GUEST_EMAIL:
+    # (customer is None exactly when plan.customer is: a POS walk-in)
+    if customer is not None and plan.customer is not None and customer["email"] != GUEST_EMAIL:
         src = customers[plan.customer]
         address = (src["default_address"] or {}) and {
             k: v for k, v in src["default_address"].items() if k not in ("id", "default")}

@@ -430,7 +430,8 @@ class HaravanSandbox(SandboxApp):
             if req.query.get(key):
                 products = [p for p in products if p.get(key) == req.query[key]]
         if req.query.get("barcode"):
-            products = [p for p in products if any(v.get("barcode") == req.query["barcode"] for v in p["variants"])]
+            barcode = req.query["barcode"]
+            products = [p for p in products if any(v.get("barcode") == barcode for v in p["variants"])]
         return products
 
     def list_products(self, req: Request) -> Response:

@@ -45,7 +45,13 @@ def dec(value: Any) -> Decimal:
     return Decimal(str(value))
 
 
-def _summary(order: dict[str, Any], updated_ms: int) -> tuple[int, int, str, str, bool, bool]:
+# What list filters read of an order: (created_ms, updated_ms, financial_status,
+# fulfillment_status, cancelled, closed). The statuses are strings in the orders this store
+# builds, but a raw order (``store_raw_order``) may hold anything there, so they are Any.
+OrderSummary = tuple[int, int, Any, Any, bool, bool]
+
+
+def _summary(order: dict[str, Any], updated_ms: int) -> OrderSummary:
     """What list filters read of an order. Tolerant: a raw order (``store_raw_order``) may
     hold anything in these fields."""
     try:
@@ -64,7 +70,7 @@ class OrderIndex:
         self._build = build
         self._plans: dict[int, int] = {}          # id -> demo index, until materialised
         self._orders: dict[int, dict[str, Any]] = {}
-        self.summary: dict[int, tuple[int, int, str, str, bool, bool]] = {}
+        self.summary: dict[int, OrderSummary] = {}
         self.ids: list[int] = []                  # ascending; ids grow with creation
         self.by_updated: list[tuple[int, int]] = []
         self._seed = 0
@@ -479,7 +485,8 @@ class HaravanShop:
         for n, line in enumerate(lines):
             vid = line.get("product_variant_id") or line.get("variant_id")
             qty = line.get("quantity")
-            if vid not in self.variant_product or (line.get("product_id") not in (None, self.variant_product.get(vid))):
+            if vid not in self.variant_product or (
+                    line.get("product_id") not in (None, self.variant_product.get(vid))):
                 errors.setdefault("line_items", []).append(f"line {n}: variant {vid} not found")
                 continue
             if not isinstance(qty, int) or isinstance(qty, bool):
@@ -489,7 +496,7 @@ class HaravanShop:
                     errors.setdefault("line_items", []).append(f"line {n}: quantity must be an integer")
                     continue
             resolved.append((vid, qty))
-        if errors:
+        if errors or loc is None:       # (a missing location is among the errors)
             raise ApiError(422, errors)
         ms = self.tick()
         out_lines = []
@@ -506,7 +513,8 @@ class HaravanShop:
                 level["qty_onhand"] += qty
             level["updated_ms"] = ms
             total += change
-            variant = next(v for v in self.products[self.variant_product[vid]]["variants"] if v["id"] == vid)
+            variant = next(v for v in self.products[self.variant_product[vid]]["variants"]
+                           if v["id"] == vid)
             out_lines.append({"product_id": self.variant_product[vid], "product_variant_id": vid,
                               "quantity": change, "cost_amount": 0.0, "sku": variant.get("sku"),
                               "barcode": variant.get("barcode")})
@@ -587,7 +595,8 @@ class HaravanShop:
                 "type": product["product_type"] if product else None,
                 "quantity": qty, "price": money(original - promo), "price_original": money(original),
                 "price_promotion": 0.0, "total_discount": money(promo),
-                "applied_discounts": [{"description": "Khuyến mãi", "amount": money(promo)}] if promo else [],
+                "applied_discounts": ([{"description": "Khuyến mãi", "amount": money(promo)}]
+                                      if promo else []),
                 "properties": None, "fulfillable_quantity": qty,
                 "fulfillment_status": "notfulfilled", "grams": 0.0, "requires_shipping": True,
                 "taxable": False, "tax_lines": [], "gift_card": False,
@@ -596,21 +605,23 @@ class HaravanShop:
         line_total = sum(dec(li["price"]) * li["quantity"] for li in line_items)
         codes = body.get("discount_codes") or []
         discount = sum(dec(c.get("amount")) for c in codes)
-        shipping_lines = [{"code": s.get("code"), "title": s.get("title"), "price": money(dec(s.get("price"))),
-                           "source": s.get("source")} for s in body.get("shipping_lines") or []]
+        shipping_lines = [{"code": s.get("code"), "title": s.get("title"),
+                           "price": money(dec(s.get("price"))), "source": s.get("source")}
+                          for s in body.get("shipping_lines") or []]
         shipping = sum(dec(s["price"]) for s in shipping_lines)
         total = line_total - discount + shipping
         customer = None
         cust_in = body.get("customer")
         if cust_in:
+            email = cust_in.get("email")
             match = self.customers.get(cust_in.get("id")) or next(
-                (c for c in self.customers.values() if cust_in.get("email") and c.get("email") == cust_in.get("email")), None)
+                (c for c in self.customers.values() if email and c.get("email") == email), None)
             if match is None:
                 match = self.create_customer(cust_in)
             customer = {k: match[k] for k in demo.EMBEDDED_CUSTOMER_FIELDS}
         location_id = body.get("location_id") or next(w.location_id for w in WAREHOUSES if w.is_primary)
         gateway = body.get("gateway") or ""
-        order = {
+        order: dict[str, Any] = {
             "id": oid, "order_number": f"#{200000 + oid % 100000}", "name": f"#{200000 + oid % 100000}",
             "number": oid, "token": f"t{oid:x}", "created_at": stamp, "updated_at": stamp,
             "processed_at": stamp, "confirmed_at": None, "closed_at": None, "cancelled_at": None,
@@ -695,7 +706,8 @@ class HaravanShop:
         order = self.orders.materialise(oid)
         kind = str(body.get("kind") or "").lower()
         if kind not in ("pending", "authorization", "sale", "capture", "void", "refund"):
-            raise ApiError(422, {"kind": ["must be one of Pending, Authorization, Sale, Capture, Void, Refund"]})
+            raise ApiError(422, {"kind": ["must be one of Pending, Authorization, Sale, Capture, "
+                                          "Void, Refund"]})
         amount = dec(body.get("amount"))
         if kind in ("capture", "sale"):
             captured, _ = self.paid_amount(order)
@@ -730,9 +742,11 @@ class HaravanShop:
             li = lines_by_id.get(rl.get("line_item_id"))
             qty = int(rl.get("quantity") or 0)
             if li is None:
-                raise ApiError(422, {"refund_line_items": [f"line item {rl.get('line_item_id')} not in order"]})
+                raise ApiError(422, {"refund_line_items": [
+                    f"line item {rl.get('line_item_id')} not in order"]})
             if qty <= 0 or qty + already.get(li["id"], 0) > li["quantity"]:
-                raise ApiError(422, {"refund_line_items": [f"quantity {qty} exceeds what can be refunded of line {li['id']}"]})
+                raise ApiError(422, {"refund_line_items": [
+                    f"quantity {qty} exceeds what can be refunded of line {li['id']}"]})
             refund_lines.append({"id": self.new_id(), "line_item_id": li["id"], "quantity": qty,
                                  "line_item": copy.deepcopy(li)})
         captured, refunded = self.paid_amount(order)
@@ -758,13 +772,17 @@ class HaravanShop:
                 # Only goods that left the warehouse come back into it.
                 back = min(rl["quantity"], fulfilled_by_line.get(li["id"], 0))
                 if back and li.get("variant_id"):
+                    if location is None:     # only a raw order (store_raw_order) lacks one
+                        raise ApiError(422, {"location_id": [
+                            f"order {order['id']} has no location_id to restock into"]})
                     self.move_stock(location, li["variant_id"], back)
                 li["fulfillment_status"] = "restock"
                 li["fulfillable_quantity"] = max(0, li["fulfillable_quantity"] - rl["quantity"])
-            if all(l["fulfillment_status"] == "restock" for l in order["line_items"]):
+            if all(line["fulfillment_status"] == "restock" for line in order["line_items"]):
                 order["fulfillment_status"] = "restocked"
         ms = self.tick()
-        refund = {"id": self.new_id(), "order_id": order["id"], "created_at": render_time(ms, order["id"]),
+        refund = {"id": self.new_id(), "order_id": order["id"],
+                  "created_at": render_time(ms, order["id"]),
                   "note": data.get("note"), "restock": restock, "user_id": demo.STAFF_USER_ID,
                   "location_id": location if restock else None,
                   "refund_line_items": refund_lines, "transactions": transactions}
@@ -773,7 +791,8 @@ class HaravanShop:
         self._settle_financial_status(order)
         return refund
 
-    def create_refund(self, oid: int, body: dict[str, Any]) -> dict[str, Any]:
+    def create_refund(self, oid: int, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The refund made, or None when the lines and transactions asked for return nothing."""
         order = self.orders.materialise(oid)
         if not body.get("refund_line_items") and not body.get("transactions"):
             raise ApiError(422, {"refund": ["needs refund_line_items or transactions"]})

@@ -9,7 +9,6 @@ token at ``/amiskt/v1/token`` with a ``ClientID`` header and calls ``/amiskt/v1/
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -63,9 +62,9 @@ class MisaSettings:
 
     @classmethod
     def from_config(cls, config: Mapping[str, str] | None = None) -> "MisaSettings":
-        """Settings from ``config`` with the process environment as fallback."""
-        merged: dict[str, str] = {k: v for k, v in os.environ.items() if k.startswith("MISA_")}
-        merged.update({k: v for k, v in (config or {}).items() if v not in (None, "")})
+        """Settings from ``config`` only (the engine fills it from the environment or a config
+        file): a connector never reads the process environment itself."""
+        merged = {k: v for k, v in (config or {}).items() if v not in (None, "")}
         style = (merged.get("MISA_AUTH_STYLE") or CLASSIC).strip().lower()
         if style not in (CLASSIC, GATEWAY):
             raise ConfigError(f"MISA_AUTH_STYLE must be '{CLASSIC}' or '{GATEWAY}', got {style!r}")

@@ -13,12 +13,13 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from hexaflow.connector import (ACCEPTED, CONFLICT, DELETED, FAILED, GENERATED, QUEUED, REJECTED,
                                 AsyncResult, Catalogue, ConfigVar, Connector, ConnectorContext,
-                                DocumentInfo, Page, Received, ResourceInfo, WriteItem,
+                                DocumentDraft, DocumentInfo, Page, Received, ResourceInfo, WriteItem,
                                 WriteResult)
 from hexaflow.timeutil import get_zone
 
 from .callbacks import CallbackError, CallbackSignatureError, parse_callback, results_from_data
 from .client import MisaClient, MisaSettings
+from .mechanics import complete_voucher
 from .errors import AUTH_CODES, MisaAuthError, MisaError, MisaTokenError, MisaTransportError
 from .records import canonical_text, normalise
 
@@ -114,7 +115,7 @@ CATALOGUE = Catalogue(
 def _code_field(entry: Mapping[str, Any]) -> str | None:
     """The field MISA matches this dictionary entry by, for the types we read back."""
     try:
-        return PUSH_TYPES[int(entry.get("dictionary_type"))][1]
+        return PUSH_TYPES[int(entry["dictionary_type"])][1]
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -177,6 +178,11 @@ class MisaConnector(Connector):
         self.settings = settings or MisaSettings.from_config(self.context.config)
         self.client = MisaClient(self.settings)
         self.batch_size = self.settings.save_batch      # a run fills each save call
+
+    @classmethod
+    def complete_payload(cls, draft: DocumentDraft) -> dict[str, Any]:
+        """MISA's voucher mechanics (``*_oc`` twins, refid, currency, ...), see mechanics.py."""
+        return complete_voucher(draft)
 
     # -- reads ------------------------------------------------------------------------
     def read(self, resource: str, params: Mapping[str, Any], since: Any = None, *,
@@ -366,10 +372,10 @@ class MisaConnector(Connector):
                 if not isinstance(row, Mapping) or row.get("org_refid") not in refs:
                     continue
                 data_type = int(row.get("data_type") or 1)
+                # Data type 22 (posted) comes as a callback's object, the others as a list.
+                data: Any = [row]
                 if data_type == 22:
                     data = {"voucher": [row], "custom_param": {"ModelState": row.get("model_state")}}
-                else:
-                    data = [row]
                 for result in results_from_data(data_type, data):
                     latest[result.target_ref] = result
             if len(rows) < take:
@@ -407,7 +413,7 @@ class MisaConnector(Connector):
             parsed = _parse_dictionary_ref(ref)
             if parsed:
                 wanted.setdefault(parsed[0], {})[parsed[1]] = ref
-        results = []
+        results: list[AsyncResult] = []
         for push_type, codes in wanted.items():
             data_type, code_field = PUSH_TYPES[push_type]
             found = self._codes(data_type, code_field)
@@ -440,11 +446,12 @@ class MisaConnector(Connector):
                         digest=callback.digest)
 
     def exists(self, document: str, key: str) -> bool | None:
-        """Dictionary entries can be looked up (key: ``dictionary:<type>:<code>`` or
-        ``<type>:<code>``); vouchers cannot, MISA has no voucher listing."""
+        """Dictionary entries can be looked up by the key a flow gives them (``dictionary_key``:
+        a bare code is a customer, ``<type>:<code>`` another dictionary type); vouchers cannot,
+        MISA has no voucher listing."""
         if document != DICTIONARY:
             return None
-        parsed = _parse_dictionary_ref(key if key.startswith("dictionary:") else f"dictionary:{key}")
+        parsed = parse_dictionary_key(key)
         if parsed is None:
             return None
         data_type, code_field = PUSH_TYPES[parsed[0]]
@@ -454,15 +461,33 @@ class MisaConnector(Connector):
         self.client.close()
 
 
+# A flow's key for a dictionary entry: a bare code is an account object (customer), the entry
+# most flows ensure; other types are ``<push dictionary_type>:<code>``. One format, so the key an
+# order's ensure renders and the customers flow's key name the same entry, and exists() reads it.
+CUSTOMER_TYPE = 1
+
+
+def dictionary_key(push_type: int, code: str) -> str:
+    """The flow key of a dictionary entry (the inverse of :func:`parse_dictionary_key`)."""
+    return code if push_type == CUSTOMER_TYPE else f"{push_type}:{code}"
+
+
+def parse_dictionary_key(key: str) -> tuple[int, str] | None:
+    """(push dictionary_type, canonical code) from a flow key or a target ref
+    (``dictionary:<type>:<code>``); None for a type hexaflow does not read back. A code that
+    itself holds a colon is read as ``<type>:<code>`` only when what precedes it is a type."""
+    rest = key[len("dictionary:"):] if key.startswith("dictionary:") else key
+    head, sep, tail = rest.partition(":")
+    push_type, code = CUSTOMER_TYPE, rest
+    if sep and head.isdigit():
+        push_type, code = int(head), tail
+    elif key.startswith("dictionary:"):
+        return None                    # a target ref always names its type
+    if push_type not in PUSH_TYPES or not code:
+        return None
+    return push_type, canonical_text(PUSH_TYPES[push_type][1], code)
+
+
 def _parse_dictionary_ref(ref: str) -> tuple[int, str] | None:
-    """(push dictionary_type, code) from ``dictionary:<type>:<code>``; None if not one we read."""
-    parts = ref.split(":", 2)
-    if len(parts) != 3 or parts[0] != "dictionary":
-        return None
-    try:
-        push_type = int(parts[1])
-    except ValueError:
-        return None
-    if push_type not in PUSH_TYPES:
-        return None
-    return push_type, canonical_text(PUSH_TYPES[push_type][1], parts[2])
+    """(push dictionary_type, code) from a target ref ``dictionary:<type>:<code>``."""
+    return parse_dictionary_key(ref) if ref.startswith("dictionary:") else None

@@ -119,7 +119,7 @@ class MisaSandbox(SandboxApp):
         self.callback_url = callback_url
         self.callback_enabled = callback_url is not None
         self.callback_key = callback_key
-        self.callback_stats = {"delivered": 0, "failed": 0, "last_error": None}
+        self.callback_stats: dict[str, Any] = {"delivered": 0, "failed": 0, "last_error": None}
         self.processing_delay_s = float(callback_delay_s)
         self.reject_duplicate_refno = reject_duplicate_refno
         self.tokens: dict[str, float] = {}
@@ -211,7 +211,7 @@ class MisaSandbox(SandboxApp):
                 problem = "entry is not an object"
             else:
                 try:
-                    table, key_field = PUSH_TABLES[int(entry.get("dictionary_type"))]
+                    table, key_field = PUSH_TABLES[int(entry["dictionary_type"])]
                 except (KeyError, TypeError, ValueError):
                     table, key_field = "", ""
                     problem = f"dictionary_type {entry.get('dictionary_type')!r} is not supported"
@@ -305,24 +305,24 @@ class MisaSandbox(SandboxApp):
             return None
         return body if isinstance(body, dict) else None
 
-    def _authorise(self, req: Request,
-                   company: bool = True) -> tuple[dict[str, Any] | None, Response | None]:
+    def _authorise(self, req: Request, company: bool = True) -> dict[str, Any] | Response:
+        """The request's JSON body once the token, app and company check out; else the refusal."""
         token = req.header("X-MISA-AccessToken")
         with self.lock:
             expires = self.tokens.get(token or "")
         if not token or expires is None:
-            return None, fail("InvalidToken", "Token không hợp lệ")
+            return fail("InvalidToken", "Token không hợp lệ")
         if time.time() >= expires:
-            return None, fail("ExpiredToken", "Token đã hết hạn")
+            return fail("ExpiredToken", "Token đã hết hạn")
         body = self._body(req)
         if body is None:
-            return None, fail("InvalidParam", "Dữ liệu đầu vào không hợp lệ (body is not JSON)")
+            return fail("InvalidParam", "Dữ liệu đầu vào không hợp lệ (body is not JSON)")
         if body.get("app_id") != self.app_id:
-            return None, fail("InvalidAppID", "Mã ứng dụng (app_id) không hợp lệ")
+            return fail("InvalidAppID", "Mã ứng dụng (app_id) không hợp lệ")
         if company and body.get("org_company_code") != self.org_company_code:
-            return None, fail("InvalidParam",
-                              f"org_company_code = {body.get('org_company_code')} không hợp lệ")
-        return body, None
+            return fail("InvalidParam",
+                        f"org_company_code = {body.get('org_company_code')} không hợp lệ")
+        return body
 
     def _paging(self, body: Mapping[str, Any]) -> tuple[int, int] | Response:
         try:
@@ -338,9 +338,9 @@ class MisaSandbox(SandboxApp):
 
     # -- writes (queued) --------------------------------------------------------------
     def save(self, req: Request) -> Response:
-        body, error = self._authorise(req)
-        if error:
-            return error
+        body = self._authorise(req)
+        if isinstance(body, Response):
+            return body
         vouchers, dictionary = body.get("voucher") or [], body.get("dictionary") or []
         if not isinstance(vouchers, list) or not isinstance(dictionary, list):
             return fail("InvalidParam", "voucher và dictionary phải là mảng")
@@ -385,9 +385,9 @@ class MisaSandbox(SandboxApp):
                 "_refid": (existing or {}).get("_refid")}
 
     def delete(self, req: Request) -> Response:
-        body, error = self._authorise(req)
-        if error:
-            return error
+        body = self._authorise(req)
+        if isinstance(body, Response):
+            return body
         vouchers = body.get("voucher") or []
         if not isinstance(vouchers, list) or not vouchers:
             return fail("InvalidParam", "voucher không được để trống")
@@ -401,9 +401,9 @@ class MisaSandbox(SandboxApp):
         return ok()
 
     def save_dictionary(self, req: Request) -> Response:
-        body, error = self._authorise(req)
-        if error:
-            return error
+        body = self._authorise(req)
+        if isinstance(body, Response):
+            return body
         entries = body.get("dictionary") or []
         if not isinstance(entries, list) or not entries:
             return fail("InvalidParam", "dictionary không được để trống")
@@ -420,7 +420,8 @@ class MisaSandbox(SandboxApp):
     def _count_dictionary(self, entries: list[Any]) -> None:
         for entry in entries:
             if isinstance(entry, Mapping):
-                table = PUSH_TABLES.get(_int_or_none(entry.get("dictionary_type")))
+                dtype = _int_or_none(entry.get("dictionary_type"))
+                table = PUSH_TABLES.get(dtype) if dtype is not None else None
                 code = entry.get(table[1]) if table else None
                 self.dictionary_received[f"{entry.get('dictionary_type')}:{code}"] += 1
 
@@ -490,16 +491,17 @@ class MisaSandbox(SandboxApp):
         if request is not None and request["status"] in ("generated", "posted"):
             return self._item(voucher, session, "IsCreatedVoucher", IS_CREATED_MESSAGE)
         problems = validate_voucher(voucher, self._lookup())
-        latest = request is not None and request["_seq"] == seq
+        # Only the latest save of a voucher decides its request's status.
+        latest = request if request is not None and request["_seq"] == seq else None
         if problems:
             message = "; ".join(p.message for p in problems)
-            if latest:
-                request["status"] = "rejected"
-                request["errors"] = [p.as_dict() for p in problems]
+            if latest is not None:
+                latest["status"] = "rejected"
+                latest["errors"] = [p.as_dict() for p in problems]
             return self._item(voucher, session, problems[0].code, message)
-        if latest:
-            request["status"] = "accepted"
-            request["errors"] = []
+        if latest is not None:
+            latest["status"] = "accepted"
+            latest["errors"] = []
         return self._item(voucher, session)
 
     def _process_delete(self, voucher: Mapping[str, Any], session: str) -> dict[str, Any]:
@@ -546,16 +548,16 @@ class MisaSandbox(SandboxApp):
 
     # -- reads ------------------------------------------------------------------------
     def get_dictionary(self, req: Request, deleted: bool) -> Response:
-        body, error = self._authorise(req, company=False)
-        if error:
-            return error
+        body = self._authorise(req, company=False)
+        if isinstance(body, Response):
+            return body
         paging = self._paging(body)
         if isinstance(paging, Response):
             return paging
         skip, take = paging
         try:
-            data_type = int(body.get("data_type"))
-        except (TypeError, ValueError):
+            data_type = int(body["data_type"])
+        except (KeyError, TypeError, ValueError):      # missing, None, or not a number
             return fail("InvalidParam", "data_type không hợp lệ")
         since = _parse_time(body.get("last_sync_time"))
         if body.get("last_sync_time") and since is None:
@@ -588,9 +590,9 @@ class MisaSandbox(SandboxApp):
                 "inactive": False}
 
     def get_inventory_balance(self, req: Request) -> Response:
-        body, error = self._authorise(req)
-        if error:
-            return error
+        body = self._authorise(req)
+        if isinstance(body, Response):
+            return body
         paging = self._paging(body)
         if isinstance(paging, Response):
             return paging
@@ -619,9 +621,9 @@ class MisaSandbox(SandboxApp):
                 "unit_price": cost}
 
     def get_callback_results(self, req: Request) -> Response:
-        body, error = self._authorise(req, company=False)
-        if error:
-            return error
+        body = self._authorise(req, company=False)
+        if isinstance(body, Response):
+            return body
         paging = self._paging(body)
         if isinstance(paging, Response):
             return paging
@@ -638,9 +640,9 @@ class MisaSandbox(SandboxApp):
         return ok(rows)
 
     def get_company_info(self, req: Request) -> Response:
-        body, error = self._authorise(req, company=False)
-        if error:
-            return error
+        body = self._authorise(req, company=False)
+        if isinstance(body, Response):
+            return body
         return ok({"company_name": "Công ty sandbox", "company_tax_code": self.org_company_code,
                    "branch_id": demo_data.BRANCH_ID})
 
@@ -694,6 +696,7 @@ class MisaSandbox(SandboxApp):
                                                f"it must be {wanted}"}, 409)
             voucher = {"org_refid": ref, "voucher_type": request["voucher_type"],
                        "refno_finance": request["refno_finance"]}
+            callback: tuple[int, Any]        # (data type, data) for _deliver
             if action == "generate":
                 request["status"] = "generated"
                 request["_refid"] = request.get("_refid") or str(uuid.uuid4())

@@ -67,8 +67,8 @@ def _sum(lines: list[Mapping[str, Any]], name: str) -> Decimal:
 def validate_voucher(voucher: Mapping[str, Any], lookup: Lookup) -> list[Problem]:
     problems: list[Problem] = []
     try:
-        vtype = int(voucher.get("voucher_type"))
-    except (TypeError, ValueError):
+        vtype = int(voucher["voucher_type"])
+    except (KeyError, TypeError, ValueError):    # missing, None, or not a number
         return [_invalid("Thiếu hoặc sai loại chứng từ voucher_type",
                          "voucher_type is missing or not a number")]
     if vtype not in VOUCHER_TYPES:

@@ -9,6 +9,7 @@ import pytest
 
 from hexaflow.connector import ConfigError, ConnectorContext, ConnectorError
 from hexaflow.connectors.haravan import HaravanConnector
+from hexaflow.runner import Connectors
 
 
 def _burst(connector, calls: int, threads: int = 8) -> list[int]:
@@ -88,11 +89,22 @@ def test_missing_token_is_a_config_error(monkeypatch):
         HaravanConnector(ConnectorContext(config={"HARAVAN_BASE_URL": "http://127.0.0.1:9"}))
 
 
-def test_token_from_the_environment_is_used(shop, monkeypatch, read_all):
+def test_token_from_the_environment_is_used(shop, monkeypatch, read_all, tmp_path):
+    # The engine hands the environment to the connector as its config ...
     monkeypatch.setenv("HARAVAN_TOKEN", shop.token)
     monkeypatch.setenv("HARAVAN_BASE_URL", shop.url)
-    with HaravanConnector(ConnectorContext()) as connector:
-        assert len(read_all(connector, "locations")[1]) == 3
+    connectors = Connectors("t", tmp_path)
+    try:
+        assert len(read_all(connectors.get("haravan"), "locations")[1]) == 3
+    finally:
+        connectors.close()
+
+
+def test_the_connector_itself_never_reads_the_environment(shop, monkeypatch):
+    # ... and the connector reads only that config, never the process environment.
+    monkeypatch.setenv("HARAVAN_TOKEN", shop.token)
+    with pytest.raises(ConfigError, match="HARAVAN_TOKEN"):
+        HaravanConnector(ConnectorContext())
 
 
 def test_missing_scope_is_named(make_shop, read_all):
