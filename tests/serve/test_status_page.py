@@ -353,11 +353,21 @@ class Page:
     def click(self, element) -> None:
         """Click what loads another page; return once the current page is gone (from then
         on its elements are stale: find them again on the new page)."""
+        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.common.by import By
-        from selenium.webdriver.support import expected_conditions as ec
         leaving = self.driver.find_element(By.TAG_NAME, "html")
         element.click()
-        self.wait.until(ec.staleness_of(leaving), "the click did not load another page")
+
+        def gone(_driver) -> bool:
+            # Chromium answers for a node of a page it is unloading either "stale element" or,
+            # in the middle of the swap, "Node with given id does not belong to the document":
+            # both mean the old page is gone.
+            try:
+                leaving.is_enabled()
+            except WebDriverException:
+                return True
+            return False
+        self.wait.until(gone, "the click did not load another page")
 
     def shown(self, heading: str, lang: str = "vi") -> None:
         """Wait until the page shown is the one whose <h1> holds ``heading``, in ``lang``."""
