@@ -349,20 +349,13 @@ class _RecordCoverage:
         if scope is not None:
             return scope
         plan = self.ev.plan
-        scope = dict(plan.tables)
-        scope[plan.source.alias] = self.record
-        scope["tenant"] = "default"
-        scope["history"] = {name: _history_entry(ACCEPTED) for name in seen}
+        scope = plan.scope(self.record, {name: _history_entry(ACCEPTED) for name in seen})
         for name, fn, needs in self.ev.lets:
             key = (name, tuple(self.indices[i] for i in needs.vary), _within(seen, needs.history))
             if key in self.ev.let_values:
                 value = self.ev.let_values[key]
             else:
-                try:
-                    value = fn(scope)
-                except RecordError as exc:
-                    raise MappingError(str(exc), f"let {name}") from None
-                self.ev.let_values[key] = value
+                value = self.ev.let_values[key] = plan.let_value(name, fn, scope)
             scope[name] = value
         self.scopes[seen] = scope
         return scope
@@ -402,16 +395,9 @@ class _RecordCoverage:
         history = {name: _history_entry(token) for name, token in tokens.items()}
         scope["history"] = history
         count = 0
-        for route_scope in self.ev.plan._route_scopes(route, scope):
-            if route.when is not None:
-                try:
-                    cond = route.when(route_scope)
-                except RecordError as exc:
-                    raise MappingError(str(exc), f"route {route.name}: when") from None
-                if not truthy(cond):
-                    continue
+        plan = self.ev.plan
+        for _ in plan.firing(route, scope):       # the core decides; coverage only counts
             count += 1
             if route.action != "skip":     # what a later element's condition may read
-                keys = (history.get(route.name) or {}).get("keys") or []
-                history[route.name] = {"key": "", "state": "planned", "keys": keys + [""]}
+                plan.planned(route, scope)
         return count

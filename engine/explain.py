@@ -13,18 +13,13 @@ import json
 import os
 import sqlite3
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-import jmespath
-from jmespath import exceptions as jp_exc
-from jmespath.lexer import Lexer
-
 from hexaflow.connector import ConnectorError
-from hexaflow.expressions import CompileError, jsonable, truthy
-from hexaflow.functions import RecordError
-from hexaflow.plan import Document, MappingError, Plan, RecordOutcome
+from hexaflow.expressions import jsonable, truthy
+from hexaflow.jmespath_compiler import Part, condition_parts
+from hexaflow.plan import Document, MappingError, Plan, RecordOutcome, Trace
 from hexaflow.runner import (SEND, Connectors, FlowError, decide, history_of, load_plan,
                              resolve_flow_path)
 from hexaflow.state import LIVE, SQLiteStore, state_fault, state_path
@@ -71,127 +66,28 @@ def open_state_readonly(explicit: str | None) -> tuple[SQLiteStore, str]:
 
 
 # --------------------------------------------------------------------------- conditions, explained
-@dataclass
-class Why:
-    """A condition, or a part of one: ``and`` / ``or`` / ``not`` of parts, or a ``leaf``
-    (any other JMESPath expression) with its value in the route's scope."""
-    kind: str
-    text: str
-    children: list["Why"] = field(default_factory=list)
-    value: Any = None
-    error: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind, "expr": self.text, "value": _json_value(self.value)}
-        if self.error:
-            out["error"] = self.error
-        if self.children:
-            out["children"] = [c.as_dict() for c in self.children]
-        return out
+# A condition's parts come from the evaluation itself (Plan.condition with a tracer: the
+# compiled expression reports the value of each part of its ``&&`` / ``||`` / ``!`` skeleton);
+# explain only names the composite parts and shapes them for display.
+Why = Part
 
 
-_BOUNDARY = ("and", "or", "rparen", "eof")
-_OPEN = ("lparen", "lbracket", "filter", "lbrace")
-_CLOSE = ("rparen", "rbracket", "rbrace")
+def why_dict(node: Part) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": node.kind, "expr": node.text, "value": _json_value(node.value)}
+    if node.error:
+        out["error"] = node.error
+    if node.children:
+        out["children"] = [why_dict(c) for c in node.children]
+    return out
 
 
-class _Splitter:
-    """The boolean skeleton of an expression (``||``, ``&&``, ``!``, grouping parentheses),
-    with each remaining part as text. Checked against JMESPath's own parse tree afterwards,
-    so a precedence this splitter gets wrong is never shown."""
-
-    def __init__(self, source: str):
-        self.source = source
-        self.tokens = list(Lexer().tokenize(source))
-        self.i = 0
-
-    def peek(self) -> str:
-        return self.tokens[self.i]["type"]
-
-    def parse(self) -> Why:
-        node = self.or_expr()
-        if self.peek() != "eof":
-            raise ValueError("trailing tokens")
-        return node
-
-    def or_expr(self) -> Why:
-        node = self.and_expr()
-        while self.peek() == "or":
-            self.i += 1
-            node = Why("or", "", [node, self.and_expr()])
-        return node
-
-    def and_expr(self) -> Why:
-        node = self.unary()
-        while self.peek() == "and":
-            self.i += 1
-            node = Why("and", "", [node, self.unary()])
-        return node
-
-    def unary(self) -> Why:
-        kind = self.peek()
-        if kind == "not":
-            self.i += 1
-            return Why("not", "", [self.unary()])
-        if kind == "lparen" and self._group_ends_part():
-            self.i += 1
-            node = self.or_expr()
-            if self.peek() != "rparen":
-                raise ValueError("unbalanced")
-            self.i += 1
-            return node
-        return self.leaf()
-
-    def _group_ends_part(self) -> bool:
-        """Whether the parenthesis at the cursor closes right before a boundary (so it only
-        groups), rather than starting e.g. ``(a || b).c``."""
-        depth = 0
-        for j in range(self.i, len(self.tokens)):
-            kind = self.tokens[j]["type"]
-            if kind in _OPEN:
-                depth += 1
-            elif kind in _CLOSE:
-                depth -= 1
-                if depth == 0:
-                    return self.tokens[j + 1]["type"] in _BOUNDARY
-        return False
-
-    def leaf(self) -> Why:
-        start, depth = self.i, 0
-        while True:
-            kind = self.peek()
-            if depth == 0 and kind in _BOUNDARY:
-                break
-            if kind in _OPEN:
-                depth += 1
-            elif kind in _CLOSE:
-                depth -= 1
-            self.i += 1
-        if self.i == start:
-            raise ValueError("empty part")
-        text = self.source[self.tokens[start]["start"]:self.tokens[self.i]["start"]].strip()
-        return Why("leaf", text)
+def split_condition(source: str) -> Part:
+    """The condition as a tree of parts (no values), as the evaluation reports it; one leaf
+    when it is not a boolean operator at the top."""
+    return _texts(condition_parts(source))
 
 
-def _ast(node: Why) -> dict[str, Any]:
-    if node.kind == "leaf":
-        return jmespath.compile(node.text).parsed
-    kind = {"and": "and_expression", "or": "or_expression", "not": "not_expression"}[node.kind]
-    return {"type": kind, "children": [_ast(c) for c in node.children]}
-
-
-def split_condition(source: str) -> Why:
-    """The condition as a tree of parts; one leaf when it cannot be split faithfully."""
-    try:
-        tree = _Splitter(source).parse()
-        if _ast(tree) == jmespath.compile(source).parsed:
-            return _texts(tree)
-    except (ValueError, IndexError, jp_exc.JMESPathError):
-        pass
-    return Why("leaf", source.strip())
-
-
-def _texts(node: Why) -> Why:
+def _texts(node: Part) -> Part:
     """Fill in the text of composite parts (for display)."""
     for child in node.children:
         _texts(child)
@@ -208,29 +104,6 @@ def _texts(node: Why) -> Why:
 
 def _simple(text: str) -> bool:
     return text.replace("_", "").isalnum()
-
-
-def evaluate_why(plan: Plan, node: Why, scope: dict[str, Any]) -> Why:
-    """Give every part its value in ``scope`` (JMESPath semantics: ``a && b`` is ``a`` when
-    ``a`` is false, else ``b``). Every part is evaluated, also those JMESPath would skip."""
-    if node.kind == "leaf":
-        try:
-            node.value = plan.compiler.expr(node.text)(scope)
-        except (RecordError, CompileError) as exc:
-            node.error = getattr(exc, "message", None) or str(exc)
-        return node
-    for child in node.children:
-        evaluate_why(plan, child, scope)
-    values = [c.value for c in node.children]
-    if any(c.error for c in node.children):
-        node.error = "a part failed"
-    if node.kind == "not":
-        node.value = not truthy(values[0])
-    elif node.kind == "and":
-        node.value = values[0] if not truthy(values[0]) else values[1]
-    else:
-        node.value = values[0] if truthy(values[0]) else values[1]
-    return node
 
 
 def _flat(node: Why) -> list[Why]:
@@ -295,21 +168,23 @@ def explain_record(plan: Plan, record: Any, store: SQLiteStore, tenant: str) -> 
         result["error"] = str(exc)
     result["history"] = _json_value(history)
     outcome: RecordOutcome | None = None
+    trace = Trace()
     if result["error"] is None:
         try:
-            outcome = plan.evaluate(record, history, tenant, explain=True)
+            outcome = plan.evaluate(record, history, tenant, trace)
         except MappingError as exc:
             result["error"] = str(exc)
     if outcome is None:
         try:     # what can still be shown: the lets and the conditions, without payloads
-            outcome = plan.evaluate(record, history, tenant, explain=True, documents=False)
+            trace = Trace()
+            outcome = plan.evaluate(record, history, tenant, trace, documents=False)
         except MappingError:
             return result
     result["lets"] = {name: _json_value(outcome.lets[name]) for name, _ in plan.lets
                       if name in outcome.lets}
     result["matched"] = list(outcome.routes)
     routes = {r.name: r for r in plan.routes}
-    for (name, value), scope in zip(outcome.conditions, outcome.scopes):
+    for name, value, scope, why in trace.conditions:
         route = routes[name]
         entry: dict[str, Any] = {"route": name, "description": route.description,
                                  "action": route.action,
@@ -319,18 +194,16 @@ def explain_record(plan: Plan, record: Any, store: SQLiteStore, tenant: str) -> 
         if route.each is not None:
             entry["position"] = scope.get("position")
             entry[route.each_as] = _json_value(scope.get(route.each_as))
-        if route.when is not None:
-            entry["why"] = evaluate_why(plan, split_condition(route.when.source), scope).as_dict()
+        if why is not None:
+            entry["why"] = why_dict(_texts(why))
         if route.lets and truthy(value) and route.action != "skip":
-            inner, lets = dict(scope), {}
-            for let_name, fn in route.lets:
-                try:
-                    inner[let_name] = fn(inner)
-                    lets[let_name] = _json_value(inner[let_name])
-                except RecordError as exc:
-                    entry["error"] = f"let {let_name}: {exc}"
-                    break
-            entry["lets"] = lets
+            lets = Trace()
+            try:
+                plan.route_lets(route, scope, lets)
+            except MappingError as exc:
+                failed = route.lets[len(lets.route_lets.get(name, []))][0]
+                entry["error"] = f"let {failed}: {exc.reason}"
+            entry["lets"] = {n: _json_value(v) for n, v in lets.route_lets.get(name, [])}
         result["routes"].append(entry)
     if result["error"] is None:
         result["documents"] = _decisions(store, tenant, outcome.documents)

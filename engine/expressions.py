@@ -13,21 +13,21 @@ values, ``history``, and inside ``each`` the item alias and ``position``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Callable
 
 import jinja2
 import jinja2.meta
 import jinja2.nodes as jn
-import jmespath
 from jinja2.sandbox import SandboxedEnvironment
-from jmespath import exceptions as jp_exc
 
 from hexaflow.errors import CompileError
 from hexaflow.functions import (Library, RecordError, direct_functions, failure_reason,
                                 jinja_callables, jmespath_options)
-from hexaflow.jmespath_compiler import ClosureCompiler, field_keys
+from hexaflow.jmespath_compiler import ClosureCompiler, Part, PartFn, field_keys
+from hexaflow.jmespath_private import exceptions as jp_exc
+from hexaflow.jmespath_private import jmespath
 from hexaflow.limits import MAX_EXPRESSION_CHARS, MAX_EXPRESSION_DEPTH, MAX_TEXT
 from hexaflow.money import to_json_number
 
@@ -60,9 +60,18 @@ class Expr:
     fn: Fn
     fast: bool                   # compiled to the field-chain fast path
     keys: tuple[str, ...] | None = None   # the chain's names (``order.id``: order, id) if fast
+    # The same expression reporting the parts of its boolean skeleton (compiled on first use,
+    # for a tracer: the plain ``fn`` above never pays for it).
+    trace: Callable[[Scope], Part] | None = field(default=None, compare=False, repr=False)
 
     def __call__(self, scope: Scope) -> Any:
         return self.fn(scope)
+
+    def traced(self, scope: Scope) -> Part:
+        """The value in ``scope`` as a Part tree (root value: the expression's value)."""
+        if self.trace is None:
+            return Part("leaf", self.source.strip(), value=self.fn(scope))
+        return self.trace(scope)
 
 
 def _root_names(node: dict[str, Any], out: set[str]) -> None:
@@ -138,7 +147,16 @@ class ExpressionCompiler:
             raise CompileError(f"{source!r}: {exc}", 0) from None
         keys = field_keys(parsed.parsed)
         return Expr(source, frozenset(names), compiled, keys is not None,
-                    None if keys is None else tuple(keys))
+                    None if keys is None else tuple(keys), self._lazy_trace(source))
+
+    def _lazy_trace(self, source: str) -> Callable[[Scope], Part]:
+        compiled: list[PartFn] = []
+
+        def trace(scope: Scope) -> Part:
+            if not compiled:
+                compiled.append(self._closures.compile_traced(source))
+            return compiled[0](scope)
+        return trace
 
     def _check_functions(self, node: dict[str, Any], source: str) -> None:
         if node["type"] == "function_expression" and node["value"] not in self._function_names:

@@ -14,8 +14,8 @@ from decimal import Decimal, DecimalException
 from functools import lru_cache
 from typing import Any, Callable, Mapping
 
-import jmespath
-from jmespath import functions as jp_functions
+from hexaflow.jmespath_private import functions as jp_functions
+from hexaflow.jmespath_private import jmespath
 
 from hexaflow import money, timeutil
 

@@ -16,10 +16,13 @@ from __future__ import annotations
 import operator
 import threading
 from decimal import Decimal
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from jmespath import exceptions as jp_exc
-from jmespath.visitor import _equals as _jp_equals, _is_actual_number, _is_comparable
+from hexaflow.jmespath_private import equals as _jp_equals, exceptions as jp_exc
+from hexaflow.jmespath_private import is_actual_number as _is_actual_number
+from hexaflow.jmespath_private import is_comparable as _is_comparable
+from hexaflow.jmespath_private import parse_spans
 
 from hexaflow.functions import RecordError, failure_reason
 from hexaflow.limits import MAX_ITEMS
@@ -108,6 +111,36 @@ class _Expression:
         return self._fn(value)
 
 
+@dataclass
+class Part:
+    """A condition, or a part of one, as evaluated: ``and`` / ``or`` / ``not`` of parts, or a
+    ``leaf`` (any other expression) with its value; ``error`` for a part that failed where the
+    evaluation would have skipped it (``a && b`` with ``a`` false)."""
+    kind: str
+    text: str
+    children: list["Part"] = field(default_factory=list)
+    value: Any = None
+    error: str | None = None
+
+
+PartFn = Callable[[Any], Part]
+_BOOLEAN = {"and_expression": "and", "or_expression": "or", "not_expression": "not"}
+
+
+def condition_parts(source: str) -> Part:
+    """The boolean skeleton of ``source`` as Parts without values (what compile_traced
+    reports, before evaluation): one leaf when the expression is not a boolean operator."""
+    tree, spans = parse_spans(source)
+
+    def part(node: dict[str, Any], root: bool = False) -> Part:
+        kind = _BOOLEAN.get(node["type"])
+        if kind is None:
+            start, end = (0, len(source)) if root else spans.get(id(node), (0, len(source)))
+            return Part("leaf", source[start:end].strip())
+        return Part(kind, "", [part(child) for child in node["children"]])
+    return part(tree, root=True)
+
+
 class ClosureCompiler:
     def __init__(self, functions: Any, direct: dict[str, tuple[Callable[..., Any], int, bool]]):
         """``functions``: the jmespath Functions object (built-ins and library);
@@ -128,6 +161,56 @@ class ClosureCompiler:
             _budget.left = MAX_ITEMS
             return fn(value)
         return bounded
+
+    def compile_traced(self, source: str) -> PartFn:
+        """``source`` compiled to report the value of every part of its boolean skeleton
+        (``&&``, ``||``, ``!`` and what they join): the expression's value is the root Part's.
+        Every part is evaluated, also those the expression skips; a skipped part that fails has
+        its error recorded, a part the value needs fails the evaluation as it would untraced.
+        Used only when a tracer asks (explain): compile_expression's closures never report."""
+        tree, spans = parse_spans(source)
+
+        def text(node: dict[str, Any]) -> str:
+            start, end = spans.get(id(node), (0, len(source)))
+            return source[start:end].strip()
+        fn = self._traced(tree, text, root=source.strip())
+        collects = _collects(tree)
+
+        def evaluate(value: Any) -> Part:
+            if collects:
+                _budget.left = MAX_ITEMS
+            return fn(value, False)
+        return evaluate
+
+    def _traced(self, node: dict[str, Any], text: Callable[[dict[str, Any]], str],
+                root: str | None = None) -> Callable[[Any, bool], Part]:
+        """fn(value, skipped) → Part; ``skipped``: the evaluation would not reach this part,
+        so its failure is recorded instead of raised."""
+        kind = _BOOLEAN.get(node["type"])
+        if kind is None:
+            plain, shown = self.compile(node), root if root is not None else text(node)
+
+            def leaf(value: Any, skipped: bool) -> Part:
+                if not skipped:
+                    return Part("leaf", shown, value=plain(value))
+                try:
+                    return Part("leaf", shown, value=plain(value))
+                except Exception as exc:   # noqa: BLE001 - shown, not raised: never reached
+                    return Part("leaf", shown, error=getattr(exc, "message", None) or str(exc))
+            return leaf
+        parts = [self._traced(child, text) for child in node["children"]]
+
+        def traced(value: Any, skipped: bool) -> Part:
+            first = parts[0](value, skipped)
+            if kind == "not":
+                children, result = [first], _negate(first.value)
+            else:
+                passed = _is_false(first.value) == (kind == "and")     # decided by the left
+                second = parts[1](value, skipped or passed)
+                children, result = [first, second], first.value if passed else second.value
+            error = "a part failed" if any(c.error for c in children) else None
+            return Part(kind, "", children, result, error)
+        return traced
 
     def compile(self, node: dict[str, Any]) -> Fn:
         method = getattr(self, "_" + node["type"], None)
@@ -345,9 +428,7 @@ class ClosureCompiler:
             result = inner(value)
             if type(result) in _PLAIN_NOT:
                 return not result
-            if _is_actual_number(result) and result == 0:
-                return False
-            return not result
+            return _negate(result)
         return negate
 
     def _projection(self, node: dict[str, Any]) -> Fn:
@@ -368,6 +449,14 @@ class ClosureCompiler:
                 return None
             return _project(project, items)
         return value_projection
+
+
+def _negate(result: Any) -> Any:
+    if type(result) in _PLAIN_NOT:
+        return not result
+    if _is_actual_number(result) and result == 0:
+        return False
+    return not result
 
 
 def _direct_call(name: str, fn: Callable[..., Any], args: list[Fn]) -> Fn:

@@ -15,12 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from hexaflow.errors import MappingError
 from hexaflow.connector import Catalogue, DocumentDraft
 from hexaflow.expressions import (CompileError, Expr, ExpressionCompiler, Fn, Scope, Template,
                                   jsonable, truthy)
+from hexaflow.jmespath_compiler import Part
 from hexaflow.functions import FunctionContext, Library, RecordError, failure_reason
 from hexaflow.lookups import TableError, load_table
 from hexaflow.money import to_json_number
@@ -106,9 +107,40 @@ class RecordOutcome:
     lets: dict[str, Any]
     routes: list[str]
     documents: list[Document]
-    conditions: list[tuple[str, Any]] = field(default_factory=list)   # (route, when value)
-    # explain=True: the scope each condition saw (history as it stood then), one per condition
-    scopes: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Tracer:
+    """What an evaluation reports when one is given (explain, the agreement tests); each
+    method is a no-op here. Without a tracer (a run) nothing is reported or computed for it."""
+
+    def let(self, name: str, value: Any) -> None:
+        """A let's value."""
+
+    def condition(self, route: RoutePlan, scope: Scope, value: Any, why: Part | None) -> None:
+        """A route's condition (per ``each`` element): the scope it saw (its ``history`` is
+        the live dict, which later routes change), its value and, for a ``when``, its parts."""
+
+    def route_let(self, route: RoutePlan, name: str, value: Any) -> None:
+        """A route's own let, computed for a document."""
+
+
+@dataclass
+class Trace(Tracer):
+    """A tracer that keeps everything: lets, and per condition (route, value, scope with
+    history as it stood then, parts)."""
+    lets: dict[str, Any] = field(default_factory=dict)
+    conditions: list[tuple[str, Any, Scope, Part | None]] = field(default_factory=list)
+    route_lets: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)
+
+    def let(self, name: str, value: Any) -> None:
+        self.lets[name] = value
+
+    def condition(self, route: RoutePlan, scope: Scope, value: Any, why: Part | None) -> None:
+        seen = {**scope, "history": {k: dict(v) for k, v in scope["history"].items()}}
+        self.conditions.append((route.name, value, seen, why))
+
+    def route_let(self, route: RoutePlan, name: str, value: Any) -> None:
+        self.route_lets.setdefault(route.name, []).append((name, value))
 
 
 @dataclass
@@ -152,74 +184,35 @@ class Plan:
             raise _failed(exc, "source.version") from None
         return None if value is None else str(value)
 
-    def evaluate(self, record: Mapping[str, Any], history: Mapping[str, Mapping[str, Any]] | None = None,
-                 tenant: str = "default", explain: bool = False,
-                 documents: bool = True, lets: Mapping[str, Any] | None = None) -> RecordOutcome:
-        """Map one record: let values, then every route whose condition holds.
-
-        ``history`` maps route name → {key, state} for documents this record already has;
-        routes fired in this call are added to it (state ``planned``) for the routes below.
-        With ``documents=False`` only the conditions are evaluated (coverage analysis);
-        ``lets`` reuses let values computed for the same record (when they read no history).
-        Raises MappingError naming the route and field that failed.
-        """
-        source_id = self.record_id(record) if documents else "-"
-        version = self.record_version(record) if documents else None
+    # -- the evaluation core: run, explain and coverage all go through these -------------
+    def scope(self, record: Mapping[str, Any], history: Mapping[str, Mapping[str, Any]] | None = None,
+              tenant: str = "default") -> Scope:
+        """The scope a record's lets and routes see: lookup tables, the record under its alias,
+        ``tenant`` and ``history`` (a copy: routes that fire add to it)."""
         scope: Scope = dict(self.tables)
         scope[self.source.alias] = record
         scope["tenant"] = tenant
-        hist: dict[str, Any] = {k: dict(v) for k, v in (history or {}).items()}
-        scope["history"] = hist
-        if lets is not None:          # computed by an earlier call for the same record
-            scope.update(lets)
-            lets = dict(lets)
-        else:
-            lets = {}
-            for name, expr in self.lets:
-                try:
-                    value = expr(scope)
-                except Exception as exc:
-                    raise _failed(exc, f"let {name}") from None
-                scope[name] = lets[name] = value
-        fired: list[str] = []
-        docs: list[Document] = []
-        conditions: list[tuple[str, Any]] = []
-        scopes: list[dict[str, Any]] = []
-        for route in self.routes:
-            for route_scope in self._route_scopes(route, scope):
-                if explain:
-                    scopes.append({**route_scope, "history": {k: dict(v) for k, v in hist.items()}})
-                if route.when is not None:
-                    try:
-                        cond = route.when(route_scope)
-                    except Exception as exc:
-                        raise _failed(exc, f"route {route.name}: when") from None
-                    if explain:
-                        conditions.append((route.name, cond))
-                    if not truthy(cond):
-                        continue
-                elif explain:
-                    conditions.append((route.name, True))
-                if route.name not in fired:
-                    fired.append(route.name)
-                if route.action == "skip":
-                    continue
-                if route.lets and documents:
-                    route_scope = dict(route_scope)
-                    for name, fn in route.lets:
-                        try:
-                            route_scope[name] = fn(route_scope)
-                        except Exception as exc:
-                            raise _failed(exc, f"route {route.name}: let {name}") from None
-                if documents:
-                    docs.append(self._document(route, route_scope, source_id, version))
-                key = docs[-1].key if documents else ""
-                keys = (hist.get(route.name) or {}).get("keys") or []
-                hist[route.name] = {"key": key, "state": "planned", "keys": keys + [key]}
-        return RecordOutcome(source_id, version, lets, fired, docs, conditions, scopes)
+        scope["history"] = {k: dict(v) for k, v in (history or {}).items()}
+        return scope
 
-    def _route_scopes(self, route: RoutePlan, scope: Scope) -> Any:
-        """The scope once, or once per element for a route with ``each``."""
+    def let_value(self, name: str, fn: Fn, scope: Scope) -> Any:
+        """One let's value in ``scope`` (MappingError naming the let when it fails)."""
+        try:
+            return fn(scope)
+        except Exception as exc:
+            raise _failed(exc, f"let {name}") from None
+
+    def eval_lets(self, scope: Scope, tracer: "Tracer | None" = None) -> dict[str, Any]:
+        """Every let in order, each added to ``scope`` for the next; their values."""
+        values: dict[str, Any] = {}
+        for name, fn in self.lets:
+            scope[name] = values[name] = self.let_value(name, fn, scope)
+            if tracer is not None:
+                tracer.let(name, values[name])
+        return values
+
+    def route_scopes(self, route: RoutePlan, scope: Scope) -> Iterator[Scope]:
+        """The scope once, or once per element (``as`` name, ``position``) for ``each``."""
         if route.each is None:
             yield scope
             return
@@ -236,6 +229,88 @@ class Plan:
             inner[route.each_as] = item
             inner["position"] = position
             yield inner
+
+    def condition(self, route: RoutePlan, scope: Scope, tracer: "Tracer | None" = None) -> Any:
+        """The value of the route's ``when`` in ``scope`` (True without one); a tracer gets
+        it with the scope and, for a ``when``, the values of its parts."""
+        when = route.when
+        try:
+            if tracer is None:
+                return True if when is None else when(scope)
+            why = None if when is None else when.traced(scope)
+        except Exception as exc:
+            raise _failed(exc, f"route {route.name}: when") from None
+        value = True if why is None else why.value
+        tracer.condition(route, scope, value, why)
+        return value
+
+    def firing(self, route: RoutePlan, scope: Scope, tracer: "Tracer | None" = None) -> Iterator[Scope]:
+        """The scopes (one, or one per ``each`` element) in which the route fires. Lazy: the
+        caller records each firing in history (``planned``) before the next is decided."""
+        for route_scope in self.route_scopes(route, scope):
+            if truthy(self.condition(route, route_scope, tracer)):
+                yield route_scope
+
+    @staticmethod
+    def planned(route: RoutePlan, scope: Scope, key: str = "") -> None:
+        """Record in the scope's history that ``route`` produced a document keyed ``key``."""
+        hist = scope["history"]
+        keys = (hist.get(route.name) or {}).get("keys") or []
+        hist[route.name] = {"key": key, "state": "planned", "keys": keys + [key]}
+
+    def route_lets(self, route: RoutePlan, scope: Scope, tracer: "Tracer | None" = None) -> Scope:
+        """``scope`` with the route's own lets added (a new dict when there are any)."""
+        if not route.lets:
+            return scope
+        scope = dict(scope)
+        for name, fn in route.lets:
+            try:
+                scope[name] = fn(scope)
+            except Exception as exc:
+                raise _failed(exc, f"route {route.name}: let {name}") from None
+            if tracer is not None:
+                tracer.route_let(route, name, scope[name])
+        return scope
+
+    def document(self, route: RoutePlan, scope: Scope, source_id: str,
+                 version: str | None) -> Document:
+        """The document (with its ensured prerequisites) a firing route builds in ``scope``."""
+        return self._document(route, self.route_lets(route, scope), source_id, version)
+
+    def evaluate(self, record: Mapping[str, Any], history: Mapping[str, Mapping[str, Any]] | None = None,
+                 tenant: str = "default", tracer: "Tracer | None" = None,
+                 documents: bool = True, lets: Mapping[str, Any] | None = None) -> RecordOutcome:
+        """Map one record: let values, then every route whose condition holds.
+
+        ``history`` maps route name → {key, state} for documents this record already has;
+        routes fired in this call are added to it (state ``planned``) for the routes below.
+        ``tracer`` receives every let, condition and condition part (explain); with
+        ``documents=False`` only the conditions are evaluated; ``lets`` reuses let values
+        computed for the same record (when they read no history).
+        Raises MappingError naming the route and field that failed.
+        """
+        source_id = self.record_id(record) if documents else "-"
+        version = self.record_version(record) if documents else None
+        scope = self.scope(record, history, tenant)
+        if lets is not None:          # computed by an earlier call for the same record
+            scope.update(lets)
+            lets = dict(lets)
+        else:
+            lets = self.eval_lets(scope, tracer)
+        fired: list[str] = []
+        docs: list[Document] = []
+        for route in self.routes:
+            for route_scope in self.firing(route, scope, tracer):
+                if route.name not in fired:
+                    fired.append(route.name)
+                if route.action == "skip":
+                    continue
+                key = ""
+                if documents:
+                    docs.append(self.document(route, route_scope, source_id, version))
+                    key = docs[-1].key
+                self.planned(route, scope, key)
+        return RecordOutcome(source_id, version, lets, fired, docs)
 
     def _document(self, route: RoutePlan, scope: Scope, source_id: str,
                   version: str | None) -> Document:
