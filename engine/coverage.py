@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
 from hexaflow.expressions import Expr, truthy
-from hexaflow.functions import RecordError
+from hexaflow.jmespath_private import compile_tree
 from hexaflow.paths import PathError, inside_project
 from hexaflow.plan import MappingError, Plan
 from hexaflow.problems import WARNING, Problem
@@ -62,14 +62,16 @@ def check_coverage(plan: Plan, spec: LoadedSpec) -> list[Problem]:
         parts = str(dotted).split(".")
         if parts[0] != alias or len(parts) < 2:
             problems.append(spec.problem(("coverage", "vary", dotted),
-                                         f"coverage path {dotted!r} must start with the record's name {alias!r}",
+                                         f"coverage path {dotted!r} must start with the record's "
+                                         f"name {alias!r}",
                                          f"e.g. {alias}.financial_status", key=True))
         paths.append(parts[1:])
     route_names = [r.name for r in plan.routes]
     hist_routes = list(cov.get("history") or [])
     for name in hist_routes:
         if name not in route_names:
-            problems.append(spec.problem(("coverage", "history"), f"coverage history names unknown route {name!r}",
+            problems.append(spec.problem(("coverage", "history"),
+                                         f"coverage history names unknown route {name!r}",
                                          f"routes of this flow: {', '.join(route_names)}"))
     ignore = []
     for i, src in enumerate(cov.get("ignore") or []):
@@ -114,14 +116,14 @@ def check_coverage(plan: Plan, spec: LoadedSpec) -> list[Problem]:
                 break
             fired_ever.update(fired)
             if not subset and not fired:
-                scope = {alias: record, **combination.lets(subset), "history": {},
-                         "tenant": "default", **plan.tables}
+                scope = combination.scope(subset)     # the core's scope, with the lets
                 if not any(truthy(cond(scope)) for cond in ignore):
                     uncovered.append(label)
             writers = [r for r in fired if by_doc[r][0] is not None]
             for a, b in itertools.combinations(writers, 2):
                 if by_doc[a] == by_doc[b]:
-                    overlaps.setdefault((a, b), f"both fire for {label}" + (f" with history {list(subset)}" if subset else ""))
+                    with_history = f" with history {list(subset)}" if subset else ""
+                    overlaps.setdefault((a, b), f"both fire for {label}{with_history}")
             for earlier in subset:
                 for r in writers:
                     if r != earlier and by_doc.get(earlier) == by_doc[r] and by_doc[r][0] is not None:
@@ -132,7 +134,8 @@ def check_coverage(plan: Plan, spec: LoadedSpec) -> list[Problem]:
         problems.append(spec.problem(where, f"no route handles {label} (first time the record is seen)",
                                      "add a route, a route with action: skip, or an `ignore` condition"))
     if len(uncovered) > MAX_LISTED:
-        problems.append(spec.problem(where, f"... and {len(uncovered) - MAX_LISTED} more unhandled combinations"))
+        problems.append(spec.problem(where, f"... and {len(uncovered) - MAX_LISTED} more "
+                                     f"unhandled combinations"))
     for (a, b), why in overlaps.items():
         index = route_names.index(b)
         problems.append(spec.problem(("routes", index, "when"),
@@ -210,8 +213,7 @@ def _expr_reads(node: dict[str, Any]) -> Reads:
 
 def _reads(compiled: Any) -> Reads:
     if isinstance(compiled, Expr):
-        import jmespath
-        return _expr_reads(jmespath.compile(compiled.source).parsed)
+        return _expr_reads(compile_tree(compiled.source))
     # A template: Jinja lists the names it reads, not their fields.
     return {name: ANY for name in compiled.names}
 

@@ -155,7 +155,8 @@ def _decisions(store: SQLiteStore, tenant: str, docs: list[Document]) -> list[di
 def explain_record(plan: Plan, record: Any, store: SQLiteStore, tenant: str) -> dict[str, Any]:
     """Everything ``explain`` shows about one record, as JSON-ready data."""
     result: dict[str, Any] = {"flow": plan.name, "file": str(plan.file), "tenant": tenant,
-                              "alias": plan.source.alias, "record_id": None, "version": None, "history": {}, "lets": {},
+                              "alias": plan.source.alias, "record_id": None, "version": None,
+                              "history": {}, "lets": {},
                               "routes": [], "matched": [], "documents": [], "error": None}
     history: dict[str, Any] = {}
     try:

@@ -386,12 +386,14 @@ def _fast_template(ast: jn.Template, env: SandboxedEnvironment, key: bool) -> Fn
     def undefined(scope: Scope, path: list[str | int]) -> RecordError:
         """The error for a path that is not there, naming it up to the missing step."""
         value: Any = scope
-        for i, step in enumerate(path):
+        found = 0      # the steps that are there; the error names the first missing one
+        for step in path:
             try:
                 value = value[step]
             except (KeyError, IndexError, TypeError):
                 break
-        shown = ".".join(str(p) for p in path[: i + 1])
+            found += 1
+        shown = ".".join(str(p) for p in path[: found + 1])
         return RecordError(f"{shown} is undefined")
 
     def render(scope: Scope) -> str:

@@ -178,8 +178,9 @@ class Library:
         an error for the record (never a guess)."""
         rows = self.ctx.tables.get(table)
         if rows is None:
+            tables = ", ".join(sorted(self.ctx.tables)) or "none"
             raise RecordError(f"lookup: no lookup table named {table!r}; declare it under the "
-                              f"flow's `lookups:` (tables now: {', '.join(sorted(self.ctx.tables)) or 'none'})")
+                              f"flow's `lookups:` (tables now: {tables})")
         if key is not None:
             k = str(key)
             if k in rows:

@@ -63,8 +63,8 @@ class _SpanParser(parser.Parser):
 
 
 def parse_spans(source: str) -> tuple[dict[str, Any], dict[int, tuple[int, int]]]:
-    """(AST, id(node) → (start, end) in ``source``, trailing blanks included). The AST is a fresh one (not jmespath's
-    cached tree), so the ids stay valid while the caller holds it."""
+    """(AST, id(node) → (start, end) in ``source``, trailing blanks included). The AST is a
+    fresh one (not jmespath's cached tree), so the ids stay valid while the caller holds it."""
     span_parser = _SpanParser()
     tree = span_parser._parse(source).parsed
     return tree, span_parser.spans

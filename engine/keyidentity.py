@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 import jinja2.nodes as jn
-import jmespath
 
 from hexaflow.expressions import Expr, Template, simple_path
 from hexaflow.jmespath_compiler import field_keys
+from hexaflow.jmespath_private import compile_tree
 from hexaflow.plan import Plan
 from hexaflow.problems import WARNING, Problem
 from hexaflow.spec import LoadedSpec
@@ -94,7 +94,7 @@ def _reads(plan: Plan, compiled: Expr | Template | None) -> set[Read]:
 
 def _expression_reads(source: str) -> set[Read]:
     out: set[Read] = set()
-    _walk_expression(jmespath.compile(source).parsed, out)
+    _walk_expression(compile_tree(source), out)
     return out
 
 
