@@ -82,7 +82,7 @@ def check_coverage(plan: Plan, spec: LoadedSpec) -> list[Problem]:
     if problems:
         return problems
     value_lists = list(vary.values())
-    subsets = [()]
+    subsets: list[tuple[str, ...]] = [()]
     for size in range(1, len(hist_routes) + 1):
         subsets += list(itertools.combinations(hist_routes, size))
     total = len(subsets)
@@ -293,7 +293,8 @@ class CoverageEvaluator:
                 if expr is not None:
                     reads = _merge(reads, _reads(expr))
             needs = _needs(reads, alias, vary_fields, let_names)
-            vary, let_history = set(needs.vary), frozenset()
+            vary = set(needs.vary)
+            let_history: Optional[frozenset] = frozenset()
             for other in needs.lets:
                 vary |= set(let_needs[other].vary)
                 let_history = _join(let_history, let_needs[other].history)
@@ -375,7 +376,7 @@ class _RecordCoverage:
             lets_seen = ev.lets_seen[subset] = _within(subset, ev.let_history)
         if lets_seen not in self.scopes:
             self.scope(subset)      # the lets first, as Plan.evaluate (and their errors)
-        tokens = dict.fromkeys(subset, ACCEPTED)
+        tokens: dict[str, Any] = dict.fromkeys(subset, ACCEPTED)
         fired: list[str] = []
         for route, history, uses_lets, outcomes in self.steps:
             seen = frozenset(tokens.items()) if history is ANY else tuple(map(tokens.get, history))

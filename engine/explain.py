@@ -251,7 +251,7 @@ def _why_lines(node: dict[str, Any], indent: str, out: list[str]) -> None:
 def _flat_dict(node: dict[str, Any]) -> list[dict[str, Any]]:
     """The parts to list under ``node``: a chain of one operator is one list."""
     if node["kind"] in ("and", "or"):
-        out = []
+        out: list[dict[str, Any]] = []
         for child in node["children"]:
             out.extend(_flat_dict(child) if child["kind"] == node["kind"] else [child])
         return out

@@ -188,7 +188,7 @@ class ExpressionCompiler:
             ast = env.parse(source)
         except jinja2.TemplateSyntaxError as exc:
             raise CompileError(f"invalid template: {exc.message}",
-                               _line_offset(source, exc.lineno), _template_hint(exc.message)) from None
+                               _line_offset(source, exc.lineno), _template_hint(exc.message or "")) from None
         try:
             names = frozenset(jinja2.meta.find_undeclared_variables(ast)) - set(env.globals)
         except jinja2.TemplateSyntaxError as exc:     # an unknown filter or test
@@ -294,7 +294,7 @@ class _BoundedSandbox(SandboxedEnvironment):
                         and len(text) * times > MAX_TEXT:
                     raise RecordError(f"'*' would make {len(text) * times:,} characters or "
                                       f"items, more than the {MAX_TEXT:,} a template may")
-        elif operator == "**" and isinstance(right, (int, Decimal)) and abs(right) > 1000:
+        elif operator == "**" and isinstance(right, (int, Decimal)) and abs(right) > 1000:  # type: ignore[operator]
             raise RecordError(f"'**' with an exponent of {right}: at most 1000")
         elif operator == "%" and isinstance(left, str):
             _check_widths(left)
@@ -376,7 +376,7 @@ def _fast_template(ast: jn.Template, env: SandboxedEnvironment, key: bool) -> Fn
                 and node.dyn_args is None and node.dyn_kwargs is None \
                 and node.name in env.filters and node.name in env.globals:
             filt = env.filters[node.name]
-            node = node.node
+            node = node.node    # type: ignore[assignment]
         path = simple_path(node)
         if path is None:
             return None

@@ -347,7 +347,7 @@ def make_jmespath_functions(library: Library) -> jp_functions.Functions:
     table = dict(_Functions.FUNCTION_TABLE)
     for name, (method, arg_types, variadic) in FUNCTIONS.items():
         bound: Callable[..., Any] = getattr(library, method)
-        signature = [{"types": list(t)} for t in arg_types]
+        signature: list[dict[str, Any]] = [{"types": list(t)} for t in arg_types]
         if name in _OPTIONAL_TAIL:
             signature = signature[:-_OPTIONAL_TAIL[name]]
             variadic = True

@@ -534,7 +534,7 @@ def _argument_check(functions: Any, signature: list[dict[str, Any]],
                 names = subtypes[0]
             elif subtypes and current:    # the first element decides which subtype applies
                 first = type(current[0]).__name__
-                names = next((s for s in subtypes if first in s), None)
+                names = next((s for s in subtypes if first in s), None)  # type: ignore[arg-type]
                 if names is None:
                     return False
             else:

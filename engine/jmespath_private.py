@@ -40,7 +40,7 @@ class _SpanParser(parser.Parser):
         # jmespath.parser.Parser._expression, with the spans noted after each step.
         left_token = self._lookahead_token(0)
         self._advance()
-        nud_function = getattr(self, "_token_nud_%s" % left_token["type"], self._error_nud_token)
+        nud_function: Any = getattr(self, "_token_nud_%s" % left_token["type"], self._error_nud_token)
         left = nud_function(left_token)
         self._note(left, left_token)
         current_token = self._current_token()
