@@ -171,10 +171,13 @@ def test_sigkill_right_after_a_product_is_created_creates_no_second_product(
         seen = count()
         proc = subprocess.Popen([HEXAFLOW, "run", flow], env=env, cwd=tmp_path,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 30
+        # Bounded, but far above a loaded machine's slowest start: a kill before the first
+        # create would test nothing (and count as a miss below).
+        deadline = time.monotonic() + 120
         while proc.poll() is None and count() == seen and time.monotonic() < deadline:
             time.sleep(0.005)
         assert proc.poll() is None, "the run ended before it created a product: " + proc.stderr.read()
+        assert count() != seen, "no product was created within 120 s of the run's start"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         proc.stderr.close()
