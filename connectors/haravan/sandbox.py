@@ -12,7 +12,7 @@ parameters it does not know; a faults body without it, or ``[]``, honours them a
 ``POST /_sandbox/webhooks`` (``{"url", "topics"}``),
 ``GET /_sandbox/webhooks`` (registrations and deliveries), ``POST /_sandbox/state``
 (``{"bucket_level": N, "rate_limit": bool, "reset_counters": true}``: what another client left
-in the bucket, for benchmarks) and ``GET /_sandbox/stats`` (counters and API calls by route,
+in the bucket, for benchmarks) and ``GET /_sandbox/stats`` (counters, orders and products held, API calls by route,
 cheap at any size, unlike ``GET /_sandbox/state``).
 
 Choices where the reference is silent are constructor options: ``default_status`` (orders.json
@@ -617,7 +617,8 @@ class HaravanSandbox(SandboxApp):
                 "calls": self.calls, "throttled": self.throttled, "rate_limit": self.rate_limit,
                 "bucket": {"level": round(self.bucket.current(), 3),
                            "capacity": self.bucket.capacity, "leak_rate": self.bucket.leak_rate},
-                "orders": len(self.shop.orders), "requests": dict(self.request_counts),
+                "orders": len(self.shop.orders), "products": len(self.shop.products),
+                "requests": dict(self.request_counts),
                 "first_request_at": self.first_request_at or None,
                 "last_request_at": self.last_request_at or None})
 

@@ -159,13 +159,15 @@ def test_sigkill_right_after_a_product_is_created_creates_no_second_product(
     assert _products_world(sandboxes) == before
     state = tmp_path / "state.db"
     env = sandboxes.env(state)
-    auth = {"Authorization": f"Bearer {sandboxes.credentials['HARAVAN_TOKEN']}"}
 
     def count() -> int:
-        r = sandboxes.http.get(f"{sandboxes.haravan}/com/products/count.json", headers=auth)
+        # The admin counter answers at once, while every API call (the run's creates) waits
+        # the latency below: a kill lands between two creates, however loaded the machine.
+        r = sandboxes.http.get(f"{sandboxes.haravan}/_sandbox/stats")
         assert r.status_code == 200, r.text
-        return int(r.json()["count"])
+        return int(r.json()["products"])
 
+    sandboxes.faults("haravan", latency_ms=300, rate_limit=False)
     kills = in_window = 0
     for _ in range(4):
         seen = count()
@@ -188,6 +190,7 @@ def test_sigkill_right_after_a_product_is_created_creates_no_second_product(
         if planned & in_haravan & {i["inventory_item_code"] for i in NEW_ITEMS}:
             in_window += 1
     created_by_killed = count() - before
+    sandboxes.faults("haravan", rate_limit=False)
     run_until_done(flow, env, tmp_path, attempts=3)
     states = ledger_states(state)
     print(f"\nproducts crash test: {kills} kills right after a create ({in_window} with the "
