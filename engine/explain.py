@@ -10,7 +10,6 @@ See docs/init-and-explain.md.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import sys
 from dataclasses import dataclass, field
@@ -22,10 +21,11 @@ from jmespath import exceptions as jp_exc
 from jmespath.lexer import Lexer
 
 from hexaflow.connector import ConnectorError
+from hexaflow.environment import tenant_name
 from hexaflow.expressions import CompileError, jsonable, truthy
 from hexaflow.functions import RecordError
 from hexaflow.plan import Document, MappingError, Plan, RecordOutcome
-from hexaflow.runner import (SEND, Connectors, FlowError, decide, history_of, load_plan,
+from hexaflow.runner import (SEND, Connectors, FlowError, decide_with_store, history_of, load_plan,
                              resolve_flow_path)
 from hexaflow.state import LIVE, SQLiteStore, state_fault, state_path
 from hexaflow.yamlload import SpecSyntaxError, read_data_file
@@ -254,7 +254,7 @@ def _decisions(store: SQLiteStore, tenant: str, docs: list[Document]) -> list[di
     out = []
     ensured: set[tuple[str, str, str]] = set()
     for doc in docs:
-        decision, reason = decide(store, tenant, doc)
+        decision, reason = decide_with_store(store, tenant, doc)
         ensure = []
         for ens in doc.ensure:
             ident = (ens.connector, ens.document, ens.key)
@@ -498,7 +498,7 @@ def explain_command(flow: str, *, record_file: str | None = None, record_id: str
                     out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    tenant = tenant or os.environ.get("HEXAFLOW_TENANT") or "default"
+    tenant = tenant_name(tenant)
     if (record_file is None) == (record_id is None):
         print("error: give the record: --record FILE or --id ID (one of them)", file=err)
         return EXIT_CONFIG

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -19,6 +18,7 @@ from typing import Any, Iterable, Mapping, TextIO
 
 from hexaflow.connector import AsyncResult, Connector, ConnectorError, Received
 from hexaflow.dispatch import Dispatcher
+from hexaflow.environment import environment_config, tenant_name
 from hexaflow.plan import Plan
 from hexaflow.registry import get_connector
 from hexaflow.runner import Connectors, FlowError, apply_async_results, load_plan
@@ -371,13 +371,13 @@ def serve_command(paths: Iterable[str], *, host: str, port: int, interval: float
                   out: TextIO | None = None, err: TextIO | None = None,
                   stop: threading.Event | None = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
-    tenant = tenant or os.environ.get("HEXAFLOW_TENANT") or "default"
+    tenant = tenant_name(tenant)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=err,
                             format="%(asctime)s %(levelname)s %(message)s")
     try:
         plans = load_flows(paths)
-        server = HookServer(plans, tenant=tenant, config=dict(os.environ),
+        server = HookServer(plans, tenant=tenant, config=environment_config(),
                             state=default_state_path(state), host=host, port=port,
                             interval=interval)
     except (FlowError, ConnectorError, StateError, OSError) as exc:

@@ -168,7 +168,8 @@ def _holder_is_dead(owner: str | None) -> bool:
 
 
 def state_path(explicit: str | None = None) -> str:
-    return explicit or os.environ.get("HEXAFLOW_STATE") or DEFAULT_STATE_PATH
+    from hexaflow.environment import state_location
+    return state_location(explicit, DEFAULT_STATE_PATH)
 
 
 # What an SQLite error says about the state file (by its primary result code), and the fix.

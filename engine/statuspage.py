@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import jinja2
 
+from hexaflow.environment import ui_timezone
 from hexaflow.runner import FlowError
 from hexaflow.state import LedgerEntry, StateError, open_store, state_faults
 from hexaflow.timeutil import DEFAULT_TIMEZONE, get_zone
@@ -302,7 +302,7 @@ def _when(ts: float | None) -> str:
     if not ts:
         return "—"
     from datetime import datetime
-    zone = get_zone(os.environ.get("HEXAFLOW_UI_TIMEZONE") or DEFAULT_TIMEZONE)
+    zone = get_zone(ui_timezone(DEFAULT_TIMEZONE))
     return datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%d %H:%M:%S")
 
 
