@@ -230,11 +230,16 @@ def resend_unsettled(ctx: RunContext, before: float) -> None:
 
 
 # --------------------------------------------------------------------------- the command
+class Streams(TypedDict, total=False):
+    out: TextIO | None      # payloads of a dry run, the summary of a run (default stdout)
+    err: TextIO | None      # problems, progress, the summary of a dry run (default stderr)
+
+
 def run_command(flow: str, *, dry_run: bool = False, limit: int | None = None,
                 tenant: str | None = None, state_path: str | None = None,
-                out: TextIO | None = None, err: TextIO | None = None) -> int:
-    out = out or sys.stdout
-    err = err or sys.stderr
+                **streams: Unpack[Streams]) -> int:
+    out = streams.get("out") or sys.stdout
+    err = streams.get("err") or sys.stderr
     tenant = tenant_name(tenant)
     try:
         path = resolve_flow_path(flow)

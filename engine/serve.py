@@ -14,7 +14,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterable, Mapping, TextIO
+from typing import Any, Iterable, Mapping, Required, TextIO, TypedDict, Unpack
 
 from hexaflow.connector import AsyncResult, Connector, ConnectorError, Received
 from hexaflow.dispatch import Dispatcher
@@ -59,11 +59,21 @@ class Scheduler:
             self._thread.join(5)
 
 
+class Listen(TypedDict, total=False):
+    """Where a HookServer listens (default 127.0.0.1, any free port) and how often its
+    scheduler asks for every flow (seconds; 0, the default: never)."""
+    host: str
+    port: int
+    interval: float
+
+
 class HookServer:
     """The receivers, the dispatcher and the scheduler of one tenant, on one HTTP port."""
 
     def __init__(self, plans: Iterable[Plan], *, tenant: str, config: Mapping[str, str],
-                 state: str, host: str = "127.0.0.1", port: int = 0, interval: float = 0.0):
+                 state: str, **listen: Unpack[Listen]):
+        host, port = listen.get("host", "127.0.0.1"), listen.get("port", 0)
+        interval = listen.get("interval", 0.0)
         self.plans = list(plans)
         if state == ":memory:":
             raise FlowError("hexaflow serve needs a state file, not :memory: (its threads each "
@@ -366,11 +376,21 @@ def load_flows(paths: Iterable[str]) -> list[Plan]:
     return plans
 
 
-def serve_command(paths: Iterable[str], *, host: str, port: int, interval: float,
-                  tenant: str | None = None, state: str | None = None,
-                  out: TextIO | None = None, err: TextIO | None = None,
-                  stop: threading.Event | None = None) -> int:
-    out, err = out or sys.stdout, err or sys.stderr
+class ServeOptions(TypedDict, total=False):
+    """How ``hexaflow serve`` listens (``host``, ``port``, the scheduler's ``interval``), where
+    it prints, and the event that stops it (default: SIGINT / SIGTERM)."""
+    host: Required[str]
+    port: Required[int]
+    interval: Required[float]
+    out: TextIO | None
+    err: TextIO | None
+    stop: threading.Event | None
+
+
+def serve_command(paths: Iterable[str], *, tenant: str | None = None, state: str | None = None,
+                  **options: Unpack[ServeOptions]) -> int:
+    host, port, interval = options["host"], options["port"], options["interval"]
+    out, err = options.get("out") or sys.stdout, options.get("err") or sys.stderr
     tenant = tenant_name(tenant)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=err,
@@ -385,7 +405,7 @@ def serve_command(paths: Iterable[str], *, host: str, port: int, interval: float
             print(problem.text(), file=err)
         print(f"error: {exc}", file=err)
         return EXIT_CONFIG
-    stop = stop or threading.Event()
+    stop = options.get("stop") or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
