@@ -24,10 +24,10 @@ def doc(action: str = "upsert", payload: dict | None = None, source_id: str = "1
 
 def row(state: str = "done", *, route: str = "sales_order", flow: str = "orders",
         source_id: str = "1", action: str = "upsert", payload: dict | None = None,
-        code: str | None = None, attempts: int = 1) -> LedgerEntry:
+        code: str | None = None, attempts: int = 1, is_ensure: bool = False) -> LedgerEntry:
     return LedgerEntry("t", flow, route, "DH_1", "misa", "sales_order", action, source_id, None,
                        payload_hash(payload or PAYLOAD), "{}", None, state, None, code, None,
-                       attempts, 0.0, 0.0)
+                       attempts, 0.0, 0.0, is_ensure)
 
 
 def own(entry: LedgerEntry, *same_target: LedgerEntry) -> LedgerFacts:
@@ -52,7 +52,7 @@ TABLE = [
                                                               route="other")), False,
      CONFLICT_DECISION, "already written by route other (flow customers)"),
     ("an ensure row of another record does not own the key", doc(),
-     target(row(source_id="2", route="sales_order.customer")), False, SEND, "new"),
+     target(row(source_id="2", route="sales_order.customer", is_ensure=True)), False, SEND, "new"),
     ("another route of the same record wrote it", doc(), target(row(route="sales_voucher")), False,
      CONFLICT_DECISION, "make the two routes' `when` conditions exclusive"),
     ("another route's row is only planned", doc(), target(row("planned", route="sales_voucher")),
