@@ -154,9 +154,8 @@ def _state_faults_are_errors(fn):
 def explain(flow: str, record_file: str | None, record_id: str | None, fmt: str,
             tenant: str | None, state_path: str | None) -> None:
     """Why one record produces its documents: lets, conditions, keys, ledger decisions, payloads."""
-    from hexaflow.explain import explain_command
-    sys.exit(explain_command(flow, record_file=record_file, record_id=record_id, tenant=tenant,
-                             state=state_path, fmt=fmt))
+    from hexaflow.explain import ExplainRequest, explain_command
+    sys.exit(explain_command(ExplainRequest(flow, record_file, record_id, tenant, state_path, fmt)))
 
 
 def _state_options(fn):

@@ -493,12 +493,25 @@ def fetch_record(plan: Plan, record_id: str, tenant: str) -> Any:
     return record
 
 
-def explain_command(flow: str, *, record_file: str | None = None, record_id: str | None = None,
-                    tenant: str | None = None, state: str | None = None, fmt: str = "text",
-                    out: TextIO | None = None, err: TextIO | None = None) -> int:
+@dataclass(frozen=True)
+class ExplainRequest:
+    """What ``hexaflow explain`` was asked: the flow, the record (a file or an id in the
+    source, one of them), the tenant, the state store (read only) and the output format."""
+    flow: str
+    record_file: str | None = None
+    record_id: str | None = None
+    tenant: str | None = None
+    state: str | None = None
+    fmt: str = "text"
+
+
+def explain_command(request: ExplainRequest, out: TextIO | None = None,
+                    err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    tenant = tenant_name(tenant)
+    flow, record_file, record_id = request.flow, request.record_file, request.record_id
+    state, fmt = request.state, request.fmt
+    tenant = tenant_name(request.tenant)
     if (record_file is None) == (record_id is None):
         print("error: give the record: --record FILE or --id ID (one of them)", file=err)
         return EXIT_CONFIG

@@ -2,11 +2,13 @@
 ledger (``decide``), and hand what must be sent to the writer (in a dry run: to ``emit``)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Iterable
 
 from hexaflow.cursor import Page
 from hexaflow.decide import CONFLICT_DECISION, REFUSE, SKIP, decide, ledger_facts
 from hexaflow.functions import failure_reason
+from hexaflow.ledger_rows import DeadLetter, ledger_write
 from hexaflow.plan import Document, MappingError
 from hexaflow.runcontext import RunContext
 from hexaflow.state import LIVE, LedgerEntry
@@ -48,7 +50,8 @@ def map_records(ctx: RunContext, page: Page, writer: Writer) -> None:
             summary.failed_records += 1
             ctx.report(f"{label}: {reason}")
             if not ctx.dry_run:
-                store.dead_letter(tenant, plan.name, source_id or f"#{index}", reason, record=record)
+                store.dead_letter(DeadLetter(tenant, plan.name, source_id or f"#{index}", reason,
+                                             record))
             continue
         if source_id in letters:      # it maps now: its mapping failures are resolved
             store.resolve_dead_letters(tenant, plan.name, source_id)
@@ -74,19 +77,15 @@ def _handle_document(ctx: RunContext, writer: Writer, page: Page, index: int, do
         summary.failed_records += 1
         ctx.report(f"{label}: route {doc.route}: conflict: {reason}")
         if not ctx.dry_run:
-            store.dead_letter(ctx.tenant, ctx.flow, doc.source_id, reason,
-                              record=page.records[index], route=doc.route, key=doc.key,
-                              payload=doc.payload)
+            store.dead_letter(DeadLetter(ctx.tenant, ctx.flow, doc.source_id, reason,
+                                         page.records[index], doc.route, doc.key, doc.payload))
         return
     if decision == CONFLICT_DECISION:
         summary.count(doc.route, "conflict")
         ctx.report(f"{label}: route {doc.route}: conflict: {reason}")
         if not ctx.dry_run:
-            store.record_decision(ctx.tenant, ctx.flow, doc.route, doc.key,
-                                  connector=doc.connector, document=doc.document,
-                                  action=doc.action, source_id=doc.source_id,
-                                  source_version=doc.source_version, payload=doc.payload,
-                                  state="conflict", message=reason, fence=ctx.fence)
+            store.record_decision(ledger_write(ctx.tenant, doc, with_params=False), "conflict",
+                                  reason, ctx.fence)
         return
     for ens in doc.ensure:
         if writer.holds(ens) or _ensure_exists(ctx, ens):
@@ -111,11 +110,7 @@ def _ensure_exists(ctx: RunContext, ens: Document) -> bool:
         return True
     if ctx.connectors.get(ens.connector).exists(ens.document, ens.key):
         if not ctx.dry_run:
-            ctx.store.record_decision(ctx.tenant, ens.flow, ens.route, ens.key,
-                                      connector=ens.connector, document=ens.document,
-                                      action=ens.action, source_id=ens.source_id,
-                                      source_version=ens.source_version, payload=ens.payload,
-                                      state="done", message="already in the target",
-                                      fence=ctx.fence, ensure=True)
+            ctx.store.record_decision(replace(ledger_write(ctx.tenant, ens, with_params=False), ensure=True),
+                                      "done", "already in the target", ctx.fence)
         return True
     return False

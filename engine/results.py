@@ -8,6 +8,7 @@ import time
 from typing import Callable, Iterable
 
 from hexaflow.connector import CONFLICT, REJECTED, AsyncResult
+from hexaflow.ledger_rows import DeadLetter
 from hexaflow.plan import Plan
 from hexaflow.runcontext import Connectors, RunContext
 from hexaflow.state import SQLiteStore
@@ -60,8 +61,8 @@ def apply_async_results(store: SQLiteStore, tenant: str, connector: str,
                 detail = f"{result.code or ''} {result.message or ''}".strip()
                 if result.status == REJECTED:
                     reason = f"{connector} rejected {e.key}: {detail}"
-                    store.dead_letter(tenant, e.flow, e.source_id, reason, route=e.route,
-                                      key=e.key, payload=json.loads(e.payload))
+                    store.dead_letter(DeadLetter(tenant, e.flow, e.source_id, reason, None,
+                                                 e.route, e.key, json.loads(e.payload)))
                     if summary is not None:
                         summary.count(e.route, "rejected")
                     if report is not None:

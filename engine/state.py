@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from hexaflow.errors import LostLock, StateError
+from hexaflow.ledger_rows import DeadLetter, LedgerWrite, Outcome, RowRef
 
 DEFAULT_STATE_PATH = "./.hexaflow/state.db"
 
@@ -447,16 +448,14 @@ class SQLiteStore:
         return self.db.execute("SELECT COUNT(*) FROM ledger WHERE tenant=? AND flow=? AND state=?",
                                (tenant, flow, state)).fetchone()[0]
 
-    def plan(self, tenant: str, flow: str, route: str, key: str, *, connector: str, document: str,
-             action: str, source_id: str, source_version: str | None, payload: Any,
-             params: Any = None, fence: int | None = None, ensure: bool = False) -> None:
-        """Record that this document is about to be sent (written before the send);
-        ``ensure``: it is a prerequisite a route ensured, not one of the flow's documents."""
-        body = canonical_json(payload)
+    def plan(self, write: LedgerWrite, fence: int | None = None) -> None:
+        """Record that this document is about to be sent (written before the send)."""
+        ref = write.ref
+        body = canonical_json(write.payload)
         digest = _digest(body)
         now = time.time()
         with self._tx():
-            self._check_fence(tenant, flow, fence)
+            self._check_fence(ref.tenant, ref.flow, fence)
             self.db.execute(
                 "INSERT INTO ledger (tenant, flow, route, key, connector, document, action, "
                 "source_id, source_version, payload_hash, payload, params, state, attempts, "
@@ -467,40 +466,35 @@ class SQLiteStore:
                 "payload_hash=excluded.payload_hash, payload=excluded.payload, "
                 "params=excluded.params, state='planned', code=NULL, message=NULL, "
                 "updated_at=excluded.updated_at",
-                (tenant, flow, route, key, connector, document, action, source_id, source_version,
-                 digest, body, canonical_json(dict(params or {})), now, now, int(ensure)))
-            self._event(tenant, flow, route, key, "planned", None, now)
+                (ref.tenant, ref.flow, ref.route, ref.key, write.connector, write.document,
+                 write.action, write.source_id, write.source_version, digest, body,
+                 canonical_json(dict(write.params or {})), now, now, int(write.ensure)))
+            self._event(ref, "planned", None, now)
 
-    def mark(self, tenant: str, flow: str, route: str, key: str, state: str, *,
-             target_ref: str | None = None, code: str | None = None, message: str | None = None,
-             payload: Any = None, fence: int | None = None, attempted: bool = True) -> None:
+    def mark(self, ref: RowRef, outcome: Outcome, fence: int | None = None) -> None:
         """Set the outcome of a send (or a decision such as a conflict)."""
         now = time.time()
         with self._tx():
-            self._check_fence(tenant, flow, fence)
+            self._check_fence(ref.tenant, ref.flow, fence)
             sets = "state=?, code=?, message=?, updated_at=?, attempts=attempts+?"
-            args: list[Any] = [state, code, message, now, 1 if attempted else 0]
-            if target_ref is not None:
+            args: list[Any] = [outcome.state, outcome.code, outcome.message, now,
+                               1 if outcome.attempted else 0]
+            if outcome.target_ref is not None:
                 sets += ", target_ref=?"
-                args.append(target_ref)
-            if payload is not None:
+                args.append(outcome.target_ref)
+            if outcome.payload is not None:
                 sets += ", payload=?, payload_hash=?"
-                args += [canonical_json(payload), payload_hash(payload)]
+                args += [canonical_json(outcome.payload), payload_hash(outcome.payload)]
             self.db.execute(f"UPDATE ledger SET {sets} WHERE tenant=? AND flow=? AND route=? AND key=?",
-                            (*args, tenant, flow, route, key))
-            self._event(tenant, flow, route, key, state, message, now)
+                            (*args, ref.tenant, ref.flow, ref.route, ref.key))
+            self._event(ref, outcome.state, outcome.message, now)
 
-    def record_decision(self, tenant: str, flow: str, route: str, key: str, *, connector: str,
-                        document: str, action: str, source_id: str, source_version: str | None,
-                        payload: Any, state: str, message: str | None = None,
-                        fence: int | None = None, ensure: bool = False) -> None:
+    def record_decision(self, write: LedgerWrite, state: str, message: str | None = None,
+                        fence: int | None = None) -> None:
         """A ledger row for something decided without sending (a conflict, an existing doc)."""
         with self._tx():
-            self.plan(tenant, flow, route, key, connector=connector, document=document,
-                      action=action, source_id=source_id, source_version=source_version,
-                      payload=payload, fence=fence, ensure=ensure)
-            self.mark(tenant, flow, route, key, state, message=message, fence=fence,
-                      attempted=False)
+            self.plan(write, fence)
+            self.mark(write.ref, Outcome(state, message=message, attempted=False), fence)
 
     def apply_result(self, tenant: str, connector: str, target_ref: str, state: str,
                      code: str | None = None, message: str | None = None) -> list[LedgerEntry]:
@@ -517,7 +511,7 @@ class SQLiteStore:
                 self.db.execute("UPDATE ledger SET state=?, code=?, message=?, updated_at=? WHERE "
                                 "tenant=? AND flow=? AND route=? AND key=?",
                                 (state, code, message, now, e.tenant, e.flow, e.route, e.key))
-                self._event(e.tenant, e.flow, e.route, e.key, state, message, now)
+                self._event(RowRef(e.tenant, e.flow, e.route, e.key), state, message, now)
                 changed.append(e)
         return changed
 
@@ -526,33 +520,30 @@ class SQLiteStore:
                                     "flow=? AND route=? AND key=? ORDER BY id",
                                     (tenant, flow, route, key)))
 
-    def _event(self, tenant: str, flow: str, route: str, key: str, state: str,
-               detail: str | None, at: float) -> None:
+    def _event(self, ref: RowRef, state: str, detail: str | None, at: float) -> None:
         self.db.execute("INSERT INTO ledger_events (tenant, flow, route, key, at, state, detail) "
-                        "VALUES (?,?,?,?,?,?,?)", (tenant, flow, route, key, at, state, detail))
+                        "VALUES (?,?,?,?,?,?,?)",
+                        (ref.tenant, ref.flow, ref.route, ref.key, at, state, detail))
 
     # -- dead letters -------------------------------------------------------------------
-    def dead_letter(self, tenant: str, flow: str, source_id: str, reason: str, *,
-                    record: Any = None, route: str | None = None, key: str | None = None,
-                    payload: Any = None) -> int:
+    def dead_letter(self, letter: DeadLetter) -> int:
         """Keep a record (or document) that failed, with the reason. One open letter per
         (flow, record, route, key): a repeat failure updates it."""
         now = time.time()
+        where = (letter.tenant, letter.flow, letter.source_id, letter.route, letter.key)
         with self._tx():
             row = self.db.execute(
                 "SELECT id FROM dead_letters WHERE tenant=? AND flow=? AND source_id=? AND "
-                "route IS ? AND key IS ? AND status='open'",
-                (tenant, flow, source_id, route, key)).fetchone()
-            values = (reason, None if record is None else canonical_json(record),
-                      None if payload is None else canonical_json(payload), now)
+                "route IS ? AND key IS ? AND status='open'", where).fetchone()
+            values = (letter.reason, None if letter.record is None else canonical_json(letter.record),
+                      None if letter.payload is None else canonical_json(letter.payload), now)
             if row:
                 self.db.execute("UPDATE dead_letters SET reason=?, record=?, payload=?, created_at=? "
                                 "WHERE id=?", (*values, row[0]))
                 return row[0]
             cur = self.db.execute(
                 "INSERT INTO dead_letters (tenant, flow, source_id, route, key, reason, record, "
-                "payload, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                (tenant, flow, source_id, route, key, *values))
+                "payload, created_at) VALUES (?,?,?,?,?,?,?,?,?)", (*where, *values))
             return int(cur.lastrowid)
 
     def dead_letters(self, tenant: str, flow: str | None = None,

@@ -9,6 +9,7 @@ from typing import Callable
 from hexaflow.connector import CONFLICT, DONE, FAILED, QUEUED, REJECTED, Connector, ConnectorError, \
     WriteItem, WriteResult
 from hexaflow.cursor import Page
+from hexaflow.ledger_rows import DeadLetter, Outcome, ledger_write, row_ref
 from hexaflow.plan import Document
 from hexaflow.runcontext import RunContext
 
@@ -86,15 +87,10 @@ class Writer:
 
     def _send(self, batch: list[_Item]) -> None:
         self._collect()          # one batch in flight at a time
-        flow = self.plan.name
         with self.store.transaction():
             for item in batch:
                 doc = item.doc
-                self.store.plan(self.tenant, flow, doc.route, doc.key, connector=doc.connector,
-                                document=doc.document, action=doc.action,
-                                source_id=doc.source_id, source_version=doc.source_version,
-                                payload=doc.payload, params=doc.params, fence=self.fence,
-                                ensure=doc.is_ensure)
+                self.store.plan(ledger_write(self.tenant, doc), self.fence)
         by_connector: dict[str, list[WriteItem]] = {}
         for n, item in enumerate(batch):
             doc = item.doc
@@ -126,9 +122,9 @@ class Writer:
                     message = f"{doc.connector} returned no result for this document"
                 else:
                     state, code, message = result.status, result.code, result.message
-                self.store.mark(self.tenant, flow, doc.route, doc.key, state,
-                                target_ref=result.target_ref if result else None, code=code,
-                                message=message, fence=self.fence)
+                self.store.mark(row_ref(self.tenant, doc),
+                                Outcome(state, result.target_ref if result else None, code,
+                                        message), self.fence)
                 self.targets.discard((doc.connector, doc.document, doc.key))
                 if item.page is not None:
                     item.page.outstanding -= 1
@@ -146,8 +142,8 @@ class Writer:
                     reason = f"{doc.connector} rejected {doc.key}: {code or ''} {message or ''}".strip()
                     report(f"{label}: route {doc.route}: {reason}")
                     record = item.page.records[item.index] if item.page is not None else None
-                    self.store.dead_letter(self.tenant, flow, doc.source_id, reason, record=record,
-                                           route=doc.route, key=doc.key, payload=doc.payload)
+                    self.store.dead_letter(DeadLetter(self.tenant, flow, doc.source_id, reason,
+                                                      record, doc.route, doc.key, doc.payload))
                 elif state == CONFLICT:
                     summary.count(doc.route, "conflict")
                     report(f"{label}: route {doc.route}: conflict: {message or ''}")

@@ -9,6 +9,7 @@ import pytest
 
 from hexaflow.decide import (CONFLICT_DECISION, REFUSE, REJECTED_RETRIES, SEND, SKIP, LedgerFacts,
                              decide, ledger_facts, needs_same_target)
+from hexaflow.ledger_rows import LedgerWrite, RowRef
 from hexaflow.plan import Document
 from hexaflow.state import ADOPTED, LedgerEntry, open_store, payload_hash
 
@@ -128,9 +129,8 @@ def test_ledger_facts_fetch_what_decide_reads(tmp_path):
         new = doc()
         assert needs_same_target(new, None)
         assert ledger_facts(store, "t", new) == LedgerFacts(None, ())
-        store.plan("t", "orders", "sales_order", "DH_1", connector="misa", document="sales_order",
-                   action="upsert", source_id="1", source_version=None, payload=PAYLOAD,
-                   params={}, fence=None)
+        store.plan(LedgerWrite(RowRef("t", "orders", "sales_order", "DH_1"), "misa",
+                               "sales_order", "upsert", "1", None, PAYLOAD, {}))
         facts = ledger_facts(store, "t", new)
         assert facts.entry is not None and facts.entry.state == "planned"
         assert facts.same_target == ()           # not read when the document has its own row
