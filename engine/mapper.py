@@ -44,7 +44,8 @@ def map_records(ctx: RunContext, page: Page, writer: Writer) -> None:
     for index, (record, source_id) in enumerate(zip(records, ids)):
         label = f"{alias} {source_id}" if source_id else f"{alias} #{summary.records + index + 1}"
         try:
-            outcome = plan.evaluate(record, history_of(known.get(source_id, [])), tenant)
+            earlier = known.get(source_id, []) if source_id is not None else []
+            outcome = plan.evaluate(record, history_of(earlier), tenant)
         except Exception as exc:      # whatever the record holds, it fails alone (a dead letter)
             reason = str(exc) if isinstance(exc, MappingError) else failure_reason(exc)
             summary.failed_records += 1

@@ -99,8 +99,9 @@ def run_flow(plan: Plan, *, tenant: str, store: SQLiteStore, connectors: Connect
     dry_run = bool(options.get("dry_run", False))
     ctx = RunContext(plan, tenant, store, connectors, RunSummary(plan.name, dry_run),
                      run_settings(), dry_run, emit=options.get("emit"))
-    if options.get("report") is not None:
-        ctx = replace(ctx, report=options["report"])
+    report = options.get("report")
+    if report is not None:
+        ctx = replace(ctx, report=report)
     if dry_run:
         _run_pages(ctx, options.get("limit"), budget, options.get("progress"))
         return ctx.summary

@@ -117,6 +117,8 @@ class HookServer:
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
+        if isinstance(host, bytes):          # only for AF_UNIX sockets, which serve never binds
+            host = host.decode()
         return f"http://{host}:{port}"
 
     def hook_url(self, connector: str) -> str:
@@ -245,7 +247,7 @@ def _listen_error(host: str, port: int, exc: OSError) -> str:
     reason = {errno.EADDRINUSE: "the port is already in use (by another program, or another "
                                 "hexaflow serve)",
               errno.EACCES: "permission denied (ports below 1024 need root)"}.get(
-                  exc.errno, exc.strerror or str(exc))
+                  exc.errno or 0, exc.strerror or str(exc))
     return f"cannot listen on {host}:{port}: {reason}; choose another port with --port (0: any free port)"
 
 

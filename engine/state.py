@@ -199,6 +199,7 @@ def state_fault(target: str, exc: sqlite3.Error | str) -> StateError | None:
     this user cannot write, a failing disk, a lock held too long): names the file, what is wrong
     and what to do. A ``str`` is a problem ``PRAGMA quick_check`` found (a damaged file). None
     for errors that say nothing about the file (a bug keeps its traceback)."""
+    reason: str | sqlite3.Error
     if isinstance(exc, str):
         code, reason = "SQLITE_CORRUPT", exc
     else:
@@ -211,6 +212,13 @@ def state_fault(target: str, exc: sqlite3.Error | str) -> StateError | None:
     message = _FAULTS[code].format(reason=reason, file=target, name=path.name,
                                    folder=path.parent.resolve())
     return StateError(f"HEXAFLOW_STATE={target}: {message}")
+
+
+def _inserted_id(cur: sqlite3.Cursor) -> int:
+    """The id of the row an INSERT just added (SQLite always gives one for it)."""
+    if cur.lastrowid is None:
+        raise StateError("the state store did not report the id of the row it added")
+    return int(cur.lastrowid)
 
 
 @contextmanager
@@ -349,7 +357,9 @@ class SQLiteStore:
                               (tenant, flow)).fetchone()
         return (row[0], row[1]) if row and row[1] > time.time() else None
 
-    def renew_lock(self, tenant: str, flow: str, fence: int, ttl: float = 600.0) -> None:
+    def renew_lock(self, tenant: str, flow: str, fence: int | None, ttl: float = 600.0) -> None:
+        """Extend the lock held with ``fence``; LostLock when it is no longer held (a None
+        fence holds no lock)."""
         cur = self.db.execute("UPDATE locks SET expires_at=? WHERE tenant=? AND flow=? AND fence=?",
                               (time.time() + ttl, tenant, flow, fence))
         if cur.rowcount != 1:
@@ -357,7 +367,7 @@ class SQLiteStore:
                            f"so this run stopped; what it wrote is kept: run it again once the "
                            f"other run has finished")
 
-    def release_lock(self, tenant: str, flow: str, fence: int) -> None:
+    def release_lock(self, tenant: str, flow: str, fence: int | None) -> None:
         self.db.execute("UPDATE locks SET expires_at=0 WHERE tenant=? AND flow=? AND fence=?",
                         (tenant, flow, fence))
 
@@ -544,7 +554,7 @@ class SQLiteStore:
             cur = self.db.execute(
                 "INSERT INTO dead_letters (tenant, flow, source_id, route, key, reason, record, "
                 "payload, created_at) VALUES (?,?,?,?,?,?,?,?,?)", (*where, *values))
-            return int(cur.lastrowid)
+            return _inserted_id(cur)
 
     def dead_letters(self, tenant: str, flow: str | None = None,
                      status: str = "open") -> list[dict[str, Any]]:
@@ -627,7 +637,7 @@ class SQLiteStore:
     def start_run(self, tenant: str, flow: str) -> int:
         cur = self.db.execute("INSERT INTO runs (tenant, flow, started_at, status) VALUES (?,?,?,?)",
                               (tenant, flow, time.time(), "running"))
-        return int(cur.lastrowid)
+        return _inserted_id(cur)
 
     def finish_run(self, run_id: int, status: str, summary: Any) -> None:
         self.db.execute("UPDATE runs SET finished_at=?, status=?, summary=? WHERE id=?",

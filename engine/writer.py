@@ -117,6 +117,7 @@ class Writer:
             for n, item in enumerate(batch):
                 doc = item.doc
                 result = results.get(str(n))
+                message: str | None
                 if result is None:
                     state, code = FAILED, None
                     message = f"{doc.connector} returned no result for this document"
