@@ -4,7 +4,6 @@ Loaded lazily by the CLI (see hexaflow.cli.LazyGroup).
 """
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 import sys
@@ -12,11 +11,15 @@ import threading
 
 import click
 
+from hexaflow.environment import environment_config
+
 
 def sandbox_credentials() -> dict[str, str]:
     """Credentials from the environment where set (a test or script chooses them), else new ones."""
+    environment = environment_config()
+
     def env(name: str, default: str) -> str:
-        return os.environ.get(name) or default
+        return environment.get(name) or default
     return {
         "HARAVAN_TOKEN": env("HARAVAN_TOKEN", "sandbox-" + secrets.token_hex(16)),
         "HARAVAN_WEBHOOK_SECRET": env("HARAVAN_WEBHOOK_SECRET", secrets.token_hex(16)),
@@ -62,9 +65,10 @@ def sandbox(haravan_port: int, misa_port: int, data: str, orders: int, rate_limi
     click.echo("Use these settings (sandbox credentials, not secrets of a real shop):")
     click.echo(f"  export HARAVAN_BASE_URL={haravan.url}")
     click.echo(f"  export MISA_BASE_URL={misa.url}")
+    environment = environment_config()
     for name, value in creds.items():
         # A value that came from the environment may be real: name it, never print it.
-        shown = f"<from your environment>" if os.environ.get(name) else value
+        shown = "<from your environment>" if environment.get(name) else value
         click.echo(f"  export {name}={shown}")
     sys.stdout.flush()
     stop = threading.Event()

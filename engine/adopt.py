@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from hexaflow.connector import WriteItem
 from hexaflow.functions import failure_reason
+from hexaflow.ledger_rows import Outcome, ledger_write, row_ref
 from hexaflow.plan import Document, Plan
 from hexaflow.runner import LOCK_TTL, Connectors, FlowError, history_of
 from hexaflow.state import ADOPTED, LIVE, SQLiteStore
@@ -146,11 +147,8 @@ def _record(ctx: _PageAdoption, doc: Document, state: str) -> None:
         return
     ref = ctx.connectors.get(doc.connector).target_ref(_write_item(doc))
     with store.transaction():
-        store.plan(tenant, doc.flow, doc.route, doc.key, connector=doc.connector,
-                   document=doc.document, action=doc.action, source_id=doc.source_id,
-                   source_version=doc.source_version, payload=doc.payload, params=doc.params,
-                   fence=ctx.fence, ensure=doc.is_ensure)
-        store.mark(tenant, doc.flow, doc.route, doc.key, state, target_ref=ref, code=ADOPTED,
-                   message=f"adopted from {doc.connector} by hexaflow adopt", fence=ctx.fence,
-                   attempted=False)
+        store.plan(ledger_write(tenant, doc), ctx.fence)
+        store.mark(row_ref(tenant, doc),
+                   Outcome(state, ref, ADOPTED, f"adopted from {doc.connector} by hexaflow adopt",
+                           attempted=False), ctx.fence)
     ctx.summary.adopted[doc.route] += 1

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import hexaflow
+from hexaflow.environment import cache_dir
 from hexaflow.problems import Problem
 
 FORMAT = 1            # bump when the layout of the cache file changes
@@ -30,7 +31,7 @@ FLOW, TABLE = "flow", "table"
 
 
 def default_path() -> Path:
-    return Path(os.environ.get("HEXAFLOW_CACHE_DIR") or Path(".hexaflow") / "cache") / "validate.json"
+    return cache_dir() / "validate.json"
 
 
 def fingerprint() -> str:

@@ -6,7 +6,6 @@ start-up. Exit codes are a contract (docs/cli.md): validate 0/1; run 0/1/2; test
 from __future__ import annotations
 
 import functools
-import os
 import sys
 
 import click
@@ -155,27 +154,28 @@ def _state_faults_are_errors(fn):
 def explain(flow: str, record_file: str | None, record_id: str | None, fmt: str,
             tenant: str | None, state_path: str | None) -> None:
     """Why one record produces its documents: lets, conditions, keys, ledger decisions, payloads."""
-    from hexaflow.explain import explain_command
-    sys.exit(explain_command(flow, record_file=record_file, record_id=record_id, tenant=tenant,
-                             state=state_path, fmt=fmt))
+    from hexaflow.explain import ExplainRequest, explain_command
+    sys.exit(explain_command(ExplainRequest(flow, record_file, record_id, tenant, state_path, fmt)))
 
 
 def _state_options(fn):
     fn = _state_faults_are_errors(fn)
-    fn = click.option("--tenant", default=None, help="Tenant id (default: HEXAFLOW_TENANT or 'default').")(fn)
+    fn = click.option("--tenant", default=None,
+                      help="Tenant id (default: HEXAFLOW_TENANT or 'default').")(fn)
     fn = click.option("--state", "state_path", default=None,
                       help="State store (default: HEXAFLOW_STATE).")(fn)
     return fn
 
 
 def _open(state_path: str | None, tenant: str | None):
+    from hexaflow.environment import tenant_name
     from hexaflow.state import StateError, open_store
     try:
         store = open_store(state_path)
     except StateError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_INVALID)
-    return store, tenant or os.environ.get("HEXAFLOW_TENANT") or "default"
+    return store, tenant_name(tenant)
 
 
 @main.command()

@@ -10,17 +10,18 @@ See docs/init-and-explain.md.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from hexaflow.connector import ConnectorError
+from hexaflow.environment import tenant_name
 from hexaflow.expressions import jsonable, truthy
 from hexaflow.jmespath_compiler import Part, condition_parts
 from hexaflow.plan import Document, MappingError, Plan, RecordOutcome, Trace
-from hexaflow.runner import (SEND, Connectors, FlowError, decide, history_of, load_plan,
+from hexaflow.runner import (SEND, Connectors, FlowError, decide_with_store, history_of, load_plan,
                              resolve_flow_path)
 from hexaflow.state import LIVE, SQLiteStore, state_fault, state_path
 from hexaflow.yamlload import SpecSyntaxError, read_data_file
@@ -127,7 +128,7 @@ def _decisions(store: SQLiteStore, tenant: str, docs: list[Document]) -> list[di
     out = []
     ensured: set[tuple[str, str, str]] = set()
     for doc in docs:
-        decision, reason = decide(store, tenant, doc)
+        decision, reason = decide_with_store(store, tenant, doc)
         ensure = []
         for ens in doc.ensure:
             ident = (ens.connector, ens.document, ens.key)
@@ -367,12 +368,25 @@ def fetch_record(plan: Plan, record_id: str, tenant: str) -> Any:
     return record
 
 
-def explain_command(flow: str, *, record_file: str | None = None, record_id: str | None = None,
-                    tenant: str | None = None, state: str | None = None, fmt: str = "text",
-                    out: TextIO | None = None, err: TextIO | None = None) -> int:
+@dataclass(frozen=True)
+class ExplainRequest:
+    """What ``hexaflow explain`` was asked: the flow, the record (a file or an id in the
+    source, one of them), the tenant, the state store (read only) and the output format."""
+    flow: str
+    record_file: str | None = None
+    record_id: str | None = None
+    tenant: str | None = None
+    state: str | None = None
+    fmt: str = "text"
+
+
+def explain_command(request: ExplainRequest, out: TextIO | None = None,
+                    err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    tenant = tenant or os.environ.get("HEXAFLOW_TENANT") or "default"
+    flow, record_file, record_id = request.flow, request.record_file, request.record_id
+    state, fmt = request.state, request.fmt
+    tenant = tenant_name(request.tenant)
     if (record_file is None) == (record_id is None):
         print("error: give the record: --record FILE or --id ID (one of them)", file=err)
         return EXIT_CONFIG

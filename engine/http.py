@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypedDict, Unpack
 
 from hexaflow.errors import RetriesExhausted
 
@@ -157,6 +157,17 @@ def _tls_context() -> Any:
     return httpx.create_ssl_context()
 
 
+class HttpOptions(TypedDict, total=False):
+    """The optional parts of an HttpClient: default headers, the timeout (30 s), the retry
+    policy, a rate limiter, a hook that sees every response, and the sleep used between tries."""
+    headers: Mapping[str, str] | None
+    timeout: float
+    retry: RetryPolicy
+    limiter: RateLimiter | None
+    on_response: Callable[[httpx.Response], None] | None
+    sleep: Callable[[float], None]
+
+
 class HttpClient:
     """httpx with the retry policy and an optional rate limiter.
 
@@ -164,20 +175,17 @@ class HttpClient:
     ``system`` names the target in log lines and errors.
     """
 
-    def __init__(self, base_url: str, *, system: str, headers: Mapping[str, str] | None = None,
-                 timeout: float = 30.0, retry: RetryPolicy = DEFAULT_RETRY,
-                 limiter: RateLimiter | None = None,
-                 on_response: Callable[[httpx.Response], None] | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, base_url: str, *, system: str, **options: Unpack[HttpOptions]):
         self.system = system
-        self.retry = retry
-        self.limiter = limiter
-        self.on_response = on_response
+        self.retry = options.get("retry", DEFAULT_RETRY)
+        self.limiter = options.get("limiter")
+        self.on_response = options.get("on_response")
         self.retries = 0            # retries made by this client, for run summaries
-        self._sleep = sleep
+        self._sleep = options.get("sleep", time.sleep)
         import httpx
-        self._client = httpx.Client(base_url=base_url.rstrip("/"), headers=dict(headers or {}),
-                                    timeout=timeout, verify=_tls_context())
+        self._client = httpx.Client(base_url=base_url.rstrip("/"),
+                                    headers=dict(options.get("headers") or {}),
+                                    timeout=options.get("timeout", 30.0), verify=_tls_context())
 
     def set_header(self, name: str, value: str) -> None:
         self._client.headers[name] = value

@@ -12,8 +12,8 @@ from collections import Counter
 from decimal import Decimal
 from typing import Callable
 
-from hexaflow.runner import (LOCK_TTL, Connectors, FlowError, RunSummary, process_records,
-                             load_plan, poll_results, resolve_flow_path)
+from hexaflow.runner import (LOCK_TTL, Connectors, FlowError, RunContext, RunSummary,
+                             load_plan, poll_results, process_records, resolve_flow_path)
 from hexaflow.state import SQLiteStore
 
 
@@ -124,8 +124,8 @@ def dlq_replay(store: SQLiteStore, tenant: str, flow_file: str, letter_ids: list
         raise FlowError(f"flow {plan.name!r} is running; replay when it has finished")
     connectors = Connectors(tenant, plan.base_dir)
     try:
-        process_records(plan, tenant, store, connectors, summary, records, report, fence,
-                        retry_rejected=True)
+        process_records(RunContext(plan, tenant, store, connectors, summary, fence=fence,
+                                   report=report, retry_rejected=True), records)
         summary.records = len(records)
         poll_results(plan, tenant, store, connectors, summary)
     finally:

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterable, Mapping, TextIO
+from typing import Any, Iterable, Mapping, Required, TextIO, TypedDict, Unpack
 
 from hexaflow.connector import AsyncResult, Connector, ConnectorError, Received
 from hexaflow.dispatch import Dispatcher
+from hexaflow.environment import environment_config, tenant_name
 from hexaflow.plan import Plan
 from hexaflow.registry import get_connector
 from hexaflow.runner import Connectors, FlowError, apply_async_results, load_plan
@@ -59,11 +59,21 @@ class Scheduler:
             self._thread.join(5)
 
 
+class Listen(TypedDict, total=False):
+    """Where a HookServer listens (default 127.0.0.1, any free port) and how often its
+    scheduler asks for every flow (seconds; 0, the default: never)."""
+    host: str
+    port: int
+    interval: float
+
+
 class HookServer:
     """The receivers, the dispatcher and the scheduler of one tenant, on one HTTP port."""
 
     def __init__(self, plans: Iterable[Plan], *, tenant: str, config: Mapping[str, str],
-                 state: str, host: str = "127.0.0.1", port: int = 0, interval: float = 0.0):
+                 state: str, **listen: Unpack[Listen]):
+        host, port = listen.get("host", "127.0.0.1"), listen.get("port", 0)
+        interval = listen.get("interval", 0.0)
         self.plans = list(plans)
         if state == ":memory:":
             raise FlowError("hexaflow serve needs a state file, not :memory: (its threads each "
@@ -107,6 +117,8 @@ class HookServer:
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
+        if isinstance(host, bytes):          # only for AF_UNIX sockets, which serve never binds
+            host = host.decode()
         return f"http://{host}:{port}"
 
     def hook_url(self, connector: str) -> str:
@@ -235,7 +247,7 @@ def _listen_error(host: str, port: int, exc: OSError) -> str:
     reason = {errno.EADDRINUSE: "the port is already in use (by another program, or another "
                                 "hexaflow serve)",
               errno.EACCES: "permission denied (ports below 1024 need root)"}.get(
-                  exc.errno, exc.strerror or str(exc))
+                  exc.errno or 0, exc.strerror or str(exc))
     return f"cannot listen on {host}:{port}: {reason}; choose another port with --port (0: any free port)"
 
 
@@ -366,18 +378,28 @@ def load_flows(paths: Iterable[str]) -> list[Plan]:
     return plans
 
 
-def serve_command(paths: Iterable[str], *, host: str, port: int, interval: float,
-                  tenant: str | None = None, state: str | None = None,
-                  out: TextIO | None = None, err: TextIO | None = None,
-                  stop: threading.Event | None = None) -> int:
-    out, err = out or sys.stdout, err or sys.stderr
-    tenant = tenant or os.environ.get("HEXAFLOW_TENANT") or "default"
+class ServeOptions(TypedDict, total=False):
+    """How ``hexaflow serve`` listens (``host``, ``port``, the scheduler's ``interval``), where
+    it prints, and the event that stops it (default: SIGINT / SIGTERM)."""
+    host: Required[str]
+    port: Required[int]
+    interval: Required[float]
+    out: TextIO | None
+    err: TextIO | None
+    stop: threading.Event | None
+
+
+def serve_command(paths: Iterable[str], *, tenant: str | None = None, state: str | None = None,
+                  **options: Unpack[ServeOptions]) -> int:
+    host, port, interval = options["host"], options["port"], options["interval"]
+    out, err = options.get("out") or sys.stdout, options.get("err") or sys.stderr
+    tenant = tenant_name(tenant)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=err,
                             format="%(asctime)s %(levelname)s %(message)s")
     try:
         plans = load_flows(paths)
-        server = HookServer(plans, tenant=tenant, config=dict(os.environ),
+        server = HookServer(plans, tenant=tenant, config=environment_config(),
                             state=default_state_path(state), host=host, port=port,
                             interval=interval)
     except (FlowError, ConnectorError, StateError, OSError) as exc:
@@ -385,7 +407,7 @@ def serve_command(paths: Iterable[str], *, host: str, port: int, interval: float
             print(problem.text(), file=err)
         print(f"error: {exc}", file=err)
         return EXIT_CONFIG
-    stop = stop or threading.Event()
+    stop = options.get("stop") or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from hexaflow.errors import LostLock, StateError
+from hexaflow.ledger_rows import DeadLetter, LedgerWrite, Outcome, RowRef
 
 DEFAULT_STATE_PATH = "./.hexaflow/state.db"
 
@@ -168,7 +169,8 @@ def _holder_is_dead(owner: str | None) -> bool:
 
 
 def state_path(explicit: str | None = None) -> str:
-    return explicit or os.environ.get("HEXAFLOW_STATE") or DEFAULT_STATE_PATH
+    from hexaflow.environment import state_location
+    return state_location(explicit, DEFAULT_STATE_PATH)
 
 
 # What an SQLite error says about the state file (by its primary result code), and the fix.
@@ -197,6 +199,7 @@ def state_fault(target: str, exc: sqlite3.Error | str) -> StateError | None:
     this user cannot write, a failing disk, a lock held too long): names the file, what is wrong
     and what to do. A ``str`` is a problem ``PRAGMA quick_check`` found (a damaged file). None
     for errors that say nothing about the file (a bug keeps its traceback)."""
+    reason: str | sqlite3.Error
     if isinstance(exc, str):
         code, reason = "SQLITE_CORRUPT", exc
     else:
@@ -209,6 +212,13 @@ def state_fault(target: str, exc: sqlite3.Error | str) -> StateError | None:
     message = _FAULTS[code].format(reason=reason, file=target, name=path.name,
                                    folder=path.parent.resolve())
     return StateError(f"HEXAFLOW_STATE={target}: {message}")
+
+
+def _inserted_id(cur: sqlite3.Cursor) -> int:
+    """The id of the row an INSERT just added (SQLite always gives one for it)."""
+    if cur.lastrowid is None:
+        raise StateError("the state store did not report the id of the row it added")
+    return int(cur.lastrowid)
 
 
 @contextmanager
@@ -347,7 +357,9 @@ class SQLiteStore:
                               (tenant, flow)).fetchone()
         return (row[0], row[1]) if row and row[1] > time.time() else None
 
-    def renew_lock(self, tenant: str, flow: str, fence: int, ttl: float = 600.0) -> None:
+    def renew_lock(self, tenant: str, flow: str, fence: int | None, ttl: float = 600.0) -> None:
+        """Extend the lock held with ``fence``; LostLock when it is no longer held (a None
+        fence holds no lock)."""
         cur = self.db.execute("UPDATE locks SET expires_at=? WHERE tenant=? AND flow=? AND fence=?",
                               (time.time() + ttl, tenant, flow, fence))
         if cur.rowcount != 1:
@@ -355,7 +367,7 @@ class SQLiteStore:
                            f"so this run stopped; what it wrote is kept: run it again once the "
                            f"other run has finished")
 
-    def release_lock(self, tenant: str, flow: str, fence: int) -> None:
+    def release_lock(self, tenant: str, flow: str, fence: int | None) -> None:
         self.db.execute("UPDATE locks SET expires_at=0 WHERE tenant=? AND flow=? AND fence=?",
                         (tenant, flow, fence))
 
@@ -446,16 +458,14 @@ class SQLiteStore:
         return self.db.execute("SELECT COUNT(*) FROM ledger WHERE tenant=? AND flow=? AND state=?",
                                (tenant, flow, state)).fetchone()[0]
 
-    def plan(self, tenant: str, flow: str, route: str, key: str, *, connector: str, document: str,
-             action: str, source_id: str, source_version: str | None, payload: Any,
-             params: Any = None, fence: int | None = None, ensure: bool = False) -> None:
-        """Record that this document is about to be sent (written before the send);
-        ``ensure``: it is a prerequisite a route ensured, not one of the flow's documents."""
-        body = canonical_json(payload)
+    def plan(self, write: LedgerWrite, fence: int | None = None) -> None:
+        """Record that this document is about to be sent (written before the send)."""
+        ref = write.ref
+        body = canonical_json(write.payload)
         digest = _digest(body)
         now = time.time()
         with self._tx():
-            self._check_fence(tenant, flow, fence)
+            self._check_fence(ref.tenant, ref.flow, fence)
             self.db.execute(
                 "INSERT INTO ledger (tenant, flow, route, key, connector, document, action, "
                 "source_id, source_version, payload_hash, payload, params, state, attempts, "
@@ -466,40 +476,35 @@ class SQLiteStore:
                 "payload_hash=excluded.payload_hash, payload=excluded.payload, "
                 "params=excluded.params, state='planned', code=NULL, message=NULL, "
                 "updated_at=excluded.updated_at",
-                (tenant, flow, route, key, connector, document, action, source_id, source_version,
-                 digest, body, canonical_json(dict(params or {})), now, now, int(ensure)))
-            self._event(tenant, flow, route, key, "planned", None, now)
+                (ref.tenant, ref.flow, ref.route, ref.key, write.connector, write.document,
+                 write.action, write.source_id, write.source_version, digest, body,
+                 canonical_json(dict(write.params or {})), now, now, int(write.ensure)))
+            self._event(ref, "planned", None, now)
 
-    def mark(self, tenant: str, flow: str, route: str, key: str, state: str, *,
-             target_ref: str | None = None, code: str | None = None, message: str | None = None,
-             payload: Any = None, fence: int | None = None, attempted: bool = True) -> None:
+    def mark(self, ref: RowRef, outcome: Outcome, fence: int | None = None) -> None:
         """Set the outcome of a send (or a decision such as a conflict)."""
         now = time.time()
         with self._tx():
-            self._check_fence(tenant, flow, fence)
+            self._check_fence(ref.tenant, ref.flow, fence)
             sets = "state=?, code=?, message=?, updated_at=?, attempts=attempts+?"
-            args: list[Any] = [state, code, message, now, 1 if attempted else 0]
-            if target_ref is not None:
+            args: list[Any] = [outcome.state, outcome.code, outcome.message, now,
+                               1 if outcome.attempted else 0]
+            if outcome.target_ref is not None:
                 sets += ", target_ref=?"
-                args.append(target_ref)
-            if payload is not None:
+                args.append(outcome.target_ref)
+            if outcome.payload is not None:
                 sets += ", payload=?, payload_hash=?"
-                args += [canonical_json(payload), payload_hash(payload)]
+                args += [canonical_json(outcome.payload), payload_hash(outcome.payload)]
             self.db.execute(f"UPDATE ledger SET {sets} WHERE tenant=? AND flow=? AND route=? AND key=?",
-                            (*args, tenant, flow, route, key))
-            self._event(tenant, flow, route, key, state, message, now)
+                            (*args, ref.tenant, ref.flow, ref.route, ref.key))
+            self._event(ref, outcome.state, outcome.message, now)
 
-    def record_decision(self, tenant: str, flow: str, route: str, key: str, *, connector: str,
-                        document: str, action: str, source_id: str, source_version: str | None,
-                        payload: Any, state: str, message: str | None = None,
-                        fence: int | None = None, ensure: bool = False) -> None:
+    def record_decision(self, write: LedgerWrite, state: str, message: str | None = None,
+                        fence: int | None = None) -> None:
         """A ledger row for something decided without sending (a conflict, an existing doc)."""
         with self._tx():
-            self.plan(tenant, flow, route, key, connector=connector, document=document,
-                      action=action, source_id=source_id, source_version=source_version,
-                      payload=payload, fence=fence, ensure=ensure)
-            self.mark(tenant, flow, route, key, state, message=message, fence=fence,
-                      attempted=False)
+            self.plan(write, fence)
+            self.mark(write.ref, Outcome(state, message=message, attempted=False), fence)
 
     def apply_result(self, tenant: str, connector: str, target_ref: str, state: str,
                      code: str | None = None, message: str | None = None) -> list[LedgerEntry]:
@@ -516,7 +521,7 @@ class SQLiteStore:
                 self.db.execute("UPDATE ledger SET state=?, code=?, message=?, updated_at=? WHERE "
                                 "tenant=? AND flow=? AND route=? AND key=?",
                                 (state, code, message, now, e.tenant, e.flow, e.route, e.key))
-                self._event(e.tenant, e.flow, e.route, e.key, state, message, now)
+                self._event(RowRef(e.tenant, e.flow, e.route, e.key), state, message, now)
                 changed.append(e)
         return changed
 
@@ -525,34 +530,31 @@ class SQLiteStore:
                                     "flow=? AND route=? AND key=? ORDER BY id",
                                     (tenant, flow, route, key)))
 
-    def _event(self, tenant: str, flow: str, route: str, key: str, state: str,
-               detail: str | None, at: float) -> None:
+    def _event(self, ref: RowRef, state: str, detail: str | None, at: float) -> None:
         self.db.execute("INSERT INTO ledger_events (tenant, flow, route, key, at, state, detail) "
-                        "VALUES (?,?,?,?,?,?,?)", (tenant, flow, route, key, at, state, detail))
+                        "VALUES (?,?,?,?,?,?,?)",
+                        (ref.tenant, ref.flow, ref.route, ref.key, at, state, detail))
 
     # -- dead letters -------------------------------------------------------------------
-    def dead_letter(self, tenant: str, flow: str, source_id: str, reason: str, *,
-                    record: Any = None, route: str | None = None, key: str | None = None,
-                    payload: Any = None) -> int:
+    def dead_letter(self, letter: DeadLetter) -> int:
         """Keep a record (or document) that failed, with the reason. One open letter per
         (flow, record, route, key): a repeat failure updates it."""
         now = time.time()
+        where = (letter.tenant, letter.flow, letter.source_id, letter.route, letter.key)
         with self._tx():
             row = self.db.execute(
                 "SELECT id FROM dead_letters WHERE tenant=? AND flow=? AND source_id=? AND "
-                "route IS ? AND key IS ? AND status='open'",
-                (tenant, flow, source_id, route, key)).fetchone()
-            values = (reason, None if record is None else canonical_json(record),
-                      None if payload is None else canonical_json(payload), now)
+                "route IS ? AND key IS ? AND status='open'", where).fetchone()
+            values = (letter.reason, None if letter.record is None else canonical_json(letter.record),
+                      None if letter.payload is None else canonical_json(letter.payload), now)
             if row:
                 self.db.execute("UPDATE dead_letters SET reason=?, record=?, payload=?, created_at=? "
                                 "WHERE id=?", (*values, row[0]))
                 return row[0]
             cur = self.db.execute(
                 "INSERT INTO dead_letters (tenant, flow, source_id, route, key, reason, record, "
-                "payload, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                (tenant, flow, source_id, route, key, *values))
-            return int(cur.lastrowid)
+                "payload, created_at) VALUES (?,?,?,?,?,?,?,?,?)", (*where, *values))
+            return _inserted_id(cur)
 
     def dead_letters(self, tenant: str, flow: str | None = None,
                      status: str = "open") -> list[dict[str, Any]]:
@@ -635,7 +637,7 @@ class SQLiteStore:
     def start_run(self, tenant: str, flow: str) -> int:
         cur = self.db.execute("INSERT INTO runs (tenant, flow, started_at, status) VALUES (?,?,?,?)",
                               (tenant, flow, time.time(), "running"))
-        return int(cur.lastrowid)
+        return _inserted_id(cur)
 
     def finish_run(self, run_id: int, status: str, summary: Any) -> None:
         self.db.execute("UPDATE runs SET finished_at=?, status=?, summary=? WHERE id=?",
@@ -650,94 +652,6 @@ class SQLiteStore:
         names = ("id", "flow", "started_at", "finished_at", "status", "summary")
         return [dict(zip(names, row)) for row in
                 self.db.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))]
-
-    # -- read-only queries of the status page (engine/statuspage.py) --------------------
-    # Each one is bounded (LIMIT, or index skip-scans) so the page stays fast with 100k+
-    # documents; `+tenant` keeps SQLite on the rowid order (newest first) instead of sorting
-    # every row of the tenant. None of them writes.
-    def ui_flows(self, tenant: str) -> list[str]:
-        """Flows with documents, dead letters, a cursor or one of the last 1000 runs."""
-        flows: set[str] = set()
-        for table in ("ledger", "dead_letters"):       # skip-scan: one index probe per flow
-            flows.update(self._ui_next_values(table, "flow", (), (tenant,)))
-        flows.update(r[0] for r in self.db.execute("SELECT flow FROM cursors WHERE tenant=?", (tenant,)))
-        flows.update(r[0] for r in self.db.execute(
-            "SELECT DISTINCT flow FROM (SELECT flow FROM runs WHERE +tenant=? ORDER BY id DESC "
-            "LIMIT 1000)", (tenant,)))
-        return sorted(flows)
-
-    def ui_document_counts(self, tenant: str) -> list[tuple[str, str, int]]:
-        """(flow, state, documents) for every flow and state (reads every ledger row)."""
-        return list(self.db.execute("SELECT flow, state, count(*) FROM ledger WHERE tenant=? "
-                                    "GROUP BY flow, state", (tenant,)))
-
-    def ui_recent_entries(self, tenant: str, *, flow: str | None = None, state: str | None = None,
-                          limit: int = 100) -> list[LedgerEntry]:
-        """The newest documents (by creation), optionally of one flow and/or in one state."""
-        sql, args = f"SELECT {_COLUMNS} FROM ledger WHERE +tenant=?", [tenant]
-        for column, value in (("flow", flow), ("state", state)):
-            if value is not None:
-                sql += f" AND +{column}=?"
-                args.append(value)
-        return self._entries(sql + " ORDER BY rowid DESC LIMIT ?", (*args, limit))
-
-    def ui_entries_with_key(self, tenant: str, key: str, limit: int = 50) -> list[LedgerEntry]:
-        """Documents with this code in any flow and route: one primary-key probe per
-        (flow, route), found by skip-scanning the primary key."""
-        out: list[LedgerEntry] = []
-        for flow in self._ui_next_values("ledger", "flow", (), (tenant,)):
-            for route in self._ui_next_values("ledger", "route", ("flow",), (tenant, flow)):
-                out.extend(self._entries(f"SELECT {_COLUMNS} FROM ledger WHERE tenant=? AND "
-                                         f"flow=? AND route=? AND key=?", (tenant, flow, route, key)))
-                if len(out) >= limit:
-                    return out[:limit]
-        return out
-
-    def _ui_next_values(self, table: str, column: str, fixed: tuple[str, ...],
-                        args: tuple[Any, ...]) -> Iterable[str]:
-        """The distinct values of ``column`` under (tenant, *fixed) = args, one index probe
-        each (a skip-scan; the column must follow them in an index)."""
-        where = " AND ".join(f"{c}=?" for c in ("tenant", *fixed))
-        row = self.db.execute(f"SELECT min({column}) FROM {table} WHERE {where}", args).fetchone()
-        while row and row[0] is not None:
-            yield row[0]
-            row = self.db.execute(f"SELECT min({column}) FROM {table} WHERE {where} AND {column}>?",
-                                  (*args, row[0])).fetchone()
-
-    def ui_entries_containing(self, tenant: str, text: str, limit: int = 50) -> list[LedgerEntry]:
-        """The newest documents whose payload contains ``text`` (case-insensitive for ASCII)."""
-        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        return self._entries(f"SELECT {_COLUMNS} FROM ledger WHERE +tenant=? AND payload LIKE ? "
-                             f"ESCAPE '\\' ORDER BY rowid DESC LIMIT ?", (tenant, pattern, limit))
-
-    def ui_dead_letters(self, tenant: str, *, source_id: str | None = None,
-                        text: str | None = None, status: str | None = "open",
-                        limit: int = 200) -> list[dict[str, Any]]:
-        """The newest dead letters (open ones by default), of one record or whose id, code,
-        record or payload contains ``text``."""
-        sql = ("SELECT id, flow, source_id, route, key, reason, record, payload, created_at, status "
-               "FROM dead_letters WHERE +tenant=?")
-        args: list[Any] = [tenant]
-        if status is not None:
-            sql += " AND status=?"
-            args.append(status)
-        if source_id is not None:
-            sql += " AND source_id=?"
-            args.append(source_id)
-        if text is not None:
-            pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            sql += (" AND (source_id=? OR key=? OR record LIKE ? ESCAPE '\\' "
-                    "OR payload LIKE ? ESCAPE '\\')")
-            args += [text, text, pattern, pattern]
-        names = ("id", "flow", "source_id", "route", "key", "reason", "record", "payload",
-                 "created_at", "status")
-        return [dict(zip(names, row)) for row in
-                self.db.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))]
-
-    def ui_open_dead_letter_counts(self, tenant: str) -> dict[str, int]:
-        return dict(self.db.execute("SELECT flow, count(*) FROM dead_letters WHERE tenant=? AND "
-                                    "status='open' GROUP BY flow", (tenant,)))
-    # -- end of the status page's queries ------------------------------------------------
 
 
 class _Transaction:

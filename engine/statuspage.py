@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -27,6 +26,8 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import jinja2
 
+from hexaflow import statuspage_queries as queries
+from hexaflow.environment import ui_timezone
 from hexaflow.runner import FlowError
 from hexaflow.state import LedgerEntry, StateError, open_store, state_faults
 from hexaflow.timeutil import DEFAULT_TIMEZONE, get_zone
@@ -302,7 +303,7 @@ def _when(ts: float | None) -> str:
     if not ts:
         return "—"
     from datetime import datetime
-    zone = get_zone(os.environ.get("HEXAFLOW_UI_TIMEZONE") or DEFAULT_TIMEZONE)
+    zone = get_zone(ui_timezone(DEFAULT_TIMEZONE))
     return datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -469,7 +470,7 @@ class _Data:
         self.store, self.tenant = store, tenant
 
     def flows(self) -> list[str]:
-        return self.store.ui_flows(self.tenant)
+        return queries.flows(self.store, self.tenant)
 
     def entries_of_record(self, source_id: str) -> list[LedgerEntry]:
         out: list[LedgerEntry] = []
@@ -535,16 +536,16 @@ class _View:
     def overview(self, data: _Data) -> Response:
         store, tenant = data.store, data.tenant
         counts: dict[str, dict[str, int]] = {}
-        for flow, state, n in store.ui_document_counts(tenant):
+        for flow, state, n in queries.document_counts(store, tenant):
             counts.setdefault(flow, {})[state] = n
-        letters = store.ui_open_dead_letter_counts(tenant)
+        letters = queries.open_dead_letter_counts(store, tenant)
         flows = [{"name": flow, "source": self.source_of(flow),
                   "cursor": store.get_cursor(tenant, flow),
                   "states": sorted(counts.get(flow, {}).items(), key=lambda sn: _state_rank(sn[0])),
                   "letters": letters.get(flow, 0)} for flow in data.flows()]
         flow_filter = self.query.get("flow") or None
         state_filter = self.query.get("state") or None
-        documents = store.ui_recent_entries(tenant, flow=flow_filter, state=state_filter,
+        documents = queries.recent_entries(store, tenant, flow=flow_filter, state=state_filter,
                                             limit=DOCUMENTS_SHOWN)
         return self.page(200, "overview.html", flows=flows, runs=self._runs(store, tenant),
                          documents=documents, flow_filter=flow_filter, state_filter=state_filter,
@@ -570,9 +571,9 @@ class _View:
 
     def problems(self, data: _Data) -> Response:
         store, tenant = data.store, data.tenant
-        letters = store.ui_dead_letters(tenant, limit=LETTERS_SHOWN)
-        total = sum(store.ui_open_dead_letter_counts(tenant).values())
-        conflicts = store.ui_recent_entries(tenant, state="conflict", limit=LETTERS_SHOWN)
+        letters = queries.dead_letters(store, tenant, limit=LETTERS_SHOWN)
+        total = sum(queries.open_dead_letter_counts(store, tenant).values())
+        conflicts = queries.recent_entries(store, tenant, state="conflict", limit=LETTERS_SHOWN)
         return self.page(200, "problems.html", letters=letters, total=total, conflicts=conflicts,
                          shown=LETTERS_SHOWN)
 
@@ -591,11 +592,11 @@ class _View:
                         documents.append((e, how, _snippet(e.payload, q) if how == "text" else ""))
 
             add(data.entries_of_record(q), "id")
-            add(store.ui_entries_with_key(tenant, q, limit=SEARCH_SHOWN), "code")
+            add(queries.entries_with_key(store, tenant, q, limit=SEARCH_SHOWN), "code")
             if not documents:      # an id or a code found its documents: no text search
-                candidates = store.ui_entries_containing(tenant, q, limit=SEARCH_SHOWN * 4)
+                candidates = queries.entries_containing(store, tenant, q, limit=SEARCH_SHOWN * 4)
                 add((e for e in candidates if _is_word_match(e.payload, q)), "text")
-            letters = [d for d in store.ui_dead_letters(tenant, text=q, status=None,
+            letters = [d for d in queries.dead_letters(store, tenant, text=q, status=None,
                                                         limit=SEARCH_SHOWN * 4)
                        if d["source_id"] == q or d["key"] == q
                        or _is_word_match(d["record"] or "", q)
@@ -615,7 +616,7 @@ class _View:
         for e in data.entries_of_record(source_id):
             events = store.events(tenant, e.flow, e.route, e.key)[-EVENTS_SHOWN:]
             documents.append({"e": e, "events": events, "payload": _pretty_json(e.payload)})
-        letters = store.ui_dead_letters(tenant, source_id=source_id, status=None,
+        letters = queries.dead_letters(store, tenant, source_id=source_id, status=None,
                                         limit=LETTERS_SHOWN)
         for d in letters:
             d["record_pretty"] = _pretty_json(d["record"])

@@ -12,8 +12,8 @@ parameters it does not know; a faults body without it, or ``[]``, honours them a
 ``POST /_sandbox/webhooks`` (``{"url", "topics"}``),
 ``GET /_sandbox/webhooks`` (registrations and deliveries), ``POST /_sandbox/state``
 (``{"bucket_level": N, "rate_limit": bool, "reset_counters": true}``: what another client left
-in the bucket, for benchmarks) and ``GET /_sandbox/stats`` (counters, orders and products held, API calls by route,
-cheap at any size, unlike ``GET /_sandbox/state``).
+in the bucket, for benchmarks) and ``GET /_sandbox/stats`` (counters, orders and products
+held, API calls by route, cheap at any size, unlike ``GET /_sandbox/state``).
 
 Choices where the reference is silent are constructor options: ``default_status`` (orders.json
 without ``status``; Shopify's ``open`` by default), ``set_target`` (what adjustorset ``set``

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from hexaflow.ledger_rows import LedgerWrite, RowRef
 from hexaflow.runner import Connectors, load_plan, run_flow
 from hexaflow.state import open_store
 
@@ -121,9 +122,8 @@ def test_a_document_planned_by_a_crashed_run_is_sent_again_once(tmp_path, write,
     world = World(tmp_path, write, monkeypatch)
     # a run that crashed after recording DH_6 as planned and before the send was confirmed;
     # by now the order is cancelled, so no route of the next run writes DH_6 again
-    world.store.plan("t", "orders", "sales_order", "DH_6", connector="file", document="records",
-                     action="upsert", source_id="6", source_version=None, payload={"memo": "crash"},
-                     params={})
+    world.store.plan(LedgerWrite(RowRef("t", "orders", "sales_order", "DH_6"), "file", "records",
+                                 "upsert", "6", None, {"memo": "crash"}, {}))
     summary, lines = world.run([{"id": 6, "status": "cancelled", "customer": 1, "memo": "x"}])
     assert any("sending again 1 document" in line for line in lines)
     assert world.store.entry("t", "orders", "sales_order", "DH_6").state == "done"

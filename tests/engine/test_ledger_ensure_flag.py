@@ -6,6 +6,7 @@ import sqlite3
 
 from test_ledger_decisions import World
 
+from hexaflow.ledger_rows import LedgerWrite, RowRef
 from hexaflow.state import open_store
 
 # The ledger as state files held it before the is_ensure column.
@@ -38,9 +39,9 @@ def test_a_run_flags_the_ensured_customer_and_only_it(tmp_path, write, monkeypat
 
 def test_an_ensure_found_in_the_target_is_flagged_too(tmp_path):
     store = open_store(str(tmp_path / "state.db"))
-    store.record_decision("t", "orders", "sales_order.customer", "KH_A", connector="misa",
-                          document="dictionary", action="create", source_id="1",
-                          source_version=None, payload={}, state="done", ensure=True)
+    store.record_decision(LedgerWrite(RowRef("t", "orders", "sales_order.customer", "KH_A"),
+                                      "misa", "dictionary", "create", "1", None, {},
+                                      ensure=True), "done")
     (entry,) = store.entries("t")
     assert entry.is_ensure is True
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hexaflow.connector import ASYNC_STATUSES
+from hexaflow.ledger_rows import LedgerWrite, Outcome, RowRef
 from hexaflow.state import open_store, result_applies
 
 RESULTS = ("accepted", "rejected", "conflict", "generated", "posted", "deleted")
@@ -38,9 +39,9 @@ def test_a_result_applies_only_where_the_table_says(state, result, applies):
 
 
 def _row(store, state: str) -> None:
-    store.plan("t", "orders", "sales_voucher", "BH_1", connector="misa", document="voucher",
-               action="upsert", source_id="1", source_version=None, payload={"n": 1})
-    store.mark("t", "orders", "sales_voucher", "BH_1", state, target_ref="ref-1")
+    ref = RowRef("t", "orders", "sales_voucher", "BH_1")
+    store.plan(LedgerWrite(ref, "misa", "voucher", "upsert", "1", None, {"n": 1}))
+    store.mark(ref, Outcome(state, target_ref="ref-1"))
 
 
 @pytest.mark.parametrize("state, result", [("accepted", "rejected"), ("accepted", "conflict"),

@@ -13,6 +13,7 @@ import pytest
 
 from hexaflow.connectors.haravan.sandbox import HaravanSandbox
 from hexaflow.connectors.sandbox_server import SandboxServer
+from hexaflow.ledger_rows import LedgerWrite, Outcome, RowRef
 from hexaflow.state import open_store
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
@@ -93,11 +94,11 @@ def _accept(state: Path, explained: dict) -> None:
                 if item["decision"] != "send":
                     continue
                 connector, document = item["target"].split("/")
-                store.plan("default", "orders", item["route"], item["key"], connector=connector,
-                           document=document, action=item["action"],
-                           source_id=explained["record_id"], source_version=explained["version"],
-                           payload=item["payload"])
-                store.mark("default", "orders", item["route"], item["key"], "accepted")
+                ref = RowRef("default", "orders", item["route"], item["key"])
+                store.plan(LedgerWrite(ref, connector, document, item["action"],
+                                       explained["record_id"], explained["version"],
+                                       item["payload"]))
+                store.mark(ref, Outcome("accepted"))
     finally:
         store.close()
 

@@ -1,0 +1,74 @@
+"""The one place hexaflow reads its process environment (``os.environ``).
+
+Everything beneath reads what this module hands over: connectors get ``environment_config()``
+as their ``context.config``; a run gets its knobs as ``RunSettings``; the tenant, the state store
+and the few other defaults come from the functions below. A test or a host process that passes
+its own config never depends on the process environment.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from hexaflow.errors import FlowError
+
+DEFAULT_TENANT = "default"
+
+
+def environment_config() -> dict[str, str]:
+    """The mapping handed to connectors as ``ConnectorContext.config`` (a copy: changing it
+    changes nothing else)."""
+    return dict(os.environ)
+
+
+def tenant_name(explicit: str | None = None) -> str:
+    """The tenant a command works for: the one given, else HEXAFLOW_TENANT, else ``default``."""
+    return explicit or os.environ.get("HEXAFLOW_TENANT") or DEFAULT_TENANT
+
+
+def state_location(explicit: str | None, default: str) -> str:
+    """The state store path or URL: the one given, else HEXAFLOW_STATE, else ``default``."""
+    return explicit or os.environ.get("HEXAFLOW_STATE") or default
+
+
+def cache_dir() -> Path:
+    """Where validate keeps its cache (HEXAFLOW_CACHE_DIR, default ./.hexaflow/cache)."""
+    return Path(os.environ.get("HEXAFLOW_CACHE_DIR") or Path(".hexaflow") / "cache")
+
+
+def ui_timezone(default: str) -> str:
+    """The zone the status page shows times in (HEXAFLOW_UI_TIMEZONE, else ``default``)."""
+    return os.environ.get("HEXAFLOW_UI_TIMEZONE") or default
+
+
+def env_number(name: str, default: float, example: str = "a number of seconds; e.g. 5") -> float:
+    """The number in the environment variable ``name`` (``default`` when unset); FlowError
+    naming the variable when it is not a number of 0 or more."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise FlowError(f"{name}={raw}: not {example}")
+    return value
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The knobs of a run. The defaults are what a run uses when nothing is set."""
+    settle_seconds: float = 5.0   # HEXAFLOW_SETTLE_SECONDS: how long a run polls for results
+    batch_delay: float = 0.5      # HEXAFLOW_BATCH_DELAY: how long a part-filled batch waits
+    read_ahead: int = 2           # HEXAFLOW_READ_AHEAD: pages read ahead of the mapping
+
+
+def run_settings() -> RunSettings:
+    """RunSettings from the environment; FlowError naming the first variable that is not a
+    number of 0 or more (in this order: settle, batch delay, read-ahead)."""
+    return RunSettings(
+        settle_seconds=env_number("HEXAFLOW_SETTLE_SECONDS", 5.0, "a number of seconds; e.g. 5"),
+        batch_delay=env_number("HEXAFLOW_BATCH_DELAY", 0.5, "a number of seconds; e.g. 0.5"),
+        read_ahead=int(env_number("HEXAFLOW_READ_AHEAD", 2.0, "a number of pages; e.g. 2")))
