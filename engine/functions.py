@@ -178,8 +178,9 @@ class Library:
         an error for the record (never a guess)."""
         rows = self.ctx.tables.get(table)
         if rows is None:
+            names = ', '.join(sorted(self.ctx.tables)) or 'none'
             raise RecordError(f"lookup: no lookup table named {table!r}; declare it under the "
-                              f"flow's `lookups:` (tables now: {', '.join(sorted(self.ctx.tables)) or 'none'})")
+                              f"flow's `lookups:` (tables now: {names})")
         if key is not None:
             k = str(key)
             if k in rows:
@@ -358,7 +359,7 @@ def make_jmespath_functions(library: Library) -> jp_functions.Functions:
     table = dict(_Functions.FUNCTION_TABLE)
     for name, (method, arg_types, variadic) in FUNCTIONS.items():
         bound: Callable[..., Any] = getattr(library, method)
-        signature = [{"types": list(t)} for t in arg_types]
+        signature: list[dict[str, Any]] = [{"types": list(t)} for t in arg_types]
         if name in _OPTIONAL_TAIL:
             signature = signature[:-_OPTIONAL_TAIL[name]]
             variadic = True
