@@ -244,6 +244,17 @@ class Library:
     def replace(self, value: Any, old: str, new: str) -> str | None:
         return None if value is None else str(value).replace(old, new)
 
+    def numbered(self, code: Any, number: Any) -> str:
+        """The ``number``-th of a series of codes: ``code`` itself for the first, then
+        ``code_2``, ``code_3``... (a document written again for the same source record, e.g.
+        the second refund of an order)."""
+        if code is None or code == "":
+            raise RecordError("numbered: the code is null or empty")
+        n = _num(number, "numbered")
+        if n != n.to_integral_value() or n < 1:
+            raise RecordError(f"numbered: expected a whole number from 1, got {number!r}")
+        return self.text(code) if n == 1 else f"{self.text(code)}_{int(n)}"
+
     def text(self, value: Any) -> str:
         """Text form; null becomes ''. Decimals print without exponent."""
         if value is None:
@@ -296,6 +307,7 @@ FUNCTIONS: dict[str, tuple[str, list[list[str]], bool]] = {
     "upper": ("upper", [["string", "null"]], False),
     "trim": ("trim", [["string", "null"]], False),
     "replace": ("replace", [["string", "null"], ["string"], ["string"]], False),
+    "numbered": ("numbered", [["string", "number"], ["number", "string"]], False),
     "text": ("text", [[]], False),
 }
 # money() takes an optional second argument; JMESPath signatures cannot say "optional", so

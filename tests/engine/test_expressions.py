@@ -126,6 +126,16 @@ def test_uuid5_is_deterministic_and_refuses_empty_parts():
         lib.uuid5("t", None)
 
 
+def test_numbered_gives_the_code_then_code_n(compiler):
+    assert compiler.expr("numbered('BTL_7', `1`)")({}) == "BTL_7"
+    assert compiler.expr("numbered('BTL_7', add(`1`, `2`))")({}) == "BTL_7_3"
+    assert compiler.expr("numbered(`7`, `2`)")({}) == "7_2"
+    assert compiler.template("<<numbered('PC_7', n)>>")({"n": 2}) == "PC_7_2"
+    for bad in ("numbered('A', `0`)", "numbered('A', `1.5`)", "numbered('', `1`)"):
+        with pytest.raises(RecordError, match="numbered"):
+            compiler.expr(bad)({})
+
+
 def test_lookup_without_default_is_an_error_naming_the_table(compiler):
     assert compiler.expr("lookup('staff', `7`).code")({}) == "NV7"
     assert compiler.expr("lookup('staff', `8`, 'NV0')")({}) == "NV0"

@@ -153,23 +153,24 @@ def test_R_CUS_2_a_changed_haravan_customer_updates_the_same_misa_customer(world
     assert_rerun_changes_nothing(world)
 
 
-@pytest.mark.parametrize("flow,anchor", [
-    ("customers", "      inactive: false\n"),                  # the customers flow's own route
-    ("orders", "          inactive: false\n"),              # the order flow's ensured customer
-], ids=["customers", "orders"])
-def test_R_CUS_3_validate_refuses_a_customer_group_mapping(world, flow, anchor):
+# Both flows send the one customer of shared/customer.yaml: a group field there is refused in
+# each, the error naming the flow's route and then the shared file.
+@pytest.mark.parametrize("flow", ["customers", "orders"])
+def test_R_CUS_3_validate_refuses_a_customer_group_mapping(world, flow):
     folder = world.copy_mappings()
-    path = folder / f"{flow}.yaml"
-    text = path.read_text(encoding="utf-8")
+    shared = folder / "shared" / "customer.yaml"
+    anchor = "      inactive: false\n"
+    text = shared.read_text(encoding="utf-8")
     assert anchor in text
-    path.write_text(text.replace(anchor, anchor + anchor.replace("inactive: false", 'account_object_group_code_list: "KH_ONLINE"'), 1),
-                    encoding="utf-8")
+    shared.write_text(text.replace(anchor, anchor + '      account_object_group_code_list: "KH_ONLINE"\n', 1),
+                      encoding="utf-8")
+    path = folder / f"{flow}.yaml"
 
     result = world.cli("validate", str(path))
     assert result.exit_code == 1, result.output
     out = result.output
     assert "account_object_group_code_list" in out
-    assert f"{flow}.yaml:" in out                                   # file:line
+    assert f"{flow}.yaml:" in out and "shared/customer.yaml:" in out   # file:line, via
     assert "no API" in out and "group" in out                          # why
     assert "by hand in AMIS" in out                                  # what to do instead
 
