@@ -7,9 +7,18 @@ each again as a new document. Each run that writes records the key template of e
 (table ``key_templates``, created here, beside the state store's own tables); ``validate``
 compares the flow's templates with the recorded ones and warns, with the number of documents
 in the ledger under the old keys (docs/factoring.md).
+
+A key often reads lets (``key: "<<refund.code>>"``, the code built once in a let), so what is
+recorded is the key's identity: its template, plus the text of every flow-level let it reads,
+through the key, the route's ``each`` and its own lets, and through those lets in turn. A let is
+"read" when its name appears as a word in that text: a word in a string literal may add a let
+that does not matter (a warning too many, never one too few). Lookup tables (settings.yaml)
+are data, not part of the identity: a code prefix changed there is not warned about.
 """
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -27,10 +36,47 @@ TABLE = """CREATE TABLE IF NOT EXISTS key_templates (
     recorded_at REAL NOT NULL, PRIMARY KEY (tenant, flow, route))"""
 
 
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+def key_identity(data: dict, route: dict) -> str | None:
+    """The route's key template followed by ``name: text`` for each flow-level let it reads
+    (see the module's docstring); None for a route without a key template."""
+    key = route.get("key")
+    if not isinstance(key, str):
+        return None
+    found = data.get("let")
+    lets: dict = found if isinstance(found, dict) else {}
+    pending = [key, _text(route.get("each")), _text(route.get("let"))]
+    read: dict[str, str] = {}
+    while pending:
+        for word in _WORD.findall(pending.pop()):
+            if word in lets and word not in read:
+                read[word] = _text(lets[word])
+                pending.append(read[word])
+    return "\n".join([key, *(f"{name}: {read[name]}" for name in sorted(read))])
+
+
+def _identities(data: object) -> dict[str, tuple[int, str]]:
+    """Each keyed route's (index, identity), by name, of a flow's (resolved) data."""
+    if not isinstance(data, dict):
+        return {}
+    found = {}
+    for index, route in enumerate(data.get("routes") or []):
+        identity = key_identity(data, route) if isinstance(route, dict) else None
+        if identity is not None:
+            found[str(route.get("name"))] = (index, identity)
+    return found
+
+
 def record_key_templates(store: SQLiteStore, tenant: str, plan: Plan) -> None:
-    """Remember the key template of each of ``plan``'s routes for ``tenant`` (a run writes)."""
-    rows = [(tenant, plan.name, route.name, route.key.source, time.time())
-            for route in plan.routes if route.key is not None]
+    """Remember the key identity of each of ``plan``'s routes for ``tenant`` (a run writes)."""
+    rows = [(tenant, plan.name, name, identity, time.time())
+            for name, (_, identity) in _identities(plan.spec.data).items()]
     store.db.execute(TABLE)
     store.db.executemany(
         "INSERT INTO key_templates (tenant, flow, route, template, recorded_at) "
@@ -53,12 +99,11 @@ def key_change_problems(spec: LoadedSpec, db: sqlite3.Connection) -> list[Proble
     data = spec.data if isinstance(spec.data, dict) else {}
     if not isinstance(data.get("flow"), str):
         return []
-    routes = {route.get("name"): (i, route.get("key")) for i, route in
-              enumerate(data.get("routes") or []) if isinstance(route, dict)}
+    routes = _identities(data)
     problems = []
     for tenant, name, old in recorded_templates(db, data["flow"]):
         index, new = routes.get(name, (None, None))
-        if index is None or not isinstance(new, str) or new == old:
+        if index is None or new is None or new == old:
             continue
         count = db.execute("SELECT COUNT(*) FROM ledger WHERE tenant = ? AND flow = ? "
                            "AND route = ?", (tenant, data["flow"], name)).fetchone()[0]
@@ -67,7 +112,7 @@ def key_change_problems(spec: LoadedSpec, db: sqlite3.Connection) -> list[Proble
         whose = "" if tenant == "default" else f" of tenant {tenant!r}"
         problems.append(spec.problem(
             ("routes", index, "key"),
-            f"route {name}'s key template changed from {old!r} to {new!r}: {count} "
+            f"route {name}'s {_change(old, new)}: {count} "
             f"document(s){whose} already in the ledger under the old keys will not be found "
             f"(they are re-keyed)",
             "the next run would send each of them again as a new document: keep the old "
@@ -75,6 +120,17 @@ def key_change_problems(spec: LoadedSpec, db: sqlite3.Connection) -> list[Proble
             "`hexaflow run --dry-run`)",
             severity=WARNING))
     return problems
+
+
+def _change(old: str, new: str) -> str:
+    """What changed between two identities, as the warning names it."""
+    old_key, *old_lets = old.split("\n")
+    new_key, *new_lets = new.split("\n")
+    if old_key != new_key:
+        return f"key template changed from {old_key!r} to {new_key!r}"
+    changed = sorted({line.split(": ", 1)[0] for line in set(old_lets) ^ set(new_lets)})
+    return (f"key {new_key!r} reads the let(s) {', '.join(changed)}, changed since the last "
+            f"writing run")
 
 
 def key_change_warnings(files: list[str], state: str | None = None) -> list[Problem]:

@@ -52,3 +52,26 @@ def test_sales_return_codes_become_TL_order_name_with_one_edit(world: World):
         assert reqs[code]["payload"]["refno_finance"] == code
     assert [d["inventory_item_code"] for d in reqs[f"TL-{name}"]["payload"]["detail"]] == ["QUAN-JEAN-32"]
     assert_rerun_changes_nothing(world)
+
+
+def test_validate_warns_that_the_one_edit_re_keys_the_returns_already_written(world: World):
+    """The edit is in a let, not in a key template: validate still sees that the returns' keys
+    read it, and warns before the next run would send the written return again. (It names
+    `codes` too: the old let read it, the new one does not.)"""
+    folder = world.copy_mappings()
+    order = web_order(world, lan(world), gateway="Tiền mặt")
+    oid = order["id"]
+    world.pay(oid)
+    world.fulfill(oid)
+    world.sync()
+    jeans = next(li for li in order["line_items"] if li["sku"] == "QUAN-JEAN-32")
+    world.refund(oid, restock=True, refund_line_items=[{"line_item_id": jeans["id"], "quantity": 1}],
+                 transactions=[{"amount": 400000}])
+    world.sync("orders")
+    assert "re-keyed" not in world.cli("validate", str(folder)).output
+    edit_return_code(folder)
+    output = world.cli("validate", str(folder)).output
+    warned = [line for line in output.splitlines() if "re-keyed" in line]
+    assert len(warned) == 1, output
+    assert "route partial_return's key '<<refund.code>>' reads the let(s) codes, return_code, changed" in warned[0], warned[0]
+    assert "1 document(s)" in warned[0]
