@@ -73,5 +73,6 @@ def test_validate_warns_that_the_one_edit_re_keys_the_returns_already_written(wo
     output = world.cli("validate", str(folder)).output
     warned = [line for line in output.splitlines() if "re-keyed" in line]
     assert len(warned) == 1, output
-    assert "route partial_return's key '<<refund.code>>' reads the let(s) codes, return_code, changed" in warned[0], warned[0]
+    assert ("route partial_return's key '<<refund.code>>' reads the let(s) codes, return_code, "
+            "changed") in warned[0], warned[0]
     assert "1 document(s)" in warned[0]
