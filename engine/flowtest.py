@@ -94,7 +94,8 @@ def run_case(plan: Plan, case: dict[str, Any]) -> list[str]:
             failures.append(f"{where}expected an error containing {expect['error']!r}, "
                             f"but the record mapped (routes {outcome.routes})")
             continue
-        docs = {d.route: d for d in outcome.documents}
+        # Expected payloads are named by route, or by document key when a route writes several.
+        docs = {d.route: d for d in outcome.documents} | {d.key: d for d in outcome.documents if d.key}
         if "routes" in expect and list(expect["routes"]) != outcome.routes:
             failures.append(f"{where}routes: expected {list(expect['routes'])}, got {outcome.routes}")
         for route, key in (expect.get("keys") or {}).items():

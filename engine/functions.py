@@ -208,6 +208,41 @@ class Library:
                 out[key] = out.get(key, Decimal(0)) + _num(item.get(value_field) or 0, "sum_by")
         return out
 
+    def take(self, items: Any, count: Any) -> list[Any]:
+        """The first ``count`` elements of ``items`` (e.g. the refunds before this one)."""
+        n = _num(count, "take")
+        if n != n.to_integral_value() or n < 0:
+            raise RecordError(f"take: expected a whole number from 0, got {count!r}")
+        return list(items or [])[:int(n)]
+
+    def until(self, items: Any, field_name: str, moment: Any) -> list[Any]:
+        """The elements of ``items`` whose timestamp ``field_name`` is at or before ``moment``
+        (e.g. the shipments made before a refund); an element without the timestamp is left out."""
+        end = self._local(moment)
+        return [item for item in items or [] if isinstance(item, dict) and item.get(field_name)
+                and self._local(item[field_name]) <= end]
+
+    def part_of(self, line: Any, before: Any, quantity: Any) -> dict[str, Any]:
+        """The ``quantity`` units of a document line after the ``before`` units already taken
+        (a shipment, a return): its amount, discount and total scaled by the units and rounded
+        cumulatively, so the parts of a line always add up to the whole line; VAT takes what the
+        total leaves, so amount − discount + VAT is the part's share of the total exactly."""
+        if not isinstance(line, dict):
+            raise RecordError("part_of: expected a line object")
+        whole = _num(line.get("quantity"), "part_of quantity")
+        done, part = _num(before or 0, "part_of before"), _num(quantity or 0, "part_of quantity")
+        if whole <= 0 or done < 0 or part < 0 or done + part > whole:
+            raise RecordError(f"part_of: {part} units after {done} of a line of {whole}")
+
+        def share(value: Any) -> Decimal:
+            total = _num(value or 0, "part_of")
+            return money.round_money(total * (done + part) / whole) - money.round_money(total * done / whole)
+        amount, discount = share(line.get("amount")), share(line.get("discount"))
+        line_total = _num(line.get("amount") or 0, "part_of") - _num(line.get("discount") or 0, "part_of") \
+            + _num(line.get("vat") or 0, "part_of")
+        return {**line, "quantity": part, "amount": amount, "discount": discount,
+                "vat": share(line_total) - amount + discount}
+
     def get(self, obj: Any, key: Any, *default: Any) -> Any:
         """``obj[key]`` for a key computed at run time (text keys); null, or ``default``,
         when absent."""
@@ -302,6 +337,9 @@ FUNCTIONS: dict[str, tuple[str, list[list[str]], bool]] = {
     "index_by": ("index_by", [["array", "null"], ["string"]], False),
     "sum_by": ("sum_by", [["array", "null"], ["string"], ["string"]], False),
     "get": ("get", [["object", "null"], []], True),
+    "take": ("take", [["array", "null"], ["number", "string"]], False),
+    "until": ("until", [["array", "null"], ["string"], ["string", "null"]], False),
+    "part_of": ("part_of", [["object"], ["number", "string", "null"], ["number", "string", "null"]], False),
     "if": ("if_", [[], [], []], False),
     "lower": ("lower", [["string", "null"]], False),
     "upper": ("upper", [["string", "null"]], False),
