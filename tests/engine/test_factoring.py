@@ -2,8 +2,6 @@
 the warning when a key template changes (hexaflow.keychanges)."""
 from __future__ import annotations
 
-import copy
-import itertools
 import json
 import shutil
 import textwrap
@@ -14,13 +12,11 @@ import yaml
 from click.testing import CliRunner
 
 from hexaflow.cli import main
-from hexaflow.errors import MappingError
 from hexaflow.keychanges import key_change_problems, key_change_warnings
 from hexaflow.plan import compile_plan
 from hexaflow.runner import Connectors, load_plan, run_flow
 from hexaflow.spec import flow_schema, load_spec
 from hexaflow.state import open_store
-from hexaflow.yamlload import read_data_file
 
 HEAD = """\
 flow: f
@@ -353,52 +349,6 @@ def _override(base, target):
         elif value != base[name]:
             out[name] = value
     return out
-
-
-def _outputs(plan, record, history):
-    """The documents a record maps to, or the error it fails with."""
-    try:
-        return [d.as_output() for d in plan.evaluate(record, copy.deepcopy(history)).documents]
-    except MappingError as exc:
-        return str(exc)
-
-
-def test_the_orders_flow_factored_with_use_and_key_gives_the_same_documents(tmp_path):
-    """mappings/orders.yaml is factored (definitions, use, the shared customer, "=key");
-    tests/engine/fixtures/orders_expanded.yaml is the same flow written out by hand, as it was
-    before. Both pass the flow's tests (its golden payloads), and every test input maps to the
-    same documents, ensures included."""
-    from hexaflow.flowtest import run_tests
-
-    root = Path(__file__).resolve().parents[2] / "mappings"
-    folder = Path(shutil.copytree(root, tmp_path / "mappings"))
-    expanded = folder / "orders_expanded.yaml"          # beside it: the same files resolve
-    shutil.copyfile(Path(__file__).parent / "fixtures" / "orders_expanded.yaml", expanded)
-    factored_text = (root / "orders.yaml").read_text(encoding="utf-8")
-    expanded_text = expanded.read_text(encoding="utf-8")
-    assert "definitions:" in factored_text and '"=key"' in factored_text
-    assert "use:" not in expanded_text and "include:" not in expanded_text
-    results, broken = run_tests([str(expanded)])
-    assert broken == [] and len(results) > 10
-    assert [r.name for r in results if not r.passed] == []
-    factored, original = compiled(folder / "orders.yaml"), compiled(expanded)
-    data = yaml.safe_load(factored_text)
-    inputs = sorted({step["input"] for case in data["tests"]
-                     for step in (case.get("steps") or [case]) if isinstance(step.get("input"), str)})
-    assert len(inputs) > 10
-    # Each input with no history, with each document MISA may hold, and after a partial return.
-    def held(route: str, key: str = "K") -> dict:
-        return {route: {"key": key, "state": "accepted", "keys": [key]}}
-    histories = [{}] + [held(route) for route in data["coverage"]["history"]] + [
-        {**held("sales_voucher_paid"), **held("partial_return", "BTL_1235745999")}]
-    documents = 0
-    for name in inputs:
-        record = read_data_file(root / name)
-        for one, history in itertools.product(record if isinstance(record, list) else [record], histories):
-            expected, got = (_outputs(plan, one, history) for plan in (original, factored))
-            assert got == expected, (name, history)
-            documents += len(expected) if isinstance(expected, list) else 0
-    assert documents > 50
 
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "factoring"

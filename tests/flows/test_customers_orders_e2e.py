@@ -411,7 +411,7 @@ def test_R_ORD_5_awkward_amounts_still_balance_to_the_dong(world):
 def test_R_ORD_5_the_vat_rate_is_a_setting_and_the_total_still_matches(world):
     folder = world.copy_mappings()
     settings = yaml.safe_load((folder / "settings.yaml").read_text(encoding="utf-8"))
-    settings["orders"]["vat"] = {"rate": 10, "prices_include_vat": True}
+    settings["orders"]["vat"] = {"rate": 10, "mode": "prices_include_vat"}
     (folder / "settings.yaml").write_text(yaml.safe_dump(settings, allow_unicode=True), encoding="utf-8")
     order = web_order(world, lan(world))
     world.sync()
