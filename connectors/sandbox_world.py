@@ -33,6 +33,10 @@ UNITS: tuple[str, ...] = ("Cái", "Chiếc", "Đôi", "Hộp", "Bộ", "Lần")
 SHIPPING_ITEM_CODE = "DV_VANCHUYEN"
 SHIPPING_ITEM_NAME = "Phí vận chuyển"
 SHIPPING_ITEM_UNIT = "Lần"
+# Service items of the one-line order documents: a sales allowance and a fee the shop keeps.
+SERVICE_ITEMS: tuple[tuple[str, str], ...] = (
+    (SHIPPING_ITEM_CODE, SHIPPING_ITEM_NAME), ("DV_GIAMGIA", "Giảm giá hàng bán"),
+    ("DV_PHIGIULAI", "Phí giữ lại"))
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from hexaflow.connectors.sandbox_world import (CATALOGUE, SHIPPING_ITEM_CODE, SHIPPING_ITEM_NAME,
-                                               SHIPPING_ITEM_UNIT, UNITS, WAREHOUSES)
+from hexaflow.connectors.sandbox_world import CATALOGUE, SERVICE_ITEMS, SHIPPING_ITEM_UNIT, UNITS, WAREHOUSES
 
 _NS = uuid.UUID("1b6f0a52-7e0c-5c5e-8f43-6d6973616462")
 BRANCH_ID = str(uuid.uuid5(_NS, "branch"))
@@ -70,8 +69,8 @@ def empty_company() -> dict[str, list[dict[str, Any]]]:
     return {
         "stocks": [stock(w.stock_code, w.stock_name) for w in WAREHOUSES],
         "units": [unit(u) for u in UNITS],
-        "inventory_items": [inventory_item(SHIPPING_ITEM_CODE, SHIPPING_ITEM_NAME,
-                                           SHIPPING_ITEM_UNIT, item_type=2)],
+        "inventory_items": [inventory_item(code, name, SHIPPING_ITEM_UNIT, item_type=2)
+                            for code, name in SERVICE_ITEMS],
         "account_objects": [],
     }
 

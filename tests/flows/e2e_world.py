@@ -129,7 +129,9 @@ class World:
 
     def run(self, flow: str, expect_exit: int = 0) -> str:
         result = self.cli("run", str(self.mappings / f"{flow}.yaml"))
-        assert result.exit_code == expect_exit, result.output
+        if result.exit_code != expect_exit:      # say why the records failed
+            dead = self.cli("dlq", "list").output
+            raise AssertionError(f"{result.output}\n{dead}")
         return result.output
 
     def sync(self, *flows: str) -> str:

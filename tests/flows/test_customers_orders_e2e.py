@@ -492,7 +492,9 @@ def test_R_ORD_6_cod_delivered_unpaid_then_collected_gets_a_receipt_afterwards(w
     world.sync("orders")
     reqs = world.wait_settled()
     assert [r["refno_finance"] for r in world.request_list()] == [f"BH_{oid}", f"PT_{oid}"]
-    assert (reqs[f"PT_{oid}"]["voucher_type"], reqs[f"PT_{oid}"]["reftype"]) == (BANK_RECEIPT, 1500)
+    # COD money is owed by the carrier until remitted: a receipt into the COD clearing account.
+    assert (reqs[f"PT_{oid}"]["voucher_type"], reqs[f"PT_{oid}"]["reftype"]) == (CASH_RECEIPT, 1010)
+    assert reqs[f"PT_{oid}"]["payload"]["detail"][0]["debit_account"] == "1388"
     assert reqs[f"BH_{oid}"]["reftype"] == 3530
     assert_rerun_changes_nothing(world)
 
@@ -520,7 +522,11 @@ def test_R_CAN_1_R_CAN_2_paid_order_cancelled_before_delivery_gets_PC_and_its_sa
     assert reqs[f"DH_{fid}"]["status"] == "deleted"
     assert Decimal(str(reqs[f"PC_{fid}"]["payload"]["total_amount"])) == Decimal(800000)
     assert reqs[f"PC_{fid}"]["payload"]["detail"][0]["credit_account"] == "1121"
-    reqs = {c: r for c, r in reqs.items() if not c.endswith(f"_{fid}")}
+    # The shop kept 80,000 of the 880,000 paid: a fee on the customer's account, other income.
+    fee = reqs[f"PHI_{fid}_HUY"]["payload"]
+    assert Decimal(str(fee["total_amount"])) == Decimal(80000)
+    assert (fee["detail"][0]["debit_account"], fee["detail"][0]["credit_account"]) == ("131", "711")
+    reqs = {c: r for c, r in reqs.items() if str(fid) not in c}
     assert codes(reqs) == {f"DH_{oid}", f"PT_{oid}", f"PC_{oid}"}
     assert reqs[f"DH_{oid}"]["status"] == "deleted"
     assert reqs[f"PT_{oid}"]["status"] == "accepted"
@@ -533,7 +539,7 @@ def test_R_CAN_1_R_CAN_2_paid_order_cancelled_before_delivery_gets_PC_and_its_sa
     assert sum(Decimal(str(d["amount"])) for d in p["detail"]) == Decimal(str(order["total_price"]))
     assert p["detail"][0]["credit_account"] == "1111"
     refund = cancelled["refunds"][0]
-    assert_same_instant(p["refdate"], refund["created_at"])           # payment date
+    assert_same_instant(p["refdate"], refund["transactions"][0]["created_at"])   # the money's date
     assert "Khách đổi ý" in p["journal_memo"]                           # the reason
     assert_rerun_changes_nothing(world)
 
@@ -638,8 +644,12 @@ def test_R_CAN_4_paid_delivered_order_partly_refunded_with_restock_gets_BTL_for_
         {"line_item_id": jeans_line["id"], "quantity": 1}], transactions=[{"amount": 400000}])
     world.sync("orders")
     reqs = world.wait_settled()
-    assert codes(reqs) == {f"BH_{oid}", f"BTL_{oid}", f"PC_{oid}"}
+    # The jeans' share of the sale is worth more than the 400,000 refunded: the shop keeps the
+    # difference as a fee, so the customer's account clears (§5b).
+    assert codes(reqs) == {f"BH_{oid}", f"BTL_{oid}", f"PC_{oid}", f"PHI_{oid}"}
     assert all(r["status"] == "accepted" for r in reqs.values()), reqs
+    fee = Decimal(str(reqs[f"PHI_{oid}"]["payload"]["total_amount"]))
+    assert fee == Decimal(str(reqs[f"BTL_{oid}"]["payload"]["total_amount"])) - 400000 > 0
     payment = reqs[f"PC_{oid}"]["payload"]
     assert Decimal(str(payment["total_amount"])) == Decimal(400000)
     assert payment["detail"][0]["credit_account"] == "1121"
@@ -656,7 +666,7 @@ def test_R_CAN_4_paid_delivered_order_partly_refunded_with_restock_gets_BTL_for_
                  transactions=[{"amount": 200000}])
     world.sync("orders")
     reqs = world.wait_settled()
-    assert codes(reqs) == {f"BH_{oid}", f"BTL_{oid}", f"PC_{oid}", f"BTL_{oid}_2", f"PC_{oid}_2"}
+    assert {f"BH_{oid}", f"BTL_{oid}", f"PC_{oid}", f"BTL_{oid}_2", f"PC_{oid}_2"} <= codes(reqs)
     assert Decimal(str(reqs[f"PC_{oid}_2"]["payload"]["total_amount"])) == Decimal(200000)
     assert all(r["status"] == "accepted" for r in reqs.values()), reqs
     assert_rerun_changes_nothing(world)
@@ -677,7 +687,12 @@ def test_R_CAN_4_cancelling_after_a_partial_return_returns_the_remaining_goods_o
     output = world.run("orders")
     reqs = world.wait_settled()
     assert "conflict" not in output.lower(), output
-    assert codes(reqs) == {f"BH_{oid}", f"BTL_{oid}", f"PC_{oid}", f"BTL_{oid}_2", f"PC_{oid}_2"}
+    # The first refund left a fee kept (PHI_); refunding the rest gives it back (PHI_<id>_HUY).
+    assert codes(reqs) == {f"BH_{oid}", f"BTL_{oid}", f"PC_{oid}", f"BTL_{oid}_2", f"PC_{oid}_2",
+                           f"PHI_{oid}", f"PHI_{oid}_HUY"}
+    fee, back = (reqs[c]["payload"] for c in (f"PHI_{oid}", f"PHI_{oid}_HUY"))
+    assert fee["total_amount"] == back["total_amount"] > 0
+    assert back["detail"][0]["debit_account"] == "711"
     assert all(r["status"] == "accepted" for r in reqs.values()), reqs
     assert Decimal(str(reqs[f"PC_{oid}_2"]["payload"]["total_amount"])) == Decimal(480000)
     second = reqs[f"BTL_{oid}_2"]["payload"]
@@ -699,7 +714,11 @@ def test_R_CAN_4_money_only_refund_after_delivery_gets_a_PC_and_no_return(world)
     world.refund(oid, transactions=[{"amount": 50000}], note="Bồi thường giao trễ")
     world.sync("orders")
     reqs = world.wait_settled()
-    assert codes(reqs) == {f"BH_{oid}", f"PC_{oid}"}
+    # Money no returned goods cover is a sales allowance (5213 + VAT against 131).
+    assert codes(reqs) == {f"BH_{oid}", f"PC_{oid}", f"GG_{oid}"}
+    allowance = reqs[f"GG_{oid}"]["payload"]
+    assert Decimal(str(allowance["total_amount"])) == Decimal(50000)
+    assert allowance["detail"][0]["debit_account"] == "5213"
     payment = reqs[f"PC_{oid}"]
     assert payment["status"] == "accepted", payment["errors"]
     assert Decimal(str(payment["payload"]["total_amount"])) == Decimal(50000)
@@ -735,7 +754,7 @@ def test_R_CAN_5_payment_and_return_documents_carry_customer_dates_staff_totals_
     payment = reqs[f"PC_{oid}"]["payload"]
     assert payment["account_object_code"] == code and payment["account_object_name"] == "Nguyễn Lan"
     assert payment["employee_code"] == "NV00009"
-    assert_same_instant(payment["posted_date"], cancelled["refunds"][0]["created_at"])
+    assert_same_instant(payment["posted_date"], cancelled["refunds"][0]["transactions"][0]["created_at"])
     assert Decimal(str(payment["total_amount"])) == Decimal(str(order["total_price"]))
     assert "Hàng lỗi" in payment["journal_memo"]
     assert payment["detail"][0]["account_object_code"] == code
@@ -778,7 +797,8 @@ def test_R_CAN_6_document_codes_follow_the_templates_in_settings(world):
     settings_path = folder / "settings.yaml"
     settings = yaml.safe_load(settings_path.read_text(encoding="utf-8"))
     settings["orders"]["codes"] = {"sales_order": "DDH-", "sales_voucher": "CTBH-", "receipt": "THU-",
-                                   "payment": "CHI-", "sales_return": "TRA-"}
+                                   "payment": "CHI-", "sales_return": "TRA-", "allowance": "GIAM-",
+                                   "fee": "PHI-"}
     settings_path.write_text(yaml.safe_dump(settings, allow_unicode=True), encoding="utf-8")
 
     paid = web_order(world, lan(world), gateway="Tiền mặt")
@@ -811,10 +831,10 @@ def test_R_CAN_7_every_document_of_an_order_carries_its_id_in_org_refno(world):
     jeans_line = next(li for li in order["line_items"] if li["sku"] == "QUAN-JEAN-32")
     world.refund(oid, restock=True, refund_line_items=[{"line_item_id": jeans_line["id"], "quantity": 1}],
                  transactions=[{"amount": 400000}])
-    world.sync("orders")                            # BTL_ + PC_
+    world.sync("orders")                            # BTL_ + PC_ + PHI_ (the fee kept)
     reqs = world.wait_settled()
     mine = {c: r for c, r in reqs.items() if c.endswith(f"_{oid}")}
-    assert set(mine) == {f"DH_{oid}", f"PT_{oid}", f"BH_{oid}", f"BTL_{oid}", f"PC_{oid}"}
+    assert set(mine) == {f"DH_{oid}", f"PT_{oid}", f"BH_{oid}", f"BTL_{oid}", f"PC_{oid}", f"PHI_{oid}"}
     for request in mine.values():
         assert request["org_refno"] == str(oid)
         assert request["payload"]["org_refno"] == str(oid)

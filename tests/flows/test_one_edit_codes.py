@@ -40,13 +40,15 @@ def test_sales_return_codes_become_TL_order_name_with_one_edit(world: World):
                  transactions=[{"amount": 400000}])
     world.sync("orders")
     reqs = world.wait_settled()
-    assert codes(reqs) == {f"BH_{oid}", f"TL-{name}", f"PC_{oid}"}
+    assert codes(reqs) == {f"BH_{oid}", f"TL-{name}", f"PC_{oid}", f"PHI_{oid}"}   # PHI_: the fee kept
     world.cancel(oid, reason="customer", restock=True, amount=480000)
     world.run("orders")
     reqs = world.wait_settled()
     # The partial return keeps its code (the refund's return is found in the ledger under the
     # new code, so it is not written again); the cancellation's return is numbered after it.
-    assert codes(reqs) == {f"BH_{oid}", f"TL-{name}", f"PC_{oid}", f"TL-{name}_2", f"PC_{oid}_2"}
+    # Everything paid was refunded in the end, so the fee kept is given back (PHI_<id>_HUY).
+    assert codes(reqs) == {f"BH_{oid}", f"TL-{name}", f"PC_{oid}", f"TL-{name}_2", f"PC_{oid}_2",
+                           f"PHI_{oid}", f"PHI_{oid}_HUY"}
     assert all(r["status"] == "accepted" for r in reqs.values()), reqs
     for code in (f"TL-{name}", f"TL-{name}_2"):
         assert reqs[code]["payload"]["refno_finance"] == code
@@ -73,6 +75,6 @@ def test_validate_warns_that_the_one_edit_re_keys_the_returns_already_written(wo
     output = world.cli("validate", str(folder)).output
     warned = [line for line in output.splitlines() if "re-keyed" in line]
     assert len(warned) == 1, output
-    assert ("route partial_return's key '<<refund.code>>' reads the let(s) codes, return_code, "
+    assert ("route sales_return's key '<<numbered(return_code, refund.number)>>' reads the let(s) return_code, "
             "changed") in warned[0], warned[0]
     assert "1 document(s)" in warned[0]
