@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from hexaflow.connectors.haravan.demo_data import SCENARIOS
 from hexaflow.connectors.sandbox_world import WAREHOUSES
 
 COD = {"gateway": "Thanh toán khi giao hàng (COD)", "gateway_code": "COD"}
@@ -387,3 +388,13 @@ def test_tax_defaults_to_none_and_bad_rates_are_refused(shop):
     answer = shop.api("POST", "/orders.json", json={"order": {
         "line_items": [{"sku": "AO-THUN-M", "quantity": 1, "tax_lines": [{"rate": -0.1}]}]}})
     assert answer.status_code == 422 and "line_items[0].tax_lines[0].rate" in answer.json()["errors"]
+
+
+def test_a_demo_cod_order_delivered_unpaid_is_paid_when_the_carrier_collects(shop):
+    order = shop.state()["orders"][list(SCENARIOS).index("cod_delivered_unpaid")]
+    shipment = order["fulfillments"][0]
+    assert shipment["carrier_cod_status_code"] == "codpending"
+    assert shipment["cod_amount"] == order["total_price"]
+    paid = _carrier(shop, order["id"], shipment["id"], cod="codpaid").json()["order"]
+    assert paid["financial_status"] == "paid"
+    assert _money(paid, "capture") == [(Decimal(str(order["total_price"])), COD["gateway"], True)]
