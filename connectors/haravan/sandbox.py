@@ -4,8 +4,10 @@ spellings, bearer auth and the 80-call / 4-per-second leaky bucket, over real HT
 Admin routes (no token needed; contract in design.md):
 ``POST /_sandbox/reset`` (``{"data": "demo", "orders": N}`` loads the demo), ``GET /_sandbox/state``,
 ``POST /_sandbox/orders`` (``{"orders": [...]}`` stored as they are, for tests of hostile data),
-``POST /_sandbox/orders/{id}/pay`` (``{"gateway": ...}``), ``POST /_sandbox/orders/{id}/fulfill``
-(``{"location_id": N}``), ``POST /_sandbox/faults`` (shared fault injection, plus
+``POST /_sandbox/orders/{id}/pay`` (``{"gateway", "amount"}``), ``POST /_sandbox/orders/{id}/fulfill``
+(the body of ``fulfillments.json`` unwrapped: ``line_items``, ``location_id``, tracking, ``cod_amount``),
+``POST /_sandbox/orders/{id}/fulfillments/{fid}/carrier`` (``{"status", "cod"}``: carrier and COD
+status codes; COD collected records a capture), ``POST /_sandbox/faults`` (shared fault injection, plus
 ``{"rate_limit": true|false}`` and ``{"ignore_params": ["updated_at_min", "order", ...]}``: the
 API routes then act as if those query parameters were not sent, as real Haravan does with
 parameters it does not know; a faults body without it, or ``[]``, honours them all again),
@@ -314,6 +316,14 @@ class HaravanSandbox(SandboxApp):
               _path_id(r), self._body(r, "order"))}))
         a("POST", rf"/orders/{ID}/cancel\.json", "com.write_orders",
           lambda r: json_response({"order": self.shop.cancel_order(_path_id(r), self._body(r))}))
+        a("GET", rf"/orders/{ID}/fulfillments\.json", "com.read_orders",
+          lambda r: json_response({"fulfillments": self.shop.get_order(_path_id(r))["fulfillments"]}))
+        a("GET", rf"/orders/{ID}/fulfillments/(?P<fid>\d+)\.json", "com.read_orders",
+          lambda r: json_response({"fulfillment": self.shop.get_fulfillment(
+              _path_id(r), _int(r.params["fid"], "fulfillment id"))}))
+        a("POST", rf"/orders/{ID}/fulfillments\.json", "com.write_orders",
+          lambda r: json_response({"fulfillment": self.shop.create_fulfillment(
+              _path_id(r), self._body(r, "fulfillment"))}, 201))
         a("GET", rf"/orders/{ID}/refunds\.json", "com.read_orders",
           lambda r: json_response({"refunds": self.shop.get_order(_path_id(r))["refunds"]}))
         a("GET", rf"/orders/{ID}/refunds/(?P<rid>\d+)\.json", "com.read_orders", self.get_refund)
@@ -558,6 +568,7 @@ class HaravanSandbox(SandboxApp):
         self.add("POST", r"/_sandbox/orders", self.admin_raw_orders)
         self.add("POST", rf"/_sandbox/orders/{ID}/pay", self.admin_pay)
         self.add("POST", rf"/_sandbox/orders/{ID}/fulfill", self.admin_fulfill)
+        self.add("POST", rf"/_sandbox/orders/{ID}/fulfillments/(?P<fid>\d+)/carrier", self.admin_carrier)
         self.add("POST", r"/_sandbox/webhooks", self.admin_webhook)
         self.add("GET", r"/_sandbox/webhooks", lambda r: json_response(
             {"webhooks": self.webhooks.registrations, "deliveries": list(self.webhooks.deliveries)}))
@@ -632,14 +643,32 @@ class HaravanSandbox(SandboxApp):
         return self._admin(lambda: {"ids": [self.shop.store_raw_order(o)["id"] for o in orders]})
 
     def admin_pay(self, req: Request) -> Response:
-        body = req.json() or {}
-        return self._admin(lambda: {"order": self.shop.pay_order(int(req.params["id"]), body.get("gateway"))})
+        """``{"gateway", "amount"}``, both optional: a capture of ``amount`` (default: all still
+        due) on ``gateway`` (default: the order's)."""
+        def pay() -> dict[str, Any]:
+            body = self._admin_body(req)
+            return {"order": self.shop.pay_order(int(req.params["id"]), body.get("gateway"),
+                                                 body.get("amount"))}
+        return self._admin(pay)
 
     def admin_fulfill(self, req: Request) -> Response:
-        body = req.json() or {}
-        loc = body.get("location_id")
+        """The body of ``POST /orders/{id}/fulfillments.json`` without its wrapper (all optional:
+        no ``line_items`` ships everything left)."""
         return self._admin(lambda: {"order": self.shop.fulfill_order(
-            int(req.params["id"]), int(loc) if loc is not None else None)})
+            int(req.params["id"]), self._admin_body(req))})
+
+    def admin_carrier(self, req: Request) -> Response:
+        """``{"status": <carrier status code>, "cod": <COD status code>}`` (either or both)."""
+        oid, fid = int(req.params["id"]), int(req.params["fid"])
+        return self._admin(lambda: {"fulfillment": self.shop.move_carrier(oid, fid, self._admin_body(req)),
+                                    "order": self.shop.get_order(oid)})
+
+    @staticmethod
+    def _admin_body(req: Request) -> dict[str, Any]:
+        body = req.json() or {}
+        if not isinstance(body, dict):
+            raise ApiError(400, "body must be a JSON object")
+        return body
 
     def admin_webhook(self, req: Request) -> Response:
         body = req.json() or {}

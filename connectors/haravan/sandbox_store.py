@@ -20,7 +20,9 @@ from hexaflow.connectors.sandbox_world import WAREHOUSES
 from hexaflow.timeutil import parse_datetime
 
 from . import demo_data as demo
+from . import sandbox_facts as facts
 from .demo_data import OrderPlan, money, render_time
+from .sandbox_facts import dec
 
 class ApiError(Exception):
     """An answer other than success: the route turns it into status + {"errors": ...}."""
@@ -35,14 +37,25 @@ def not_found() -> ApiError:
     return ApiError(404, "Not Found")
 
 
+def refused(field: str, message: str) -> ApiError:
+    return ApiError(422, {field: [message]})
+
+
+def _count(value: Any, field: str) -> int:
+    """A whole, positive number of units."""
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
+        raise refused(field, f"{value!r} is not a whole number")
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        raise refused(field, f"{value!r} is not a whole number") from None
+    if number != number.to_integral_value() or number <= 0:
+        raise refused(field, f"{value!r} must be a whole number above 0")
+    return int(number)
+
+
 def to_ms(value: str) -> int:
     return int(parse_datetime(value).timestamp() * 1000)
-
-
-def dec(value: Any) -> Decimal:
-    if value is None or value == "":
-        return Decimal(0)
-    return Decimal(str(value))
 
 
 # What list filters read of an order: (created_ms, updated_ms, financial_status,
@@ -602,6 +615,9 @@ class HaravanShop:
                 "taxable": False, "tax_lines": [], "gift_card": False,
                 "product_exists": product is not None, "not_allow_promotion": False,
                 "ma_cost_amount": 0.0, "image": None})
+        taxes_included = bool(body.get("taxes_included"))
+        self._tax(body, lines_in, line_items, taxes_included)
+        tax = sum((dec(t["price"]) for li in line_items for t in li["tax_lines"]), Decimal(0))
         line_total = sum(dec(li["price"]) * li["quantity"] for li in line_items)
         codes = body.get("discount_codes") or []
         discount = sum(dec(c.get("amount")) for c in codes)
@@ -609,7 +625,8 @@ class HaravanShop:
                            "price": money(dec(s.get("price"))), "source": s.get("source")}
                           for s in body.get("shipping_lines") or []]
         shipping = sum(dec(s["price"]) for s in shipping_lines)
-        total = line_total - discount + shipping
+        # Tax on top is added; tax inside the prices is already in them ([DOC-EX] formula).
+        total = line_total - discount + shipping + (0 if taxes_included else tax)
         customer = None
         cust_in = body.get("customer")
         if cust_in:
@@ -643,8 +660,9 @@ class HaravanShop:
                                 "type": c.get("type") or "fixed_amount", "is_coupon_code": True}
                                for c in codes],
             "total_line_items_price": money(line_total), "subtotal_price": money(line_total),
-            "total_discounts": money(discount), "total_tax": 0.0, "tax_lines": [],
-            "taxes_included": False, "total_price": money(total), "total_weight": 0.0,
+            "total_discounts": money(discount), "total_tax": money(tax),
+            "tax_lines": facts.order_tax_lines(line_items), "taxes_included": taxes_included,
+            "total_price": money(total), "total_weight": 0.0,
             "shipping_lines": shipping_lines, "line_items": line_items, "customer": customer,
             "shipping_address": body.get("shipping_address"),
             "billing_address": body.get("billing_address"),
@@ -662,6 +680,24 @@ class HaravanShop:
         self.on_event("orders/create", order)
         return order
 
+    @staticmethod
+    def _tax(body: dict[str, Any], lines_in: list[dict[str, Any]], line_items: list[dict[str, Any]],
+             taxes_included: bool) -> None:
+        """Each line's ``tax_lines`` from its own ``tax_lines`` (``[{title, rate}]``, or with a
+        ``price``) or else the order's sandbox-only ``tax_rate`` (with ``tax_title``). Neither:
+        no tax, as in most shops ([DOC] "usually 0")."""
+        default: list[dict[str, Any]] = []
+        if body.get("tax_rate") not in (None, ""):
+            default = [{"title": body.get("tax_title") or "VAT", "rate": body["tax_rate"]}]
+        try:
+            facts.tax_rate(body.get("tax_rate"), "tax_rate")
+            for k, (li, data) in enumerate(zip(line_items, lines_in)):
+                asked = data.get("tax_lines") or default
+                li["tax_lines"] = facts.line_taxes(li, asked, taxes_included, f"line_items[{k}].tax_lines")
+                li["taxable"] = bool(li["tax_lines"])
+        except facts.FactError as exc:
+            raise refused(exc.field, exc.message) from None
+
     def update_order(self, oid: int, body: dict[str, Any]) -> dict[str, Any]:
         order = self.orders.materialise(oid)
         # Only a few attributes are editable ([DOC]); items and quantities never are.
@@ -670,13 +706,22 @@ class HaravanShop:
                 order[key] = body[key]
         return self._save(order)
 
+    @staticmethod
+    def _is_cod(order: dict[str, Any], gateway: Any) -> bool:
+        """Whether money on ``gateway`` is cash on delivery: the order's own gateway on a COD
+        order, or a gateway named COD ([INF]: Haravan sets ``is_cod_gateway`` per transaction)."""
+        if gateway == order.get("gateway") and order.get("gateway_code") == "COD":
+            return True
+        return str(gateway or "").strip().lower() in facts.COD_GATEWAY_NAMES
+
     def _transaction(self, order: dict[str, Any], kind: str, amount: Decimal, gateway: str | None = None,
                      status: str | None = "success", parent_id: int | None = None) -> dict[str, Any]:
         ms = self._last_ms or self.tick()
+        gateway = gateway if gateway is not None else order.get("gateway")
         return {"id": self.new_id(), "order_id": order["id"], "kind": kind, "amount": money(amount),
-                "status": status, "gateway": gateway if gateway is not None else order.get("gateway"),
+                "status": status, "gateway": gateway,
                 "currency": "VND", "parent_id": parent_id, "location_id": order.get("location_id"),
-                "user_id": demo.STAFF_USER_ID, "is_cod_gateway": order.get("gateway_code") == "COD",
+                "user_id": demo.STAFF_USER_ID, "is_cod_gateway": self._is_cod(order, gateway),
                 "test": False, "external_transaction_id": None,
                 "created_at": render_time(ms, order["id"] + len(order["transactions"]))}
 
@@ -702,19 +747,40 @@ class HaravanShop:
         elif any(str(t["kind"]).lower() == "void" for t in order["transactions"]):
             order["financial_status"] = "voided"
 
+    def _capture(self, order: dict[str, Any], amount: Decimal | None, gateway: str | None) -> dict[str, Any]:
+        """Record money in: ``amount`` (default: all still due) on ``gateway`` (default: the
+        order's). Refused above what is still due."""
+        captured, _ = self.paid_amount(order)
+        due = dec(order["total_price"]) - captured
+        if amount is None or amount == 0:
+            amount = due
+        if due <= 0:
+            raise refused("order", "order is already paid")
+        if amount < 0 or amount > due:
+            raise refused("amount", f"{amount} exceeds the {due} still due")
+        parent = next((t["id"] for t in order["transactions"] if t["kind"] == "pending"), None)
+        tx = self._transaction(order, "capture", amount, gateway, parent_id=parent)
+        order["transactions"].append(tx)
+        self._settle_financial_status(order)
+        return tx
+
+    def _saved_after_payment(self, order: dict[str, Any], before: str) -> dict[str, Any]:
+        topics = ("orders/paid",) if order["financial_status"] == "paid" and before != "paid" else ()
+        return self._save(order, *topics)
+
     def add_transaction(self, oid: int, body: dict[str, Any]) -> dict[str, Any]:
         order = self.orders.materialise(oid)
         kind = str(body.get("kind") or "").lower()
         if kind not in ("pending", "authorization", "sale", "capture", "void", "refund"):
             raise ApiError(422, {"kind": ["must be one of Pending, Authorization, Sale, Capture, "
                                           "Void, Refund"]})
+        before = order["financial_status"]
         amount = dec(body.get("amount"))
         if kind in ("capture", "sale"):
-            captured, _ = self.paid_amount(order)
-            if amount <= 0:
-                amount = dec(order["total_price"]) - captured
-            if amount <= 0 or captured + amount > dec(order["total_price"]):
-                raise ApiError(422, {"amount": ["exceeds the amount still due"]})
+            tx = self._capture(order, amount, body.get("gateway"))
+            tx["kind"] = kind
+            self._saved_after_payment(order, before)
+            return tx
         if kind == "refund":
             captured, refunded = self.paid_amount(order)
             amount = abs(amount)
@@ -724,29 +790,57 @@ class HaravanShop:
         parent = next((t["id"] for t in order["transactions"] if t["kind"] == "pending"), None)
         tx = self._transaction(order, kind, amount, body.get("gateway"), parent_id=parent)
         order["transactions"].append(tx)
-        before = order["financial_status"]
         self._settle_financial_status(order)
-        topics = ("orders/paid",) if order["financial_status"] == "paid" and before != "paid" else ()
-        self._save(order, *topics)
+        self._saved_after_payment(order, before)
         return tx
 
+    def pay_order(self, oid: int, gateway: str | None, amount: Any = None) -> dict[str, Any]:
+        """The staff records a payment (admin route): ``amount`` (default: all still due) on
+        ``gateway`` (default: the order's, which a payment never changes)."""
+        order = self.orders.materialise(oid)
+        before = order["financial_status"]
+        value = None if amount in (None, "") else dec(amount)
+        self._capture(order, value, gateway or None)
+        return self._saved_after_payment(order, before)
+
+    # -- refunds and cancellation -----------------------------------------------------
+    def _restock_location(self, order: dict[str, Any], line_id: int, asked: Any) -> int:
+        """Where returned goods go: the refund's ``location_id``, else the location of the
+        last fulfilment that shipped the line, else the order's ([INF])."""
+        if asked is not None:
+            loc = int(asked)
+            if loc not in self.locations:
+                raise refused("location_id", f"location {loc} not found")
+            return loc
+        for f in reversed(order["fulfillments"]):
+            if any(fl["id"] == line_id for fl in f["line_items"]) and f.get("location_id"):
+                return int(f["location_id"])
+        if order.get("location_id") is None:     # only a raw order (store_raw_order) lacks one
+            raise refused("location_id", f"order {order['id']} has no location_id to restock into")
+        return int(order["location_id"])
+
     def _refund(self, order: dict[str, Any], data: dict[str, Any]) -> dict[str, Any] | None:
-        """Apply a refund (lines, restock, money); None when it returns nothing."""
+        """Apply a refund (lines, restock, money); None when it returns nothing.
+
+        A refunded unit that never shipped just leaves the order; one that shipped is a return,
+        and ``restock`` puts only those back in stock (facts.left_to_ship)."""
         lines_by_id = {li["id"]: li for li in order["line_items"]}
-        already: dict[int, int] = {}
-        for r in order["refunds"]:
-            for rl in r["refund_line_items"]:
-                already[rl["line_item_id"]] = already.get(rl["line_item_id"], 0) + rl["quantity"]
+        sent, back = facts.shipped(order), facts.refunded(order)
         refund_lines = []
+        coming_back: dict[int, int] = {}       # line id -> shipped units this refund returns
         for rl in data.get("refund_line_items") or []:
             li = lines_by_id.get(rl.get("line_item_id"))
-            qty = int(rl.get("quantity") or 0)
             if li is None:
-                raise ApiError(422, {"refund_line_items": [
-                    f"line item {rl.get('line_item_id')} not in order"]})
-            if qty <= 0 or qty + already.get(li["id"], 0) > li["quantity"]:
-                raise ApiError(422, {"refund_line_items": [
-                    f"quantity {qty} exceeds what can be refunded of line {li['id']}"]})
+                raise refused("refund_line_items", f"line item {rl.get('line_item_id')} not in order")
+            qty = _count(rl.get("quantity"), "refund_line_items.quantity")
+            before = back.get(li["id"], 0)
+            if qty + before > li["quantity"]:
+                raise refused("refund_line_items", f"quantity {qty} exceeds the {li['quantity'] - before} "
+                                                   f"that can still be refunded of line {li['id']}")
+            back[li["id"]] = before + qty
+            out, ordered = sent.get(li["id"], 0), li["quantity"]
+            coming_back[li["id"]] = coming_back.get(li["id"], 0) + (
+                facts.returned(ordered, out, before + qty) - facts.returned(ordered, out, before))
             refund_lines.append({"id": self.new_id(), "line_item_id": li["id"], "quantity": qty,
                                  "line_item": copy.deepcopy(li)})
         captured, refunded = self.paid_amount(order)
@@ -754,40 +848,32 @@ class HaravanShop:
         for t in data.get("transactions") or []:
             amount = abs(dec(t.get("amount")))
             if amount > captured - refunded:
-                raise ApiError(422, {"transactions": ["refund exceeds the amount paid"]})
+                raise refused("transactions", f"refund of {amount} exceeds the {captured - refunded} "
+                                              "paid and not yet refunded")
             if amount:
                 refunded += amount
                 transactions.append(self._transaction(order, "refund", -amount, t.get("gateway")))
         if not refund_lines and not transactions:
             return None
         restock = bool(data.get("restock"))
-        location = order.get("location_id")
+        restocked_at = None
         if restock:
-            fulfilled_by_line: dict[int, int] = {}
-            for f in order["fulfillments"]:
-                for fl in f["line_items"]:
-                    fulfilled_by_line[fl["id"]] = fulfilled_by_line.get(fl["id"], 0) + fl["quantity"]
-            for rl in refund_lines:
-                li = lines_by_id[rl["line_item_id"]]
-                # Only goods that left the warehouse come back into it.
-                back = min(rl["quantity"], fulfilled_by_line.get(li["id"], 0))
-                if back and li.get("variant_id"):
-                    if location is None:     # only a raw order (store_raw_order) lacks one
-                        raise ApiError(422, {"location_id": [
-                            f"order {order['id']} has no location_id to restock into"]})
-                    self.move_stock(location, li["variant_id"], back)
+            for line_id, units in coming_back.items():
+                li = lines_by_id[line_id]
+                if units and li.get("variant_id"):
+                    loc = self._restock_location(order, line_id, data.get("location_id"))
+                    restocked_at = restocked_at or loc
+                    self.move_stock(loc, li["variant_id"], units)
                 li["fulfillment_status"] = "restock"
-                li["fulfillable_quantity"] = max(0, li["fulfillable_quantity"] - rl["quantity"])
-            if all(line["fulfillment_status"] == "restock" for line in order["line_items"]):
-                order["fulfillment_status"] = "restocked"
         ms = self.tick()
         refund = {"id": self.new_id(), "order_id": order["id"],
                   "created_at": render_time(ms, order["id"]),
                   "note": data.get("note"), "restock": restock, "user_id": demo.STAFF_USER_ID,
-                  "location_id": location if restock else None,
+                  "location_id": restocked_at,
                   "refund_line_items": refund_lines, "transactions": transactions}
         order["refunds"].append(refund)
         order["transactions"].extend(transactions)
+        facts.settle_lines(order)
         self._settle_financial_status(order)
         return refund
 
@@ -813,9 +899,11 @@ class HaravanShop:
         if body.get("restock"):
             refund_data["restock"] = True
             if not refund_data.get("refund_line_items"):
+                # Every unit not refunded yet: the shipped ones come back, the others just go.
+                back = facts.refunded(order)
                 refund_data["refund_line_items"] = [
-                    {"line_item_id": li["id"], "quantity": li["quantity"]} for li in order["line_items"]
-                    if li["fulfillment_status"] != "restock"]
+                    {"line_item_id": li["id"], "quantity": li["quantity"] - back.get(li["id"], 0)}
+                    for li in order["line_items"] if li["quantity"] > back.get(li["id"], 0)]
         refund_data.setdefault("note", body.get("note"))
         if refund_data.get("refund_line_items") or refund_data.get("transactions"):
             self._refund(order, refund_data)
@@ -824,55 +912,147 @@ class HaravanShop:
         order["cancelled_at"] = render_time(ms, oid)
         # With only an amount the documentation's example shows "other" ([DOC-EX]).
         order["cancel_reason"] = reason or "other"
-        for li in order["line_items"]:
-            li["fulfillable_quantity"] = 0
+        facts.settle_lines(order)
         return self._save(order, "orders/cancelled")
 
-    def pay_order(self, oid: int, gateway: str | None) -> dict[str, Any]:
-        order = self.orders.materialise(oid)
-        captured, _ = self.paid_amount(order)
-        due = dec(order["total_price"]) - captured
-        if due <= 0:
-            raise ApiError(422, {"order": ["order is already paid"]})
-        if gateway:
-            order["gateway"] = gateway
-        order["transactions"].append(self._transaction(
-            order, "capture", due, gateway,
-            parent_id=next((t["id"] for t in order["transactions"] if t["kind"] == "pending"), None)))
-        self._settle_financial_status(order)
-        return self._save(order, "orders/paid")
+    # -- fulfilments and carriers -----------------------------------------------------
+    @staticmethod
+    def _cod_open(order: dict[str, Any]) -> Decimal:
+        """COD the carriers still have to collect on the order's fulfilments."""
+        return sum((dec(f.get("cod_amount")) for f in order["fulfillments"]
+                    if f.get("carrier_cod_status_code") == "codpending"), Decimal(0))
 
-    def fulfill_order(self, oid: int, location_id: int | None) -> dict[str, Any]:
+    def _lines_to_ship(self, order: dict[str, Any], asked: Any) -> list[tuple[dict[str, Any], int]]:
+        """(line, units) to ship: ``asked`` (``[{"id", "quantity"}]``; quantity omitted = all
+        left of that line) or, when omitted or empty, everything left."""
+        if not asked:
+            lines = [(li, li["fulfillable_quantity"]) for li in order["line_items"]
+                     if li["fulfillable_quantity"] > 0]
+            if not lines:
+                raise refused("order", "nothing left to fulfil")
+            return lines
+        if not isinstance(asked, list) or not all(isinstance(a, dict) for a in asked):
+            raise refused("line_items", 'must be a list of {"id": <line item id>, "quantity": n}')
+        by_id = {li["id"]: li for li in order["line_items"]}
+        wanted: dict[int, int] = {}
+        for n, a in enumerate(asked):
+            li = by_id.get(a.get("id"))
+            if li is None:
+                raise refused("line_items", f"line item {a.get('id')} not in order {order['id']}")
+            qty = (li["fulfillable_quantity"] if a.get("quantity") is None
+                   else _count(a["quantity"], f"line_items[{n}].quantity"))
+            wanted[li["id"]] = wanted.get(li["id"], 0) + qty
+            if qty <= 0 or wanted[li["id"]] > li["fulfillable_quantity"]:
+                raise refused("line_items", f"{wanted[li['id']]} of line {li['id']} asked, "
+                                            f"{li['fulfillable_quantity']} left to fulfil")
+        return [(by_id[line_id], qty) for line_id, qty in wanted.items()]
+
+    def create_fulfillment(self, oid: int, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /orders/{id}/fulfillments.json``: ship some or all of what is left, from one
+        location; stock there goes down by the shipped units. On a COD order the carrier is to
+        collect what is still due (``cod_amount``; give it to split COD over shipments)."""
         order = self.orders.materialise(oid)
         if order["cancelled_status"] == "cancelled":
-            raise ApiError(422, {"order": ["a cancelled order cannot be fulfilled"]})
-        loc = location_id or order.get("location_id")
+            raise refused("order", "a cancelled order cannot be fulfilled")
+        raw_loc = body.get("location_id")
+        loc = _count(raw_loc, "location_id") if raw_loc is not None else order.get("location_id")
         if loc not in self.locations:
-            raise ApiError(422, {"location_id": [f"location {loc} not found"]})
-        lines = [li for li in order["line_items"] if li["fulfillable_quantity"] > 0]
-        if not lines:
-            raise ApiError(422, {"order": ["nothing left to fulfil"]})
-        ms = self.tick()
+            raise refused("location_id", f"location {loc} not found")
+        lines = self._lines_to_ship(order, body.get("line_items"))
         captured, _ = self.paid_amount(order)
-        unpaid_cod = order.get("gateway_code") == "COD" and captured < dec(order["total_price"])
-        fulfillment = {
-            "id": self.new_id(), "order_id": oid, "status": "success", "location_id": loc,
-            "tracking_company": "Giao hàng tiết kiệm", "tracking_number": f"S{oid % 10_000_000}",
-            "tracking_numbers": [f"S{oid % 10_000_000}"], "tracking_url": None, "tracking_urls": [],
-            "cod_amount": money(dec(order["total_price"]) - captured if unpaid_cod else 0),
+        still_due = max(Decimal(0), dec(order["total_price"]) - captured - self._cod_open(order))
+        if body.get("cod_amount") is not None:
+            cod = dec(body["cod_amount"])
+            if cod < 0 or cod > still_due:
+                raise refused("cod_amount", f"{cod} is more than the {still_due} left to collect")
+        else:
+            cod = still_due if order.get("gateway_code") == "COD" else Decimal(0)
+        fid = self.new_id()
+        ms = self.tick()
+        stamp = render_time(ms, fid)
+        number = body.get("tracking_number") or f"S{fid % 10_000_000}"
+        fulfillment: dict[str, Any] = {
+            "id": fid, "order_id": oid, "status": "success", "location_id": loc,
+            "location_name": self.locations[loc]["name"],
+            "tracking_company": body.get("tracking_company") or "Giao hàng tiết kiệm",
+            "tracking_number": number, "tracking_numbers": [number],
+            "tracking_url": body.get("tracking_url"),
+            "tracking_urls": [body["tracking_url"]] if body.get("tracking_url") else [],
+            "notify_customer": bool(body.get("notify_customer")), "note": body.get("note"),
+            "cod_amount": money(cod),
             "carrier_status_code": "readytopick",
-            "carrier_cod_status_code": "codpending" if unpaid_cod else "none",
-            "created_at": render_time(ms, oid), "updated_at": render_time(ms, oid + 1),
+            "carrier_status_name": facts.CARRIER_STATUSES["readytopick"][0],
+            "carrier_cod_status_code": "codpending" if cod else "none",
+            **{field: None for field in facts.DATE_FIELDS},
+            "created_at": stamp, "updated_at": stamp,
             "line_items": [{"id": li["id"], "variant_id": li["variant_id"], "sku": li["sku"],
-                            "quantity": li["fulfillable_quantity"]} for li in lines]}
-        for li in lines:
+                            "quantity": qty} for li, qty in lines]}
+        fulfillment["ready_to_pick_date"] = stamp
+        if cod:
+            fulfillment["cod_pending_date"] = stamp
+        for li, qty in lines:
             if li.get("variant_id"):
-                self.move_stock(loc, li["variant_id"], -li["fulfillable_quantity"])
-            li["fulfillable_quantity"] = 0
-            li["fulfillment_status"] = "fulfilled"
+                self.move_stock(loc, li["variant_id"], -qty)
         order["fulfillments"].append(fulfillment)
-        order["fulfillment_status"] = "fulfilled"
-        return self._save(order, "orders/fulfilled")
+        facts.settle_lines(order)
+        topics = ("orders/fulfilled",) if order["fulfillment_status"] == "fulfilled" else ()
+        self._save(order, *topics)
+        return fulfillment
+
+    def fulfill_order(self, oid: int, body: dict[str, Any]) -> dict[str, Any]:
+        """The admin route: as create_fulfillment, answering the order."""
+        self.create_fulfillment(oid, body)
+        return self.get_order(oid)
+
+    def get_fulfillment(self, oid: int, fid: int) -> dict[str, Any]:
+        found = next((f for f in self.get_order(oid)["fulfillments"] if f["id"] == fid), None)
+        if found is None:
+            raise not_found()
+        return found
+
+    def move_carrier(self, oid: int, fid: int, body: dict[str, Any]) -> dict[str, Any]:
+        """A carrier's news about one fulfilment (admin route): ``status`` (a carrier status
+        code) and/or ``cod`` (a COD status code). When the COD money reaches the carrier
+        (``codpaid``, or ``codreceipt`` straight away) Haravan records it as a capture on the
+        COD gateway ([UNK] which status records it; the carrier's remittance is not recorded
+        again)."""
+        order = self.orders.materialise(oid)
+        fulfillment = next((f for f in order["fulfillments"] if f["id"] == fid), None)
+        if fulfillment is None:
+            raise not_found()
+        status, cod = body.get("status"), body.get("cod")
+        if status is None and cod is None:
+            raise refused("status", "give a carrier status, a cod status, or both")
+        if status is not None and status not in facts.CARRIER_STATUSES:
+            raise refused("status", f"{status!r} is not one of {', '.join(facts.CARRIER_STATUSES)}")
+        if cod is not None and cod not in facts.COD_STATUSES:
+            raise refused("cod", f"{cod!r} is not one of {', '.join(facts.COD_STATUSES)}")
+        was = fulfillment.get("carrier_cod_status_code") or "none"
+        amount = dec(fulfillment.get("cod_amount"))
+        if cod is not None and cod != was:
+            if amount <= 0 and cod != "none":
+                raise refused("cod", f"fulfilment {fid} has no COD to collect (cod_amount 0)")
+            if was in facts.COD_COLLECTED and cod not in facts.COD_COLLECTED:
+                raise refused("cod", f"the COD of fulfilment {fid} was already collected ({was})")
+        ms = self.tick()
+        stamp = render_time(ms, fid)
+        before = order["financial_status"]
+        if cod is not None and cod != was:
+            if cod in facts.COD_COLLECTED and was not in facts.COD_COLLECTED:
+                gateway = order.get("gateway") if order.get("gateway_code") == "COD" else facts.COD_GATEWAY
+                self._capture(order, amount, gateway)
+            fulfillment["carrier_cod_status_code"] = cod
+            if facts.COD_STATUSES[cod]:
+                fulfillment[facts.COD_STATUSES[cod]] = stamp
+        if status is not None:
+            name, date_field = facts.CARRIER_STATUSES[status]
+            fulfillment["carrier_status_code"] = status
+            fulfillment["carrier_status_name"] = name
+            if date_field:
+                fulfillment[date_field] = stamp
+        fulfillment["updated_at"] = stamp
+        self._saved_after_payment(order, before)
+        return fulfillment
 
     # -- whole store ------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
