@@ -1,7 +1,8 @@
 """The MISA company the sandbox starts with.
 
 ``empty``: what a fresh company holds before any sync (stocks, units and the shipping service
-item from ``sandbox_world``). ``demo`` adds one inventory item per catalogue SKU, a few customers
+item from ``sandbox_world``, the Circular 200 chart of accounts every flow and test posts to, and
+one bank account). ``demo`` adds one inventory item per catalogue SKU, a few customers
 and a stock balance per item × stock. Ids are uuid5 of the code so that a reset gives the same
 ids every time.
 """
@@ -23,6 +24,31 @@ DEMO_CUSTOMERS = (
     ("KH00002", "Trần Thị Bình", "45 Hàng Bài, Hoàn Kiếm, Hà Nội", "0912345678", "binh@example.com"),
     ("KH00003", "Lê Minh Châu", "8 Bạch Đằng, Hải Châu, Đà Nẵng", "0935123456", "chau@example.com"),
 )
+
+
+# The chart of accounts (Circular 200/2014/TT-BTC): the level-1/2/3 accounts the flows and tests
+# post to. A sub-account's number extends its parent's (111 → 1111), which is how the sandbox
+# finds parents. 131 has no sub-account here, as in MISA's default chart.
+CHART = (
+    ("111", "Tiền mặt"), ("1111", "Tiền Việt Nam"),
+    ("112", "Tiền gửi ngân hàng"), ("1121", "Tiền Việt Nam"),
+    ("131", "Phải thu của khách hàng"),
+    ("133", "Thuế GTGT được khấu trừ"), ("1331", "Thuế GTGT được khấu trừ của hàng hóa, dịch vụ"),
+    ("138", "Phải thu khác"), ("1388", "Phải thu khác"),
+    ("156", "Hàng hóa"), ("1561", "Giá mua hàng hóa"),
+    ("331", "Phải trả cho người bán"),
+    ("333", "Thuế và các khoản phải nộp Nhà nước"), ("3331", "Thuế giá trị gia tăng phải nộp"),
+    ("33311", "Thuế GTGT đầu ra"),
+    ("511", "Doanh thu bán hàng và cung cấp dịch vụ"), ("5111", "Doanh thu bán hàng hóa"),
+    ("5112", "Doanh thu bán các thành phẩm"), ("5113", "Doanh thu cung cấp dịch vụ"),
+    ("521", "Các khoản giảm trừ doanh thu"), ("5211", "Chiết khấu thương mại"),
+    ("5212", "Hàng bán bị trả lại"), ("5213", "Giảm giá hàng bán"),
+    ("632", "Giá vốn hàng bán"),
+    ("711", "Thu nhập khác"),
+)
+# The company's bank account (the one bank documents name in bank_account_number).
+BANK_ACCOUNT = ("0071000123456", "Ngân hàng TMCP Ngoại thương Việt Nam (Vietcombank)",
+                "Chi nhánh TP Hồ Chí Minh")
 
 
 def make_id(kind: str, code: str) -> str:
@@ -55,13 +81,26 @@ def inventory_item(code: str, name: str, unit_name: str, *, item_type: int = 0,
             "is_follow_serial_number": False, "branch_id": BRANCH_ID, "dictionary_type": 3}
 
 
+def account(number: str, name: str) -> dict[str, Any]:
+    """A chart entry as get_dictionary data_type 5 serves it (the sandbox adds grade, parent
+    and is_parent from the numbers of the whole chart)."""
+    return {"account_id": make_id("account", number), "account_number": number,
+            "account_name": name, "inactive": False}
+
+
+def bank_account(number: str, bank_name: str, branch: str = "") -> dict[str, Any]:
+    return {"bank_account_id": make_id("bank_account", number), "bank_account_number": number,
+            "bank_name": bank_name, "bank_branch_name": branch, "inactive": False,
+            "branch_id": BRANCH_ID, "dictionary_type": 7}
+
+
 def account_object(code: str, name: str, address: str = "", tel: str = "",
                    email: str = "") -> dict[str, Any]:
     return {"account_object_id": make_id("account_object", code), "account_object_code": code,
             "account_object_name": name, "account_object_type": 1, "is_customer": True,
             "is_vendor": False, "is_employee": False, "address": address, "tel": tel,
             "mobile": tel, "email_address": email, "company_tax_code": "",
-            "receive_account": "1311", "pay_account": "3311", "branch_id": BRANCH_ID,
+            "receive_account": "131", "pay_account": "331", "branch_id": BRANCH_ID,
             "inactive": False, "dictionary_type": 1}
 
 
@@ -72,6 +111,8 @@ def empty_company() -> dict[str, list[dict[str, Any]]]:
         "inventory_items": [inventory_item(code, name, SHIPPING_ITEM_UNIT, item_type=2)
                             for code, name in SERVICE_ITEMS],
         "account_objects": [],
+        "accounts": [account(number, name) for number, name in CHART],
+        "bank_accounts": [bank_account(*BANK_ACCOUNT)],
     }
 
 

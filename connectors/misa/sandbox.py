@@ -15,7 +15,11 @@ Admin routes (``/_sandbox/``; the first ones are contracts in design.md):
 - ``POST stock`` ``{"inventory_item_code", "stock_code", "quantity"}``; ``GET stock``
 - ``POST faults`` (shared toolkit, plus ``token_ttl_s``); ``POST tokens/expire``
 - ``POST callback`` ``{"url", "enabled", "key"}``; ``GET callback`` (delivery counts)
-- ``POST options`` ``{"reject_duplicate_refno", "processing_delay_ms"}``
+- ``POST options`` ``{"reject_duplicate_refno", "reject_parent_accounts", "processing_delay_ms",
+  "accountant"}``; ``POST accountant/post_all`` generates and posts every accepted request
+- ``GET ledger`` (``?org_refno=``) the posted journal and its balances (ledger.py); ``POST costs``
+  ``{"costs": {item_code: unit cost}}``; ``POST chart`` ``{"accounts": [...], "bank_accounts": [...]}``
+  replaces the chart of accounts and the bank accounts
 - ``POST drain`` ``{"timeout_s"}`` waits until every queued call is processed; ``GET calls``
   lists the API calls received (function and batch sizes); ``GET stats`` counts requests by
   status and type, vouchers / dictionary entries received (and received more than once) and
@@ -43,7 +47,7 @@ from hexaflow.connectors.sandbox_server import (Request, Response, SandboxApp, d
 from hexaflow.money import round_money, to_decimal
 from hexaflow.timeutil import get_zone, parse_datetime
 
-from . import demo_data
+from . import demo_data, ledger
 from .callbacks import (DELETE_PROCESSED, MODEL_STATE_POSTED, SAVE_PROCESSED, VOUCHER_CHANGED,
                         VOUCHER_GENERATED, build_callback)
 from .validation import Lookup, validate_voucher
@@ -61,12 +65,13 @@ IS_CREATED_MESSAGE = "Đã sinh chứng từ kế toán, không thể cập nh�
 # Read numbering (get_dictionary data_type) and push numbering (dictionary_type) -> table, key.
 READ_TABLES = {1: ("account_objects", "account_object_code"),
                2: ("inventory_items", "inventory_item_code"),
-               3: ("stocks", "stock_code"), 4: ("units", "unit_name")}
-PUSH_TABLES = {1: READ_TABLES[1], 3: READ_TABLES[2], 5: READ_TABLES[3], 6: READ_TABLES[4]}
+               3: ("stocks", "stock_code"), 4: ("units", "unit_name"),
+               5: ("accounts", "account_number"), 8: ("bank_accounts", "bank_account_number")}
+PUSH_TABLES = {1: READ_TABLES[1], 3: READ_TABLES[2], 5: READ_TABLES[3], 6: READ_TABLES[4],
+               7: READ_TABLES[8]}
 ID_FIELDS = {"account_objects": "account_object_id", "inventory_items": "inventory_item_id",
-             "stocks": "stock_id", "units": "unit_id"}
-STOCK_OUT = frozenset({8})          # in_outward; sa_voucher 13 only with is_sale_with_outward
-STOCK_IN = frozenset({7, 12, 18})   # in_inward, sa_return, pu_voucher
+             "stocks": "stock_id", "units": "unit_id", "accounts": "account_id",
+             "bank_accounts": "bank_account_id"}
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -122,6 +127,7 @@ class MisaSandbox(SandboxApp):
         self.callback_stats: dict[str, Any] = {"delivered": 0, "failed": 0, "last_error": None}
         self.processing_delay_s = float(callback_delay_s)
         self.reject_duplicate_refno = reject_duplicate_refno
+        self.reject_parent_accounts = True
         self.tokens: dict[str, float] = {}
         self._work = threading.Condition(self.lock)
         self._queue: collections.deque[dict[str, Any]] = collections.deque()
@@ -139,8 +145,12 @@ class MisaSandbox(SandboxApp):
     def reset(self, data: str = "empty") -> None:
         with self.lock:
             self._queue.clear()
-            self.tables: dict[str, dict[str, dict[str, Any]]] = {
-                t: {} for t in ("account_objects", "inventory_items", "stocks", "units")}
+            self.tables: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in ID_FIELDS}
+            self._parents: dict[str, list[str]] | None = None    # account -> sub-accounts
+            # The accountant (accountant mode, post_all, the admin routes) and the books.
+            self.accountant = False
+            self.journal = ledger.Journal()
+            self.costs: dict[str, Decimal] = {}
             self.synced: dict[tuple[str, str], datetime] = {}
             self.deleted: list[tuple[str, dict[str, Any], datetime]] = []
             self.balances: dict[tuple[str, str], Decimal] = {}
@@ -192,12 +202,16 @@ class MisaSandbox(SandboxApp):
         record["modified_date"] = _stamp_text(stamp)
         self.tables[table][code] = record
         self.synced[(table, code)] = stamp
+        if table == "accounts":
+            self._parents = None
 
     def _delete_entry(self, table: str, code: str) -> bool:
         record = self.tables[table].pop(code, None)
         if record is None:
             return False
         self.synced.pop((table, code), None)
+        if table == "accounts":
+            self._parents = None
         key_field = [v[1] for v in READ_TABLES.values() if v[0] == table][0]
         id_field = ID_FIELDS[table]
         self.deleted.append((table, {id_field: record.get(id_field), key_field: code},
@@ -234,8 +248,47 @@ class MisaSandbox(SandboxApp):
         return Lookup(has_customer=lambda c: c in self.tables["account_objects"],
                       has_item=lambda c: c in self.tables["inventory_items"],
                       has_stock=lambda c: c in self.tables["stocks"],
-                      refno_owner=refno_owner,
-                      reject_duplicate_refno=self.reject_duplicate_refno)
+                      refno_owner=refno_owner, sub_accounts=self._sub_accounts,
+                      has_bank_account=lambda n: n in self.tables["bank_accounts"],
+                      catalogue=self._catalogue(),
+                      reject_duplicate_refno=self.reject_duplicate_refno,
+                      reject_parent_accounts=self.reject_parent_accounts)
+
+    # -- the chart of accounts, costs ---------------------------------------------------
+    def _sub_accounts(self, number: str) -> list[str] | None:
+        """``number``'s sub-accounts: the chart's numbers that extend it (111 → 1111), the
+        numbering of Vietnamese charts; None when the chart has no such account."""
+        if number not in self.tables["accounts"]:
+            return None
+        if self._parents is None:
+            numbers = sorted(self.tables["accounts"])
+            self._parents = {n: [m for m in numbers if m != n and m.startswith(n)] for n in numbers}
+        return self._parents[number]
+
+    def _account_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A chart entry as get_dictionary serves it: with its level, parent and is_parent."""
+        number = str(row["account_number"])
+        parents = [n for n in self.tables["accounts"] if n != number and number.startswith(n)]
+        parent = max(parents, key=len) if parents else None
+        return {**row, "grade": len(parents) + 1, "is_parent": bool(self._sub_accounts(number)),
+                "parent_id": self.tables["accounts"][parent]["account_id"] if parent else None}
+
+    def _cost(self, item_code: str) -> Decimal:
+        """The unit cost price of an item (a stand-in for AMIS's costing): set by POST
+        /_sandbox/costs, else the item's ``unit_price`` in the dictionary, else 0."""
+        if item_code in self.costs:
+            return self.costs[item_code]
+        item = self.tables["inventory_items"].get(item_code) or {}
+        return to_decimal(item.get("unit_price") or 0)
+
+    def _catalogue(self) -> ledger.Catalogue:
+        items, stocks = self.tables["inventory_items"], self.tables["stocks"]
+
+        def item_type(code: str) -> int | None:
+            item = items.get(code)
+            return None if item is None else int(item.get("inventory_item_type") or 0)
+        return ledger.Catalogue(item_type=item_type, cost=self._cost,
+                                stock_account=lambda c: (stocks.get(c) or {}).get("inventory_account"))
 
     # -- routes -----------------------------------------------------------------------
     def _routes_setup(self) -> None:
@@ -256,6 +309,10 @@ class MisaSandbox(SandboxApp):
         self.add("GET", admin + "requests", self._admin_requests)
         self.add("POST", admin + r"requests/(?P<org_refid>[^/]+)/(?P<action>generate|post|delete)",
                  self._admin_request_action)
+        self.add("POST", admin + "accountant/post_all", self._admin_post_all)
+        self.add("GET", admin + "ledger", self._admin_ledger)
+        self.add("POST", admin + "costs", self._admin_set_costs)
+        self.add("POST", admin + "chart", self._admin_set_chart)
         self.add("POST", admin + "stock", self._admin_set_stock)
         self.add("GET", admin + "stock", self._admin_stock)
         self.add("POST", admin + "tokens/expire", self._admin_expire_tokens)
@@ -475,7 +532,13 @@ class MisaSandbox(SandboxApp):
         if not items:
             return []
         self._record(SAVE_PROCESSED, items)
-        return [(SAVE_PROCESSED, items)]
+        callbacks: list[tuple[int, Any]] = [(SAVE_PROCESSED, items)]
+        if self.accountant:      # accountant mode: what the call got accepted is posted at once
+            for item in items:
+                request = self.requests.get(item["org_refid"])
+                if item["success"] and request is not None and request["status"] == "accepted":
+                    callbacks.extend(self._generate_and_post(request))
+        return callbacks
 
     @staticmethod
     def _item(voucher: Mapping[str, Any], session: str, code: str | None = None,
@@ -576,6 +639,8 @@ class MisaSandbox(SandboxApp):
                 else:
                     found = [(self.synced[(table, code)], copy.deepcopy(row))
                              for code, row in self.tables[table].items()]
+                    if table == "accounts":
+                        found = [(stamp, self._account_row(row)) for stamp, row in found]
                 found = [f for f in found if since is None or f[0] > since]
                 found.sort(key=lambda f: f[0])
                 rows = [row for _stamp, row in found]
@@ -608,7 +673,7 @@ class MisaSandbox(SandboxApp):
     def _balance_row(self, item_code: str, stock_code: str, quantity: Decimal) -> dict[str, Any]:
         item = self.tables["inventory_items"].get(item_code, {})
         stock = self.tables["stocks"].get(stock_code, {})
-        cost = to_decimal(item.get("unit_price") or 0)
+        cost = self._cost(item_code)
         return {"inventory_item_id": item.get("inventory_item_id"),
                 "inventory_item_code": item_code,
                 "inventory_item_name": item.get("inventory_item_name"),
@@ -694,46 +759,111 @@ class MisaSandbox(SandboxApp):
             if status != wanted:
                 return json_response({"error": f"cannot {action} a request that is {status}; "
                                                f"it must be {wanted}"}, 409)
-            voucher = {"org_refid": ref, "voucher_type": request["voucher_type"],
-                       "refno_finance": request["refno_finance"]}
-            callback: tuple[int, Any]        # (data type, data) for _deliver
-            if action == "generate":
-                request["status"] = "generated"
-                request["_refid"] = request.get("_refid") or str(uuid.uuid4())
-                item = {**self._item(voucher, "accountant"), "refid": request["_refid"]}
-                self._record(VOUCHER_GENERATED, [item])
-                callback = (VOUCHER_GENERATED, [item])
-            else:
-                request["status"] = "posted"
-                self._move_stock(request["payload"])
-                item = {**voucher, "refid": request["_refid"], "success": True}
-                self._record(VOUCHER_CHANGED, [item], model_state=MODEL_STATE_POSTED)
-                callback = (VOUCHER_CHANGED, {"voucher": [item],
-                                              "custom_param": {"ModelState": MODEL_STATE_POSTED}})
+            try:
+                callback = self._generate(request) if action == "generate" else self._post(request)
+            except ledger.LedgerError as exc:
+                return json_response({"error": str(exc)}, 409)
             public = self._public(request)
         self._deliver(*callback)
         return json_response(public)
+
+    # -- the accountant: generate and post (admin routes, accountant mode, post_all) -----
+    def _generate(self, request: dict[str, Any]) -> tuple[int, Any]:
+        """Lập CT kế toán: an accepted request becomes a voucher (callback 18). The caller holds
+        the lock, checked the status and delivers the returned callback (data type, data)."""
+        request["status"] = "generated"
+        request["_refid"] = request.get("_refid") or str(uuid.uuid4())
+        item = {**self._item(self._voucher_ref(request), "accountant"), "refid": request["_refid"]}
+        self._record(VOUCHER_GENERATED, [item])
+        return VOUCHER_GENERATED, [item]
+
+    def _post(self, request: dict[str, Any]) -> tuple[int, Any]:
+        """Ghi sổ: a generated voucher is posted to the journal, stock moves by the journal's
+        quantities (callback 22, ModelState 7). Raises LedgerError, posting nothing, when the
+        journal would not balance (validation refuses such vouchers, so it means a sandbox bug
+        or a chart / item changed since)."""
+        posting = ledger.post(request["payload"], self._catalogue())
+        ledger.check_balanced(posting, request["org_refid"])
+        self.journal.add(request, posting)
+        for row in posting.rows:
+            if row.quantity is not None and row.inventory_item_code and row.stock_code:
+                key = (row.inventory_item_code, row.stock_code)
+                self.balances[key] = self.balances.get(key, Decimal(0)) + row.quantity
+        request["status"] = "posted"
+        item = {**self._voucher_ref(request), "refid": request["_refid"], "success": True}
+        self._record(VOUCHER_CHANGED, [item], model_state=MODEL_STATE_POSTED)
+        return VOUCHER_CHANGED, {"voucher": [item], "custom_param": {"ModelState": MODEL_STATE_POSTED}}
+
+    def _generate_and_post(self, request: dict[str, Any]) -> list[tuple[int, Any]]:
+        """What the accountant does with an accepted (or already generated) request."""
+        callbacks = []
+        if request["status"] == "accepted":
+            callbacks.append(self._generate(request))
+        if request["status"] == "generated":
+            try:
+                callbacks.append(self._post(request))
+            except ledger.LedgerError:
+                log.exception("MISA sandbox: request %s generated but not posted",
+                              request["org_refid"])
+        return callbacks
 
     @staticmethod
     def _public(request: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in request.items() if not k.startswith("_")}
 
-    def _move_stock(self, voucher: Mapping[str, Any]) -> None:
-        vtype = int(voucher.get("voucher_type") or 0)
-        if vtype == 13 and voucher.get("is_sale_with_outward") or vtype in STOCK_OUT:
-            sign = Decimal(-1)
-        elif vtype in STOCK_IN:
-            sign = Decimal(1)
-        else:
-            return
-        for line in voucher.get("detail") or []:
-            item = self.tables["inventory_items"].get(str(line.get("inventory_item_code")))
-            stock = line.get("stock_code")
-            if not item or not stock or int(item.get("inventory_item_type") or 0) == 2:
-                continue       # services have no stock
-            key = (item["inventory_item_code"], str(stock))
-            quantity = to_decimal(line.get("main_quantity") or line.get("quantity") or 0)
-            self.balances[key] = self.balances.get(key, Decimal(0)) + sign * quantity
+    @staticmethod
+    def _voucher_ref(request: Mapping[str, Any]) -> dict[str, Any]:
+        return {"org_refid": request["org_refid"], "voucher_type": request["voucher_type"],
+                "refno_finance": request["refno_finance"]}
+
+    def _admin_post_all(self, req: Request) -> Response:
+        callbacks: list[tuple[int, Any]] = []
+        with self.lock:
+            waiting = [r for r in self.requests.values() if r["status"] in ("accepted", "generated")]
+            for request in waiting:
+                callbacks.extend(self._generate_and_post(request))
+        for callback in callbacks:
+            self._deliver(*callback)
+        kinds = collections.Counter(data_type for data_type, _data in callbacks)
+        return json_response({"generated": kinds[VOUCHER_GENERATED], "posted": kinds[VOUCHER_CHANGED]})
+
+    def _admin_ledger(self, req: Request) -> Response:
+        refno = req.query.get("org_refno")
+        with self.lock:
+            return json_response(self.journal.report(refno))
+
+    def _admin_set_costs(self, req: Request) -> Response:
+        body = self._body(req) or {}
+        costs = body.get("costs")
+        if not isinstance(costs, Mapping):
+            return json_response({"error": "costs must be an object {inventory_item_code: cost}"}, 400)
+        with self.lock:
+            for code, cost in costs.items():
+                try:
+                    self.costs[str(code)] = to_decimal(cost)
+                except ValueError:
+                    return json_response({"error": f"costs.{code}: {cost!r} is not a number"}, 400)
+            return json_response({"costs": {k: ledger.text(v) for k, v in sorted(self.costs.items())}})
+
+    def _admin_set_chart(self, req: Request) -> Response:
+        """Replace the chart of accounts and/or the bank accounts (each list given replaces
+        its table; entries as get_dictionary data_type 5 and 8 serve them)."""
+        body = self._body(req) or {}
+        keys = {"accounts": "account_number", "bank_accounts": "bank_account_number"}
+        for table, key in keys.items():
+            rows = body.get(table)
+            if rows is not None and (not isinstance(rows, list)
+                                     or not all(isinstance(r, Mapping) and r.get(key) for r in rows)):
+                return json_response({"error": f"{table} must be a list of objects with {key}"}, 400)
+        with self.lock:
+            for table in keys:
+                if body.get(table) is None:
+                    continue
+                for code in list(self.tables[table]):
+                    self._delete_entry(table, code)
+                for row in body[table]:
+                    self._store(table, row)
+            return json_response({t: sorted(self.tables[t]) for t in keys})
 
     def _admin_set_stock(self, req: Request) -> Response:
         body = self._body(req) or {}
@@ -774,9 +904,15 @@ class MisaSandbox(SandboxApp):
         with self.lock:
             if "reject_duplicate_refno" in body:
                 self.reject_duplicate_refno = bool(body["reject_duplicate_refno"])
+            if "reject_parent_accounts" in body:
+                self.reject_parent_accounts = bool(body["reject_parent_accounts"])
+            if "accountant" in body:
+                self.accountant = bool(body["accountant"])
             if "processing_delay_ms" in body:
                 self.processing_delay_s = max(0.0, float(body["processing_delay_ms"]) / 1000)
             return json_response({"reject_duplicate_refno": self.reject_duplicate_refno,
+                                  "reject_parent_accounts": self.reject_parent_accounts,
+                                  "accountant": self.accountant,
                                   "processing_delay_ms": int(self.processing_delay_s * 1000)})
 
     def _admin_stats(self, req: Request) -> Response:

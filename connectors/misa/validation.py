@@ -13,6 +13,8 @@ from typing import Any, Callable, Mapping
 
 from hexaflow.money import MoneyError, to_decimal
 
+from . import ledger
+
 # voucher_type -> object name (reference §3).
 VOUCHER_TYPES = {1: "ba_deposit", 3: "ba_withdraw", 4: "ca_payment", 5: "ca_receipt",
                  7: "in_inward", 8: "in_outward", 10: "sa_discount", 11: "sa_invoice",
@@ -26,6 +28,13 @@ STOCK_VOUCHERS = frozenset({7, 8})
 VAT_RATES = frozenset({Decimal(r) for r in (0, 5, 8, 10, -1, -2, -3)})
 MAX_DETAIL_LINES = 500
 ZERO = Decimal(0)
+# Bank and cash documents, and the side of their lines that is the money (reference §3.3):
+# a receipt debits the money account, a payment credits it. Sales vouchers are documents of
+# either kind by their reftype: 3531 paid in cash, 3537 paid by bank transfer.
+BANK_TYPES = {1: "debit_account", 3: "credit_account"}
+CASH_TYPES = {5: "debit_account", 4: "credit_account"}
+SALES_VOUCHER, CASH_SALE, BANK_SALE = 13, 3531, 3537
+CASH_PREFIX, BANK_PREFIX = "111", "112"      # tiền mặt, tiền gửi ngân hàng (Circular 200)
 
 
 @dataclass(frozen=True)
@@ -48,7 +57,13 @@ class Lookup:
     has_item: Callable[[str], bool]
     has_stock: Callable[[str], bool]
     refno_owner: Callable[[str], str | None]     # org_refid already using a refno_finance
+    # An account's sub-accounts ([] for an account that takes postings), None when the chart
+    # has no such account.
+    sub_accounts: Callable[[str], list[str] | None]
+    has_bank_account: Callable[[str], bool]
+    catalogue: ledger.Catalogue                  # what posting needs: item types, costs
     reject_duplicate_refno: bool = True
+    reject_parent_accounts: bool = True
 
 
 def _num(value: Any) -> Decimal | None:
@@ -117,6 +132,10 @@ def validate_voucher(voucher: Mapping[str, Any], lookup: Lookup) -> list[Problem
                 f"Tổng tiền total_amount = {total} khác tổng tiền chi tiết {lines_total}",
                 "total_amount differs from the sum of detail amounts"))
 
+    problems.extend(_check_accounts(lines, lookup))
+    problems.extend(_check_money_documents(vtype, voucher, lines, lookup))
+    problems.extend(_check_posting(vtype, voucher, lookup))
+
     refno = voucher.get("refno_finance")
     if refno and lookup.reject_duplicate_refno:
         owner = lookup.refno_owner(str(refno))
@@ -183,4 +202,99 @@ def _check_item_totals(voucher: Mapping[str, Any], lines: list[Mapping[str, Any]
             f"Tổng tiền thanh toán total_amount = {total} khác {expected} "
             f"(tiền hàng − chiết khấu + thuế)",
             "total_amount must equal total_sale_amount − total_discount_amount + total_vat_amount"))
+    return problems
+
+
+def _check_accounts(lines: list[Mapping[str, Any]], lookup: Lookup) -> list[Problem]:
+    """Every account a line names is in the chart and takes postings (no sub-accounts)."""
+    problems: list[Problem] = []
+    for index, line in enumerate(lines, start=1):
+        for name in ledger.ACCOUNT_FIELDS:
+            number = line.get(name)
+            if number in (None, ""):
+                continue
+            subs = lookup.sub_accounts(str(number))
+            if subs is None:
+                problems.append(_invalid(
+                    f"dòng {index}: tài khoản {name} = {number} không có trong hệ thống tài khoản",
+                    f"line {index}: {name} {number} is not in the chart of accounts"))
+            elif subs and lookup.reject_parent_accounts:
+                listed = ", ".join(subs)
+                problems.append(_invalid(
+                    f"dòng {index}: tài khoản {name} = {number} là tài khoản tổng hợp, "
+                    f"phải hạch toán vào tài khoản chi tiết ({listed})",
+                    f"line {index}: {name} {number} has sub-accounts ({listed}); post to one of them"))
+    return problems
+
+
+def _money_kind(vtype: int, voucher: Mapping[str, Any]) -> tuple[str, str] | None:
+    """("bank" | "cash", the line field that is the money side) of a money document."""
+    if vtype in BANK_TYPES:
+        return "bank", BANK_TYPES[vtype]
+    if vtype in CASH_TYPES:
+        return "cash", CASH_TYPES[vtype]
+    if vtype == SALES_VOUCHER:
+        reftype = _num(voucher.get("reftype"))
+        if reftype == BANK_SALE:
+            return "bank", "debit_account"
+        if reftype == CASH_SALE:
+            return "cash", "debit_account"
+    return None
+
+
+def _check_money_documents(vtype: int, voucher: Mapping[str, Any], lines: list[Mapping[str, Any]],
+                           lookup: Lookup) -> list[Problem]:
+    """A bank document names one of the company's bank accounts; the money side of a cash
+    document is not a bank account and that of a bank document is not cash."""
+    kind = _money_kind(vtype, voucher)
+    if kind is None:
+        return []
+    problems: list[Problem] = []
+    money, side = kind
+    if money == "bank":
+        number = voucher.get("bank_account_number")
+        if not number:
+            problems.append(_invalid(
+                "Chứng từ ngân hàng phải có tài khoản ngân hàng bank_account_number",
+                "a bank document needs bank_account_number, one of the company's bank accounts"))
+        elif not lookup.has_bank_account(str(number)):
+            problems.append(_invalid(
+                f"Tài khoản ngân hàng bank_account_number = {number} không có trong danh mục",
+                f"bank_account_number {number} is not a bank account of the company"))
+    wrong, label_vi, label_en, use = (
+        (BANK_PREFIX, "tài khoản ngân hàng", "a bank account", "a bank document")
+        if money == "cash" else (CASH_PREFIX, "tài khoản tiền mặt", "cash", "a cash document"))
+    for index, line in enumerate(lines, start=1):
+        account = str(line.get(side) or "")
+        if account.startswith(wrong):
+            problems.append(_invalid(
+                f"dòng {index}: chứng từ {'tiền mặt' if money == 'cash' else 'ngân hàng'} "
+                f"không được hạch toán {side} vào {label_vi} {account}",
+                f"line {index}: the {side} of a {money} document is {label_en} ({account}); "
+                f"use {use}"))
+    return problems
+
+
+def _check_posting(vtype: int, voucher: Mapping[str, Any], lookup: Lookup) -> list[Problem]:
+    """The voucher can be posted and its journal balances (ledger.post)."""
+    posting = ledger.post(voucher, lookup.catalogue)
+    problems: list[Problem] = []
+    for gap in posting.missing:
+        if vtype in CASH_VOUCHERS:
+            continue                    # _check_line already names the missing account
+        if gap.amount_field == "quantity":
+            problems.append(_invalid(
+                f"dòng {gap.line}: xuất/nhập kho cần {gap.account_field} trên dòng hàng hóa",
+                f"line {gap.line}: the goods line moves stock (is_sale_with_outward / "
+                f"is_return_with_inward), so it needs {gap.account_field}"))
+        else:
+            problems.append(_invalid(
+                f"dòng {gap.line}: thiếu {gap.account_field} để hạch toán {gap.amount_field} = "
+                f"{gap.amount} (bút toán không cân)",
+                f"line {gap.line}: {gap.amount_field} {gap.amount} has no {gap.account_field} "
+                f"to post to; the entry would not balance"))
+    if not posting.missing and posting.debit != posting.credit:
+        problems.append(_invalid(
+            f"Bút toán không cân: tổng Nợ {posting.debit} khác tổng Có {posting.credit}",
+            f"the journal entry does not balance: debit {posting.debit}, credit {posting.credit}"))
     return problems

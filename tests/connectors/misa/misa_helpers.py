@@ -130,6 +130,7 @@ def sales_voucher(source_id: Any, lines: list[tuple[str, int, int]], *,
                        "amount": amount, "amount_oc": amount, "discount_rate": discount_rate,
                        "discount_amount": discount, "vat_rate": vat_rate, "vat_amount": vat,
                        "debit_account": "1111", "credit_account": "5111", "vat_account": "33311",
+                       "cost_account": "632", "stock_account": "1561",
                        "account_object_code": customer})
     sale = sum(d["amount"] for d in detail)
     discount = sum(d["discount_amount"] for d in detail)

@@ -95,7 +95,7 @@ def test_cash_vouchers_must_total_their_lines(raw, admin):
     voucher = {"voucher_type": 4, "reftype": 1020, "org_refid": ref, "auto_refno": True,
                "refdate": "2026-05-21T00:00:00+07:00", "account_object_code": "KH00001",
                "total_amount": 550000,
-               "detail": [{"description": "Hoàn tiền", "debit_account": "1311",
+               "detail": [{"description": "Hoàn tiền", "debit_account": "131",
                            "credit_account": "1111", "amount": 500000}]}
     assert _outcome(raw, admin, voucher)["status"] == "rejected"
     voucher["total_amount"] = 500000

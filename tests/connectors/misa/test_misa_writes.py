@@ -191,7 +191,8 @@ def test_transient_faults_and_429_are_retried(connector, admin):
 
 def test_posting_a_return_brings_stock_back(connector, admin):
     voucher = sales_voucher("R1", [("BO-DO-NGU-M", 3, 680000)], stock="KHO_DN")
-    voucher.update(voucher_type=12, reftype=3540, is_sale_with_outward=False)
+    voucher.update(voucher_type=12, reftype=3540, is_sale_with_outward=False,
+                   is_return_with_inward=True)
     ref = voucher["org_refid"]
     before = admin.get("stock")["balances"]
     connector.write([voucher_item(voucher)])
