@@ -819,6 +819,13 @@ class HaravanShop:
             raise refused("location_id", f"order {order['id']} has no location_id to restock into")
         return int(order["location_id"])
 
+    @staticmethod
+    def _last_capture_gateway(order: dict[str, Any]) -> str | None:
+        """Money refunded without a gateway goes back the way it came in: the gateway of the
+        last capture ([INF]; the order's gateway when nothing was captured)."""
+        captures = [t for t in order["transactions"] if str(t["kind"]).lower() in ("capture", "sale")]
+        return captures[-1].get("gateway") if captures else None
+
     def _refund(self, order: dict[str, Any], data: dict[str, Any]) -> dict[str, Any] | None:
         """Apply a refund (lines, restock, money); None when it returns nothing.
 
@@ -852,7 +859,8 @@ class HaravanShop:
                                               "paid and not yet refunded")
             if amount:
                 refunded += amount
-                transactions.append(self._transaction(order, "refund", -amount, t.get("gateway")))
+                transactions.append(self._transaction(order, "refund", -amount,
+                                                      t.get("gateway") or self._last_capture_gateway(order)))
         if not refund_lines and not transactions:
             return None
         restock = bool(data.get("restock"))
