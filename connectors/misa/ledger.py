@@ -37,7 +37,7 @@ ACCOUNT_FIELDS = ("debit_account", "credit_account", "vat_account", "discount_ac
                   "cost_account", "stock_account")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Row:
     """One journal row: a debit or a credit on one account, from one detail line."""
     line: int                              # the detail line (1-based)
@@ -210,26 +210,23 @@ def text(value: Decimal) -> str:
 
 
 class Journal:
-    """Every posted row, with an index by org_refno so one order's books are cheap to read."""
+    """Every posted row, with an index by org_refno so one order's books are cheap to read.
+    A row is kept as (its request's header, Row): the header is shared by the request's rows."""
 
     def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
-        self._by_refno: dict[str, list[dict[str, Any]]] = {}
+        self.rows: list[tuple[dict[str, Any], Row]] = []
+        self._by_refno: dict[str, list[tuple[dict[str, Any], Row]]] = {}
 
     def add(self, request: Mapping[str, Any], posting: Posting) -> None:
         voucher = request["payload"]
         refno = voucher.get("org_refno")
-        for row in posting.rows:
-            entry = {"org_refid": request["org_refid"], "refno_finance": voucher.get("refno_finance"),
-                     "org_refno": None if refno is None else str(refno),
-                     "voucher_type": voucher.get("voucher_type"), "reftype": voucher.get("reftype"),
-                     "posted_date": voucher.get("posted_date") or voucher.get("refdate"),
-                     "account": row.account, "debit": row.debit, "credit": row.credit,
-                     "account_object_code": row.account_object_code,
-                     "inventory_item_code": row.inventory_item_code, "stock_code": row.stock_code,
-                     "quantity": row.quantity}
-            self.rows.append(entry)
-            self._by_refno.setdefault(str(refno), []).append(entry)
+        header = {"org_refid": request["org_refid"], "refno_finance": voucher.get("refno_finance"),
+                  "org_refno": None if refno is None else str(refno),
+                  "voucher_type": voucher.get("voucher_type"), "reftype": voucher.get("reftype"),
+                  "posted_date": voucher.get("posted_date") or voucher.get("refdate")}
+        entries = [(header, row) for row in posting.rows]
+        self.rows.extend(entries)
+        self._by_refno.setdefault(str(refno), []).extend(entries)
 
     def report(self, org_refno: str | None = None) -> dict[str, Any]:
         """GET /_sandbox/ledger: the rows (of one org_refno, when given) and their balances,
@@ -239,19 +236,22 @@ class Journal:
         by_object: dict[str, dict[str, Decimal]] = {}
         by_refno: dict[str, dict[str, Decimal]] = {}
         stock: dict[str, dict[str, Decimal]] = {}
-        for row in rows:
-            change = row["debit"] - row["credit"]
-            _add(by_account, row["account"], change)
-            if row["account_object_code"]:
-                _add(by_object.setdefault(row["account_object_code"], {}), row["account"], change)
-            refno = str(row["org_refno"])
-            _add(by_refno.setdefault(refno, {}), row["account"], change)
-            if row["quantity"] is not None:
-                place = f"{row['inventory_item_code']}@{row['stock_code']}"
-                _add(stock.setdefault(refno, {}), place, row["quantity"])
-        journal = [{**row, "debit": text(row["debit"]), "credit": text(row["credit"]),
-                    "quantity": None if row["quantity"] is None else text(row["quantity"])}
-                   for row in rows]
+        journal = []
+        for header, row in rows:
+            change = row.debit - row.credit
+            _add(by_account, row.account, change)
+            if row.account_object_code:
+                _add(by_object.setdefault(row.account_object_code, {}), row.account, change)
+            refno = str(header["org_refno"])
+            _add(by_refno.setdefault(refno, {}), row.account, change)
+            if row.quantity is not None:
+                _add(stock.setdefault(refno, {}), f"{row.inventory_item_code}@{row.stock_code}",
+                     row.quantity)
+            journal.append({**header, "account": row.account, "debit": text(row.debit),
+                            "credit": text(row.credit), "account_object_code": row.account_object_code,
+                            "inventory_item_code": row.inventory_item_code,
+                            "stock_code": row.stock_code,
+                            "quantity": None if row.quantity is None else text(row.quantity)})
         return {"journal": journal,
                 "balances": {"by_account": _texts(by_account),
                              "by_account_object": {k: _texts(v) for k, v in by_object.items()},

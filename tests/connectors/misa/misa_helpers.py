@@ -2,6 +2,7 @@
 and a tiny callback receiver that verifies callbacks with ``parse_callback``."""
 from __future__ import annotations
 
+import json
 import time
 from decimal import Decimal
 from typing import Any, Callable
@@ -11,6 +12,7 @@ import pytest
 
 from hexaflow.connector import AsyncResult, ConnectorContext, WriteItem
 from hexaflow.connectors.misa import MisaConnector, handle_callback, org_refid
+from hexaflow.connectors.misa.envelope import to_jsonable
 from hexaflow.connectors.misa.sandbox import MisaSandbox
 from hexaflow.connectors.sandbox_server import (Request, SandboxApp, SandboxServer,
                                                 json_response)
@@ -67,6 +69,29 @@ class Admin:
 @pytest.fixture
 def admin(sandbox) -> Admin:
     return Admin(sandbox[1].url)
+
+
+class Raw:
+    """Talks to the sandbox the way MISA's own documentation shows."""
+
+    def __init__(self, url: str):
+        self.url = url
+        answer = httpx.post(url + "/api/oauth/actopen/connect", json={
+            "app_id": APP_ID, "access_code": ACCESS_CODE, "org_company_code": ORG}).json()
+        self.token = json.loads(answer["Data"])["access_token"]
+
+    def call(self, function: str, body: dict, method: str = "POST") -> dict:
+        full = {"app_id": APP_ID, "org_company_code": ORG, **body}
+        response = httpx.request(method, f"{self.url}/apir/sync/actopen/{function}",
+                                 json=to_jsonable(full),
+                                 headers={"X-MISA-AccessToken": self.token})
+        assert response.status_code == 200
+        return response.json()
+
+
+@pytest.fixture
+def raw(sandbox) -> "Raw":
+    return Raw(sandbox[1].url)
 
 
 class Receiver(SandboxApp):

@@ -3,36 +3,11 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 
-from hexaflow.connectors.misa.envelope import to_jsonable
 from hexaflow.connectors.misa.ids import org_refid
 
-from misa_helpers import ACCESS_CODE, APP_ID, ORG, sales_voucher
-
-
-class Raw:
-    """Talks to the sandbox the way MISA's own documentation shows."""
-
-    def __init__(self, url: str):
-        self.url = url
-        answer = httpx.post(url + "/api/oauth/actopen/connect", json={
-            "app_id": APP_ID, "access_code": ACCESS_CODE, "org_company_code": ORG}).json()
-        self.token = json.loads(answer["Data"])["access_token"]
-
-    def call(self, function: str, body: dict, method: str = "POST") -> dict:
-        full = {"app_id": APP_ID, "org_company_code": ORG, **body}
-        response = httpx.request(method, f"{self.url}/apir/sync/actopen/{function}",
-                                 json=to_jsonable(full),
-                                 headers={"X-MISA-AccessToken": self.token})
-        assert response.status_code == 200
-        return response.json()
-
-
-@pytest.fixture
-def raw(sandbox):
-    return Raw(sandbox[1].url)
+from misa_helpers import sales_voucher
 
 
 def _outcome(raw, admin, voucher, dictionary=()) -> dict:
