@@ -226,7 +226,8 @@ class Library:
         """The ``quantity`` units of a document line after the ``before`` units already taken
         (a shipment, a return): its amount, discount and total scaled by the units and rounded
         cumulatively, so the parts of a line always add up to the whole line; VAT takes what the
-        total leaves, so amount − discount + VAT is the part's share of the total exactly."""
+        total leaves (the discount, on a line without VAT), so amount − discount + VAT is the
+        part's share of the total exactly."""
         if not isinstance(line, dict):
             raise RecordError("part_of: expected a line object")
         whole = _num(line.get("quantity"), "part_of quantity")
@@ -238,10 +239,11 @@ class Library:
             total = _num(value or 0, "part_of")
             return money.round_money(total * (done + part) / whole) - money.round_money(total * done / whole)
         amount, discount = share(line.get("amount")), share(line.get("discount"))
-        line_total = _num(line.get("amount") or 0, "part_of") - _num(line.get("discount") or 0, "part_of") \
-            + _num(line.get("vat") or 0, "part_of")
-        return {**line, "quantity": part, "amount": amount, "discount": discount,
-                "vat": share(line_total) - amount + discount}
+        vat = _num(line.get("vat") or 0, "part_of")
+        total = share(_num(line.get("amount") or 0, "part_of") - _num(line.get("discount") or 0, "part_of") + vat)
+        if vat == 0:          # a line without VAT keeps none: the discount takes the rounding
+            return {**line, "quantity": part, "amount": amount, "discount": amount - total, "vat": Decimal(0)}
+        return {**line, "quantity": part, "amount": amount, "discount": discount, "vat": total - amount + discount}
 
     def get(self, obj: Any, key: Any, *default: Any) -> Any:
         """``obj[key]`` for a key computed at run time (text keys); null, or ``default``,

@@ -30,6 +30,7 @@ from hexaflow.connectors.misa import ledger
 from hexaflow.connectors.sandbox_world import CATALOGUE, SERVICE_ITEMS, WAREHOUSES
 from hexaflow.plan import Plan, compile_plan
 from hexaflow.spec import load_spec
+from hexaflow.timeutil import parse_datetime
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
 ZERO = Decimal(0)
@@ -173,8 +174,7 @@ class Books:
         sales = ("revenue", "service_revenue", "sales_discount", "sales_return", "sales_allowance")
         kept = -sum((b.get(accounts[a], ZERO) for a in sales), ZERO) + payable   # with VAT
         # Each document line rounds its pre-tax amount once: a đồng of tolerance per line.
-        lines = sum(1 for r in self.journal.rows
-                    if r["account"] == accounts["vat_output"] and r["org_refno"] == str(oid))
+        lines = sum(1 for r in self.journal.report(str(oid))["journal"] if r["account"] == accounts["vat_output"])
         share = kept * rate / (100 + rate)
         if abs(payable - share) > max(1, lines):
             return [f"VAT: payable {payable} but {rate}% of the kept sales {kept} is {share:.2f}"]
@@ -195,7 +195,7 @@ class Books:
         refunded: dict[int, int] = {}
         cancelled_at = o.get("cancelled_at") if o["cancelled_status"] == "cancelled" else None
         for r in o["refunds"]:
-            if cancelled_at and r["created_at"] > cancelled_at:
+            if cancelled_at and parse_datetime(r["created_at"]) > parse_datetime(cancelled_at):
                 continue         # after the cancellation: money only (docs/books.md)
             for rl in r["refund_line_items"]:
                 line = rl["line_item_id"]
@@ -217,11 +217,12 @@ class Books:
 
 
 def settled(o: dict[str, Any]) -> bool:
-    """Haravan says the order is done: paid in full (or everything taken refunded), and shipped
-    or cancelled. Money kept from a partly paid order whose goods all went back stays on the
+    """Haravan says the order is done: paid in full and shipped, or cancelled with every đồng
+    taken given back. Money kept from a partly paid order whose goods all went back stays on the
     customer's account for the accountant (docs/books.md)."""
     captured, refunded = HaravanShop.paid_amount(o)
-    money_done = captured >= Decimal(str(o["total_price"])) or captured == refunded
+    cancelled = o["cancelled_status"] == "cancelled"
+    money_done = captured >= Decimal(str(o["total_price"])) or (cancelled and captured == refunded)
     goods_done = o["cancelled_status"] == "cancelled" or all(
         li["fulfillable_quantity"] == 0 for li in o["line_items"])
     return money_done and goods_done
