@@ -240,10 +240,12 @@ class Library:
             return money.round_money(total * (done + part) / whole) - money.round_money(total * done / whole)
         amount, discount = share(line.get("amount")), share(line.get("discount"))
         vat = _num(line.get("vat") or 0, "part_of")
-        total = share(_num(line.get("amount") or 0, "part_of") - _num(line.get("discount") or 0, "part_of") + vat)
+        whole_total = _num(line.get("amount") or 0, "part_of") - _num(line.get("discount") or 0, "part_of")
+        total = share(whole_total + vat)
+        out = {**line, "quantity": part, "amount": amount}
         if vat == 0:          # a line without VAT keeps none: the discount takes the rounding
-            return {**line, "quantity": part, "amount": amount, "discount": amount - total, "vat": Decimal(0)}
-        return {**line, "quantity": part, "amount": amount, "discount": discount, "vat": total - amount + discount}
+            return {**out, "discount": amount - total, "vat": Decimal(0)}
+        return {**out, "discount": discount, "vat": total - amount + discount}
 
     def get(self, obj: Any, key: Any, *default: Any) -> Any:
         """``obj[key]`` for a key computed at run time (text keys); null, or ``default``,
