@@ -596,7 +596,11 @@ def test_R_CAN_3_cod_refused_after_delivery_becomes_a_BTL_sales_return(world):
     world.cancel(oid, reason="declined", restock=True, note="Khách từ chối nhận hàng")
     world.sync("orders")
     reqs = world.wait_settled()
-    assert codes(reqs) == {f"BH_{oid}", f"BTL_{oid}"}            # no money moved: no PC_
+    # The cancellation's refund brings the goods back (BTL_); the cancellation itself returns the
+    # shipping fee still booked (BTL_<id>_2). No money moved: no PC_.
+    assert codes(reqs) == {f"BH_{oid}", f"BTL_{oid}", f"BTL_{oid}_2"}
+    shipping = reqs[f"BTL_{oid}_2"]["payload"]
+    assert [d["inventory_item_code"] for d in shipping["detail"]] == ["DV_VANCHUYEN"]
     ret = reqs[f"BTL_{oid}"]
     assert ret["status"] == "accepted", ret["errors"]
     assert (ret["voucher_type"], ret["reftype"]) == (SALES_RETURN, 3540)
@@ -604,8 +608,8 @@ def test_R_CAN_3_cod_refused_after_delivery_becomes_a_BTL_sales_return(world):
     p = ret["payload"]
     assert p["is_return_with_inward"] is True
     assert_balanced(p)
-    assert p["total_amount"] == sale["payload"]["total_amount"]
-    assert [(d["inventory_item_code"], d["quantity"]) for d in p["detail"]] == [
+    assert p["total_amount"] + shipping["total_amount"] == sale["payload"]["total_amount"]
+    assert [(d["inventory_item_code"], d["quantity"]) for d in p["detail"] + shipping["detail"]] == [
         (d["inventory_item_code"], d["quantity"]) for d in sale["payload"]["detail"]]
     assert {d["credit_account"] for d in p["detail"]} == {"131"}       # receivable reduced
     assert reqs[f"BH_{oid}"]["status"] == "accepted"
@@ -689,7 +693,7 @@ def test_R_CAN_4_cancelling_after_a_partial_return_returns_the_remaining_goods_o
     assert "conflict" not in output.lower(), output
     # The first refund left a fee kept (PHI_); refunding the rest gives it back (PHI_<id>_HUY).
     assert codes(reqs) == {f"BH_{oid}", f"BTL_{oid}", f"PC_{oid}", f"BTL_{oid}_2", f"PC_{oid}_2",
-                           f"PHI_{oid}", f"PHI_{oid}_HUY"}
+                           f"BTL_{oid}_3", f"PHI_{oid}", f"PHI_{oid}_HUY"}
     fee, back = (reqs[c]["payload"] for c in (f"PHI_{oid}", f"PHI_{oid}_HUY"))
     assert fee["total_amount"] == back["total_amount"] > 0
     assert back["detail"][0]["debit_account"] == "711"
@@ -697,10 +701,11 @@ def test_R_CAN_4_cancelling_after_a_partial_return_returns_the_remaining_goods_o
     assert Decimal(str(reqs[f"PC_{oid}_2"]["payload"]["total_amount"])) == Decimal(480000)
     second = reqs[f"BTL_{oid}_2"]["payload"]
     # The two refunds give back every đồng (400,000 + 480,000 = total_price), so the sale is
-    # reversed in full: the shirts still out, and the shipping fee the customer got back too.
-    assert [(d["inventory_item_code"], d["quantity"]) for d in second["detail"]] == \
-        [("AO-THUN-M", 2), ("DV_VANCHUYEN", 1)]
-    returned = sum(Decimal(str(reqs[c]["payload"]["total_amount"])) for c in (f"BTL_{oid}", f"BTL_{oid}_2"))
+    # reversed in full: the shirts by the second refund, the shipping fee by the cancellation.
+    assert [(d["inventory_item_code"], d["quantity"]) for d in second["detail"]] == [("AO-THUN-M", 2)]
+    assert [d["inventory_item_code"] for d in reqs[f"BTL_{oid}_3"]["payload"]["detail"]] == ["DV_VANCHUYEN"]
+    returned = sum(Decimal(str(reqs[c]["payload"]["total_amount"]))
+                   for c in (f"BTL_{oid}", f"BTL_{oid}_2", f"BTL_{oid}_3"))
     assert abs(returned - Decimal(str(order["total_price"]))) <= 1
     assert_rerun_changes_nothing(world)
 
@@ -812,7 +817,7 @@ def test_R_CAN_6_document_codes_follow_the_templates_in_settings(world):
     world.sync("orders")
     reqs = world.wait_settled()
     p, r = paid["id"], refused["id"]
-    assert codes(reqs) == {f"DDH-{p}", f"THU-{p}", f"CHI-{p}", f"DDH-{r}", f"CTBH-{r}", f"TRA-{r}"}
+    assert codes(reqs) == {f"DDH-{p}", f"THU-{p}", f"CHI-{p}", f"DDH-{r}", f"CTBH-{r}", f"TRA-{r}", f"TRA-{r}_2"}
     assert not any(code.startswith(("DH_", "BH_", "PT_", "PC_", "BTL_")) for code in reqs)
     assert reqs[f"DDH-{p}"]["status"] == "deleted" and reqs[f"DDH-{r}"]["status"] == "accepted"
     assert all(reqs[c]["status"] == "accepted" for c in (f"THU-{p}", f"CHI-{p}", f"CTBH-{r}", f"TRA-{r}")), reqs

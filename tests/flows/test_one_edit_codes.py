@@ -48,7 +48,7 @@ def test_sales_return_codes_become_TL_order_name_with_one_edit(world: World):
     # new code, so it is not written again); the cancellation's return is numbered after it.
     # Everything paid was refunded in the end, so the fee kept is given back (PHI_<id>_HUY).
     assert codes(reqs) == {f"BH_{oid}", f"TL-{name}", f"PC_{oid}", f"TL-{name}_2", f"PC_{oid}_2",
-                           f"PHI_{oid}", f"PHI_{oid}_HUY"}
+                           f"TL-{name}_3", f"PHI_{oid}", f"PHI_{oid}_HUY"}
     assert all(r["status"] == "accepted" for r in reqs.values()), reqs
     for code in (f"TL-{name}", f"TL-{name}_2"):
         assert reqs[code]["payload"]["refno_finance"] == code

@@ -17,11 +17,11 @@ def test_dictionary_pages_hold_at_most_100_and_stop_on_a_short_page(connector, a
     connector.write([_item(f"SP{n:04d}", f"Sản phẩm {n}") for n in range(190)])
     admin.drain()
     pages = list(connector.read("items", {}))
-    assert [len(p.records) for p in pages] == [100, 100, 5]   # 15 demo + 190 new
+    assert [len(p.records) for p in pages] == [100, 100, 7]   # 17 demo + 190 new
     pages_take = [c for c in admin.get("calls")["calls"] if c["function"] == "get_dictionary"]
     assert [c.get("take", 100) for c in pages_take] and len(pages_take) == 3
     codes = [r["inventory_item_code"] for p in pages for r in p.records]
-    assert len(codes) == len(set(codes)) == 205
+    assert len(codes) == len(set(codes)) == 207
     assert pages[0].cursor is None and pages[-1].cursor      # only the last page moves the cursor
 
 

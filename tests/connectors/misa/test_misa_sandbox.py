@@ -101,7 +101,7 @@ def test_empty_data_holds_only_the_company_setup(sandbox, admin):
     admin.post("reset", {"data": "empty"})
     dictionary = admin.get("dictionary")
     assert dictionary["account_objects"] == []
-    assert [i["inventory_item_code"] for i in dictionary["inventory_items"]] == ["DV_VANCHUYEN"]
+    assert [i["inventory_item_code"] for i in dictionary["inventory_items"]] == ["DV_VANCHUYEN", "DV_GIAMGIA", "DV_PHIGIULAI"]
     assert len(dictionary["stocks"]) == 3 and len(dictionary["units"]) == 6
     assert admin.get("stock")["balances"] == []
 
