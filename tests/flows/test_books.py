@@ -5,6 +5,7 @@ sets the number of lifecycles (2,000 by default); bench/books.py runs 10,000."""
 from __future__ import annotations
 
 import os
+import shutil
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -122,7 +123,6 @@ def test_a_wrong_refund_split_breaks_the_books(tmp_path):
     text = (MAPPINGS / "orders.yaml").read_text(encoding="utf-8")
     original = '      allowance: "=if(excess > `0`, excess, `0`)"'
     assert original in text
-    import shutil
     folder = shutil.copytree(MAPPINGS, tmp_path / "mappings")
     (folder / "orders.yaml").write_text(text.replace(original, '      allowance: "=`0`"'), encoding="utf-8")
     lifecycle = {"settings": {}, "lines": [("AO-THUN-M", 2, 0)], "shipping": 30000, "code_discount": 0,
