@@ -120,6 +120,13 @@ class Books:
         return new
 
     # -- the invariants ----------------------------------------------------------------------
+    @property
+    def accounts(self) -> dict[str, str]:
+        """The accounts the flow posts to: the settings' preset with the company's own over it."""
+        settings = self.plan.tables["settings"]
+        preset = self.plan.tables["account_presets"][settings["account_preset"]]
+        return {**preset["accounts"], **(settings.get("accounts") or {})}
+
     def balances(self, oid: int) -> dict[str, Decimal]:
         report = self.journal.report(str(oid))
         return {k: Decimal(v) for k, v in report["balances"]["by_org_refno"].get(str(oid), {}).items()}
@@ -132,7 +139,7 @@ class Books:
     def check(self, oid: int) -> list[str]:
         """The §5b invariants of one order, each broken one as a sentence."""
         o, b = self.order(oid), self.balances(oid)
-        accounts = self.plan.tables["settings"]["accounts"]
+        accounts = self.accounts
         out: list[str] = []
         got_money: dict[str, Decimal] = {}
         want_money: dict[str, Decimal] = {kind: ZERO for kind in ("cash", "bank", "cod")}
