@@ -4,6 +4,10 @@
   ``warehouses.yaml`` written as ``KHO_HCM: 963414``).
 - A YAML list of mappings, or a CSV file, needs a key column (CSV default: the first column).
 Keys are compared as text, so ``1036847352`` and ``"1036847352"`` find the same row.
+
+A lookup can also be read from a connector when a run starts (``{connector: misa, resource:
+items, key: inventory_item_code, sample: ...}``, e.g. MISA's item dictionary for each line's
+unit); its ``sample`` file stands in for it where no connector is at hand (validate, test).
 The file must be inside the flow's project folder (hexaflow.paths) and no larger than
 ``hexaflow.limits.MAX_FILE_BYTES``.
 """
@@ -11,17 +15,41 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hexaflow.errors import TableError
 from hexaflow.paths import PathError, inside_project
 from hexaflow.yamlload import SpecSyntaxError, read_data_file, read_limited
 
+if TYPE_CHECKING:
+    from hexaflow.connector import Connector
+
 # A message quotes at most this many column names, each cut to this many characters: enough to
 # pick the key column, never a file's content.
 SHOWN_COLUMNS = 10
 SHOWN_COLUMN_CHARS = 40
+
+
+@dataclass(frozen=True)
+class ConnectorLookup:
+    """A lookup table a connector's resource fills, keyed by one of its records' fields."""
+    name: str
+    connector: str
+    resource: str
+    key: str
+
+
+def read_connector_table(lookup: ConnectorLookup, connector: "Connector") -> dict[str, Any]:
+    """Every record of the lookup's resource, by its key field (records without one are left out)."""
+    rows: dict[str, Any] = {}
+    for page in connector.read(lookup.resource, {}):
+        for record in page.records:
+            value = record.get(lookup.key)
+            if value is not None and value != "":
+                rows[str(value)] = record
+    return rows
 
 
 def load_table(base: Path, file: str, display: str, key: str | None = None) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from hexaflow.expressions import (CompileError, Expr, ExpressionCompiler, Fn, Sc
                                   jsonable, truthy)
 from hexaflow.jmespath_compiler import Part
 from hexaflow.functions import FunctionContext, Library, RecordError, failure_reason
-from hexaflow.lookups import TableError, load_table
+from hexaflow.lookups import ConnectorLookup, TableError, load_table
 from hexaflow.money import to_json_number
 from hexaflow.problems import ERROR, WARNING, Problem, did_you_mean, path_text
 from hexaflow.registry import connector_names, get_connector
@@ -158,6 +158,8 @@ class Plan:
     # Every expression and template compiled, with its path in the spec (e.g. ("let", "paid")):
     # what each let reads, so that coverage evaluates only what the conditions need.
     compiled: tuple[tuple[tuple, Any], ...] = ()
+    # Tables read from a connector when a run starts (their sample stands in until then).
+    connector_lookups: tuple[ConnectorLookup, ...] = ()
 
     def target_connectors(self) -> list[str]:
         """The connectors the routes write to (documents and ensured prerequisites)."""
@@ -407,6 +409,7 @@ class _Compiler:
         self.base_dir = spec.path.parent
         self.tables: dict[str, dict[str, Any]] = {}
         self.table_files: dict[str, str] = {}
+        self.connector_lookups: list[ConnectorLookup] = []
         tz = self.data.get("timezone", DEFAULT_TIMEZONE)
         try:
             get_zone(tz)
@@ -674,7 +677,7 @@ class _Compiler:
             return None
         return Plan(data["flow"], self.spec.path, self.base_dir, self.timezone, source,
                     self.tables, tuple(lets), tuple(routes), self.spec, self.compiler,
-                    tuple(self.compiled))
+                    tuple(self.compiled), tuple(self.connector_lookups))
 
     def source(self, raw: dict[str, Any]) -> SourcePlan | None:
         connector = raw.get("connector")
@@ -725,6 +728,9 @@ class _Compiler:
             if name in RESERVED_NAMES:
                 self.error(("lookups", name), f"{name!r} is a reserved name", "rename the lookup", key=True)
                 continue
+            if isinstance(spec, dict) and "connector" in spec:
+                self.connector_lookup(name, spec)
+                continue
             file, key = (spec, None) if isinstance(spec, str) else (spec.get("file"), spec.get("key"))
             if not isinstance(file, str):
                 continue
@@ -736,6 +742,27 @@ class _Compiler:
                 where = ("lookups", name) if isinstance(spec, str) else ("lookups", name, "file")
                 message = exc.message if exc.line <= 1 else f"{exc.message}"
                 self.error(where, message, exc.hint)
+
+    def connector_lookup(self, name: str, spec: dict[str, Any]) -> None:
+        """A table read from a connector at the start of each run (docs/flows.md "Lookups");
+        until then, and in validate and test, its ``sample`` file stands in for it."""
+        path = ("lookups", name)
+        catalogue = self.catalogue(path + ("connector",), spec.get("connector"))
+        resource, key, sample = spec.get("resource"), spec.get("key"), spec.get("sample")
+        if catalogue is not None and resource not in catalogue.resources:
+            known = sorted(catalogue.resources)
+            self.error(path + ("resource",), f"connector {spec['connector']!r} has no resource {resource!r}",
+                       did_you_mean(str(resource), known) or f"resources: {', '.join(known)}")
+        if not (isinstance(resource, str) and isinstance(key, str) and isinstance(sample, str)):
+            return
+        display = str(Path(self.spec.display).parent / sample)
+        try:
+            self.tables[name] = load_table(self.base_dir, sample, display, key)
+            self.table_files[name] = f"{spec['connector']} {resource}"
+        except TableError as exc:
+            self.error(path + ("sample",), exc.message, exc.hint)
+            return
+        self.connector_lookups.append(ConnectorLookup(name, spec["connector"], resource, key))
 
     def route(self, path: tuple, raw: dict[str, Any], names: set[str]) -> RoutePlan | None:
         action = raw.get("action", "upsert")

@@ -27,6 +27,7 @@ from hexaflow.connector import ConnectorError
 from hexaflow.cursor import LOCK_TTL, CursorKeeper, Page
 from hexaflow.decide import CONFLICT_DECISION, REFUSE, REJECTED_RETRIES, SEND, SKIP, decide_with_store
 from hexaflow.environment import run_settings, tenant_name
+from hexaflow.lookups import read_connector_table
 from hexaflow.errors import FlowError
 from hexaflow.mapper import history_of, map_records
 from hexaflow.plan import Document, Plan, compile_plan
@@ -102,6 +103,7 @@ def run_flow(plan: Plan, *, tenant: str, store: SQLiteStore, connectors: Connect
     report = options.get("report")
     if report is not None:
         ctx = replace(ctx, report=report)
+    read_connector_lookups(plan, connectors)
     if dry_run:
         _run_pages(ctx, options.get("limit"), budget, options.get("progress"))
         return ctx.summary
@@ -124,6 +126,12 @@ def run_flow(plan: Plan, *, tenant: str, store: SQLiteStore, connectors: Connect
         store.finish_run(run_id, status, ctx.summary.as_dict())
         store.release_lock(tenant, plan.name, ctx.fence)
     return ctx.summary
+
+
+def read_connector_lookups(plan: Plan, connectors: Connectors) -> None:
+    """Fill the lookups a connector holds (e.g. MISA's items) with what it holds now."""
+    for lookup in plan.connector_lookups:
+        plan.tables[lookup.name] = read_connector_table(lookup, connectors.get(lookup.connector))
 
 
 def _lock(ctx: RunContext) -> int:

@@ -307,7 +307,8 @@ def plan_files(name: str) -> tuple[dict[str, bytes], list[str], list[str]]:
     for flow in flows:
         base = PurePosixPath(flow.path).parent
         for spec in (flow.data.get("lookups") or {}).values():
-            file = spec if isinstance(spec, str) else (spec or {}).get("file")
+            # A connector's lookup is read from it each run; its sample file is the table here.
+            file = spec if isinstance(spec, str) else (spec or {}).get("file") or (spec or {}).get("sample")
             if isinstance(file, str):
                 rel = os.path.normpath((base / file).as_posix()).replace(os.sep, "/")
                 users = tables.setdefault(rel, [])

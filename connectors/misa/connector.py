@@ -298,8 +298,12 @@ class MisaConnector(Connector):
         entries = [self._strip(i) for i in batch if i.document == DICTIONARY]
         if function == "save_dictionary":
             return {"dictionary": entries}
-        return {"voucher": [self._strip(i) for i in batch if i.document == VOUCHER],
-                "dictionary": entries}
+        vouchers = [self._strip(i) for i in batch if i.document == VOUCHER]
+        body: dict[str, Any] = {"voucher": vouchers, "dictionary": entries}
+        references = [ref for voucher in vouchers for ref in _references(voucher)]
+        if references:
+            body["reference"] = references
+        return body
 
     def _send(self, batch: Sequence[WriteItem], function: str,
               results: dict[str, WriteResult]) -> None:
@@ -465,6 +469,16 @@ class MisaConnector(Connector):
 # most flows ensure; other types are ``<push dictionary_type>:<code>``. One format, so the key an
 # order's ensure renders and the customers flow's key name the same entry, and exists() reads it.
 CUSTOMER_TYPE = 1
+
+
+def _references(voucher: dict[str, Any]) -> list[dict[str, Any]]:
+    """The documents ``voucher`` refers to (a flow's ``reference`` field, taken off the voucher):
+    save's body-level ``reference`` items, each naming the voucher and the document it refers to
+    (reference §3.3 "Linking related documents"; AMIS shows them under "Tham chiếu")."""
+    refers = voucher.pop("reference", None) or []
+    return [{"org_refid": voucher.get("org_refid"), "org_refno": voucher.get("org_refno"),
+             "org_reftype": voucher.get("org_reftype") or voucher.get("reftype"), **refer}
+            for refer in refers if isinstance(refer, dict)]
 
 
 def dictionary_key(push_type: int, code: str) -> str:

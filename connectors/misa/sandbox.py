@@ -399,8 +399,10 @@ class MisaSandbox(SandboxApp):
         if isinstance(body, Response):
             return body
         vouchers, dictionary = body.get("voucher") or [], body.get("dictionary") or []
-        if not isinstance(vouchers, list) or not isinstance(dictionary, list):
-            return fail("InvalidParam", "voucher và dictionary phải là mảng")
+        references = body.get("reference") or []
+        if not isinstance(vouchers, list) or not isinstance(dictionary, list) \
+                or not isinstance(references, list):
+            return fail("InvalidParam", "voucher, dictionary và reference phải là mảng")
         with self.lock:      # refused calls are logged too: the log shows what clients sent
             self._log_call("save", vouchers=len(vouchers), dictionary=len(dictionary))
         if not vouchers and not dictionary:
@@ -423,6 +425,8 @@ class MisaSandbox(SandboxApp):
                 if existing and existing["status"] in ("generated", "posted"):
                     continue          # the worker reports IsCreatedVoucher
                 entry = self._request_entry(voucher, self._seq, existing)
+                entry["references"] = [r for r in references
+                                       if isinstance(r, dict) and str(r.get("org_refid")) == ref]
                 self.requests[ref] = entry
                 if existing is not None and existing["refno_finance"] != entry["refno_finance"]:
                     self._refno_refs.get(str(existing["refno_finance"]), {}).pop(ref, None)

@@ -162,7 +162,7 @@ def test_readme_names_every_flow_and_table(project):
         assert f"`{flow.name}`" in text
         data = yaml.safe_load(flow.read_text(encoding="utf-8"))
         for spec in (data.get("lookups") or {}).values():
-            table = spec if isinstance(spec, str) else spec["file"]
+            table = spec if isinstance(spec, str) else spec.get("file") or spec["sample"]
             assert f"`{table}`" in text
 
 

@@ -476,6 +476,13 @@ def test_R_ORD_6_unfulfilled_then_paid_then_fulfilled_yields_each_document_once_
     assert [r["refno_finance"] for r in world.request_list()] == [f"DH_{oid}", f"PT_{oid}", f"BH_{oid}"]
     voucher = reqs[f"BH_{oid}"]
     assert (voucher["voucher_type"], voucher["reftype"]) == (SALES_VOUCHER, 3530)   # PT_ holds the money
+    # The voucher refers to the sales order it fulfils (MISA's "Tham chiếu").
+    sales_order = reqs[f"DH_{oid}"]
+    assert voucher["references"] == [{
+        "org_refid": voucher["org_refid"], "org_refno": str(oid), "org_reftype": 3530,
+        "org_refer_refid": sales_order["org_refid"], "org_refer_refno": f"DH_{oid}", "org_refer_reftype": 3520}]
+    assert "reference" not in voucher["payload"]
+    assert reqs[f"PT_{oid}"]["references"] == []
     assert all(r["status"] == "accepted" for r in reqs.values()), reqs
     # The sales order is left as it was (MISA closes it when the voucher is generated).
     assert reqs[f"DH_{oid}"]["payload"]["total_amount"] == 880000
@@ -779,10 +786,8 @@ def test_R_CAN_5_payment_and_return_documents_carry_customer_dates_staff_totals_
     assert_rerun_changes_nothing(world)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "R-CAN-5 lists the unit per product line; no document line of orders.yaml carries "
-    "unit_name (MISA's detail field, reference §3.1-3.4), so the return's lines have no unit"))
 def test_R_CAN_5_return_lines_carry_the_unit_of_the_item(world):
+    """The unit comes from MISA's item dictionary, read when the run starts (lookups: items)."""
     order = world.create_order(gateway="COD", gateway_code="COD", customer={"id": lan(world)["id"]},
                                line_items=[line("VO-COTTON-Den", 2), line("MU-LUOI-TRAI")])
     world.fulfill(order["id"])
@@ -795,6 +800,8 @@ def test_R_CAN_5_return_lines_carry_the_unit_of_the_item(world):
     assert [(d["inventory_item_code"], d.get("unit_name")) for d in ret["payload"]["detail"]] == [
         ("VO-COTTON-Den", units["VO-COTTON-Den"]), ("MU-LUOI-TRAI", units["MU-LUOI-TRAI"])]
     assert units["VO-COTTON-Den"] == "Đôi"
+    first = ret["payload"]["detail"][0]
+    assert (first["main_unit_name"], first["main_convert_rate"], first["main_quantity"]) == ("Đôi", 1, 2)
 
 
 def test_R_CAN_6_document_codes_follow_the_templates_in_settings(world):

@@ -22,7 +22,7 @@ def test_a_balanced_voucher_is_accepted(raw, admin):
                                                      ("HOP-QUA", 1, 45000)], discount_rate=10))
     assert request["status"] == "accepted" and request["errors"] == []
     assert set(request) == {"org_refid", "voucher_type", "reftype", "refno_finance",
-                            "org_refno", "status", "errors", "payload"}
+                            "org_refno", "status", "errors", "payload", "references"}
 
 
 def test_an_unbalanced_voucher_is_rejected(raw, admin):
