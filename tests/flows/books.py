@@ -127,12 +127,16 @@ class Books:
         preset = self.plan.tables["account_presets"][settings["account_preset"]]
         return {**preset["accounts"], **(settings.get("accounts") or {})}
 
+    def report(self, oid: int) -> dict[str, Any]:
+        """The order's part of the ledger, as ``GET /_sandbox/ledger?org_refno=`` serves it."""
+        return self.journal.report(str(oid))
+
     def balances(self, oid: int) -> dict[str, Decimal]:
-        report = self.journal.report(str(oid))
+        report = self.report(oid)
         return {k: Decimal(v) for k, v in report["balances"]["by_org_refno"].get(str(oid), {}).items()}
 
     def stock(self, oid: int) -> dict[str, Decimal]:
-        report = self.journal.report(str(oid))
+        report = self.report(oid)
         return {k: Decimal(v) for k, v in report["stock"]["by_org_refno"].get(str(oid), {}).items()
                 if Decimal(v)}
 
@@ -181,7 +185,7 @@ class Books:
         sales = ("revenue", "service_revenue", "sales_discount", "sales_return", "sales_allowance")
         kept = -sum((b.get(accounts[a], ZERO) for a in sales), ZERO) + payable   # with VAT
         # Each document line rounds its pre-tax amount once: a đồng of tolerance per line.
-        lines = sum(1 for r in self.journal.report(str(oid))["journal"] if r["account"] == accounts["vat_output"])
+        lines = sum(1 for r in self.report(oid)["journal"] if r["account"] == accounts["vat_output"])
         share = kept * rate / (100 + rate)
         if abs(payable - share) > max(1, lines):
             return [f"VAT: payable {payable} but {rate}% of the kept sales {kept} is {share:.2f}"]

@@ -90,9 +90,10 @@ def apply(books: Books, oid: int, operation: tuple) -> None:
         pass
 
 
-def play(lifecycle: dict[str, Any], plan=None) -> tuple[Books, int, list[str]]:
-    """A lifecycle played and synced; the invariants broken along the way."""
-    books = Books(plan or _plan(tuple(sorted(lifecycle["settings"].items()))))
+def play(lifecycle: dict[str, Any], plan=None, books: Books | None = None) -> tuple[Books, int, list[str]]:
+    """A lifecycle played and synced (in process, or by ``books`` given); the invariants broken
+    along the way."""
+    books = books or Books(plan or _plan(tuple(sorted(lifecycle["settings"].items()))))
     oid = books.create(lifecycle["lines"], shipping=lifecycle["shipping"],
                        code_discount=lifecycle["code_discount"], gateway=lifecycle["gateway"],
                        tax_rate=lifecycle["haravan_tax"])
