@@ -10,8 +10,8 @@ a time in arrival order, validates each voucher like MISA, keeps the result for
 
 Admin routes (``/_sandbox/``; the first ones are contracts in design.md):
 - ``POST reset`` ``{"data": "demo"|"empty", "chart": <account preset>}`` (the chart of accounts
-  of circular_99_2025, the default, circular_200_2014 or circular_133_2016); ``GET dictionary``; ``POST dictionary``
-  ``{"dictionary": [push-shaped entries], "delete": [{"dictionary_type", "code"}]}``
+  of circular_99_2025, the default, circular_200_2014 or circular_133_2016); ``GET dictionary``;
+  ``POST dictionary`` ``{"dictionary": [push-shaped entries], "delete": [{"dictionary_type", "code"}]}``
 - ``GET requests``; ``POST requests/{org_refid}/generate | post | delete`` (the accountant)
 - ``POST stock`` ``{"inventory_item_code", "stock_code", "quantity"}``; ``GET stock``
 - ``POST faults`` (shared toolkit, plus ``token_ttl_s``); ``POST tokens/expire``
