@@ -10,7 +10,8 @@ a time in arrival order, validates each voucher like MISA, keeps the result for
 
 Admin routes (``/_sandbox/``; the first ones are contracts in design.md):
 - ``POST reset`` ``{"data": "demo"|"empty", "chart": <account preset>}`` (the chart of accounts
-  of circular_99_2025, the default, circular_200_2014 or circular_133_2016); ``GET dictionary``;
+  of circular_99_2025, circular_200_2014 or circular_133_2016; default: the constructor's `chart`,
+  itself circular_99_2025 by default); ``GET dictionary``;
   ``POST dictionary`` ``{"dictionary": [push-shaped entries], "delete": [{"dictionary_type", "code"}]}``
 - ``GET requests``; ``POST requests/{org_refid}/generate | post | delete`` (the accountant)
 - ``POST stock`` ``{"inventory_item_code", "stock_code", "quantity"}``; ``GET stock``
@@ -115,7 +116,8 @@ class MisaSandbox(SandboxApp):
     def __init__(self, app_id: str, access_code: str, org_company_code: str, data: str = "demo",
                  seed: int = 1, *, token_ttl_s: float = DEFAULT_TOKEN_TTL_S,
                  callback_url: str | None = None, callback_delay_s: float = 0.02,
-                 callback_key: str | None = None, reject_duplicate_refno: bool = True):
+                 callback_key: str | None = None, reject_duplicate_refno: bool = True,
+                 chart: str | None = None):
         super().__init__()
         self.app_id = app_id
         self.access_code = access_code
@@ -136,6 +138,7 @@ class MisaSandbox(SandboxApp):
         self._stopping = False
         self._last_stamp = datetime(2020, 1, 1, tzinfo=VN)
         self._seq = 0
+        self.chart = chart or demo_data.DEFAULT_CHART     # what a reset without a chart gives
         self.reset(data)
         self._routes_setup()
         self._worker = threading.Thread(target=self._run_worker, name="misa-sandbox-worker",
@@ -143,9 +146,10 @@ class MisaSandbox(SandboxApp):
         self._worker.start()
 
     # -- state ------------------------------------------------------------------------
-    def reset(self, data: str = "empty", chart: str = demo_data.DEFAULT_CHART) -> None:
+    def reset(self, data: str = "empty", chart: str | None = None) -> None:
         """Back to the company setup (``data`` "empty" or "demo") with the chart of accounts of
-        the account preset ``chart`` (a key of demo_data.CHARTS)."""
+        the account preset ``chart`` (a key of demo_data.CHARTS; default: the sandbox's own)."""
+        chart = chart or self.chart
         if chart not in demo_data.CHARTS:
             raise ValueError(f"unknown chart {chart!r}; known: {sorted(demo_data.CHARTS)}")
         with self.lock:
@@ -720,7 +724,7 @@ class MisaSandbox(SandboxApp):
     def _admin_reset(self, req: Request) -> Response:
         body = self._body(req) or {}
         data = body.get("data", "empty")
-        chart = body.get("chart", demo_data.DEFAULT_CHART)
+        chart = body.get("chart") or self.chart
         if data not in ("demo", "empty"):
             return json_response({"error": "data must be 'demo' or 'empty'"}, 400)
         if chart not in demo_data.CHARTS:
