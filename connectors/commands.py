@@ -31,7 +31,7 @@ def sandbox_credentials() -> dict[str, str]:
 
 def start_sandboxes(*, haravan_port: int = 0, misa_port: int = 0, data: str = "demo",
                     orders: int = 200, rate_limit: bool = True, seed: int = 1,
-                    credentials: dict[str, str] | None = None):
+                    credentials: dict[str, str] | None = None, chart: str | None = None):
     """Start both sandboxes on loopback threads; return (haravan_server, misa_server, credentials)."""
     from hexaflow.connectors.haravan.sandbox import HaravanSandbox
     from hexaflow.connectors.misa.sandbox import MisaSandbox
@@ -43,7 +43,7 @@ def start_sandboxes(*, haravan_port: int = 0, misa_port: int = 0, data: str = "d
         data=data, orders=orders, rate_limit=rate_limit, seed=seed), port=haravan_port).start()
     misa = SandboxServer(MisaSandbox(
         app_id=creds["MISA_APP_ID"], access_code=creds["MISA_ACCESS_CODE"],
-        org_company_code=creds["MISA_ORG_COMPANY_CODE"], data=data, seed=seed),
+        org_company_code=creds["MISA_ORG_COMPANY_CODE"], data=data, seed=seed, chart=chart),
         port=misa_port).start()
     return haravan, misa, creds
 
@@ -56,10 +56,15 @@ def start_sandboxes(*, haravan_port: int = 0, misa_port: int = 0, data: str = "d
 @click.option("--orders", type=int, default=200, show_default=True, help="Number of demo orders.")
 @click.option("--rate-limit", type=click.Choice(["on", "off"]), default="on", show_default=True,
               help="Haravan's leaky bucket (80 requests, 4/s).")
-def sandbox(haravan_port: int, misa_port: int, data: str, orders: int, rate_limit: str) -> None:
+@click.option("--chart", type=click.Choice(["circular_99_2025", "circular_200_2014",
+                                            "circular_133_2016"]), default="circular_99_2025",
+              show_default=True, help="The MISA company's chart of accounts (an account preset).")
+def sandbox(haravan_port: int, misa_port: int, data: str, orders: int, rate_limit: str,
+            chart: str) -> None:
     """Run the Haravan and MISA AMIS sandboxes in the foreground; Ctrl-C stops them."""
     haravan, misa, creds = start_sandboxes(haravan_port=haravan_port, misa_port=misa_port,
-                                           data=data, orders=orders, rate_limit=rate_limit == "on")
+                                           data=data, orders=orders, rate_limit=rate_limit == "on",
+                                           chart=chart)
     click.echo(f"Haravan sandbox: {haravan.url}")
     click.echo(f"MISA AMIS sandbox: {misa.url}")
     click.echo("Use these settings (sandbox credentials, not secrets of a real shop):")

@@ -1,7 +1,7 @@
 """The ``hexaflow`` command line.
 
 Commands import their machinery lazily so that ``hexaflow --help`` stays close to bare Python
-start-up. Exit codes are a contract (docs/cli.md): validate 0/1; run 0/1/2; test 0/1.
+start-up. Exit codes are a contract (docs/cli.md): validate 0/1; run 0/1/2; test 0/1; check 0/1.
 """
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ class LazyGroup(click.Group):
                     "Run the connectors' sandboxes in the foreground."),
         "demo": ("hexaflow.connectors.commands", "demo",
                  "Start the sandboxes with demo data, run every flow, show the result."),
+        "check": ("hexaflow.connectors.check", "check",
+                  "Compare the settings with the tenant's MISA company (accounts, items, ...)."),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

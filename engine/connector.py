@@ -273,6 +273,14 @@ class Connector:
         """Whether the target already holds ``document`` with ``key``; None if it cannot tell."""
         return None
 
+    def references(self, kind: str, codes: Iterable[str]) -> dict[str, str | None] | None:
+        """What the target holds of the things settings name (``hexaflow check``): for each of
+        ``codes`` of ``kind`` (a kind of the connector's own, e.g. MISA's "account"), None when
+        the target holds it and it can be used, else why not ("is not in the chart of
+        accounts"). None when the connector cannot tell about ``kind``. Must not change
+        anything in the target."""
+        return None
+
     def poll(self, target_refs: Iterable[str]) -> list[AsyncResult]:
         """Outcomes of earlier queued writes that are known now (may be empty)."""
         return []

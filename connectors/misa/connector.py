@@ -29,7 +29,8 @@ VOUCHER = "voucher"
 DICTIONARY = "dictionary"
 
 # get_dictionary data_type (read numbering) per resource.
-DICTIONARY_RESOURCES = {"customers": 1, "items": 2, "stocks": 3, "units": 4}
+DICTIONARY_RESOURCES = {"customers": 1, "items": 2, "stocks": 3, "units": 4, "accounts": 5,
+                        "bank_accounts": 8}
 # save_dictionary dictionary_type (push numbering) -> (read data_type, code field).
 PUSH_TYPES = {1: (1, "account_object_code"), 3: (2, "inventory_item_code"),
               5: (3, "stock_code"), 6: (4, "unit_name")}
@@ -46,6 +47,10 @@ _ITEM_FIELDS = ("inventory_item_id", "inventory_item_code", "inventory_item_name
 _STOCK_FIELDS = ("stock_id", "stock_code", "stock_name", "branch_id", "inventory_account",
                  "inactive", "description")
 _UNIT_FIELDS = ("unit_id", "unit_name", "description", "inactive")
+_ACCOUNT_FIELDS = ("account_id", "account_number", "account_name", "grade", "parent_id",
+                   "is_parent", "inactive")
+_BANK_ACCOUNT_FIELDS = ("bank_account_id", "bank_account_number", "bank_name",
+                        "bank_branch_name", "inactive")
 _BALANCE_FIELDS = ("inventory_item_id", "inventory_item_code", "inventory_item_name", "stock_id",
                    "stock_code", "stock_name", "organization_unit_id", "organization_unit_code",
                    "organization_unit_name", "quantity_balance", "amount_balance", "unit_price")
@@ -62,10 +67,12 @@ _BRANCH = {"branch_id": "restrict to one branch (GUID from get_dictionary data_t
 
 def _resources() -> dict[str, ResourceInfo]:
     fields = {"customers": _CUSTOMER_FIELDS, "items": _ITEM_FIELDS, "stocks": _STOCK_FIELDS,
-              "units": _UNIT_FIELDS}
+              "units": _UNIT_FIELDS, "accounts": _ACCOUNT_FIELDS,
+              "bank_accounts": _BANK_ACCOUNT_FIELDS}
     names = {"customers": "account objects (customers, vendors, employees)",
              "items": "inventory items (vật tư hàng hóa)", "stocks": "warehouses (kho)",
-             "units": "units of measure (ĐVT)"}
+             "units": "units of measure (ĐVT)", "accounts": "chart of accounts (hệ thống tài khoản)",
+             "bank_accounts": "the company's bank accounts"}
     out: dict[str, ResourceInfo] = {}
     for resource, data_type in DICTIONARY_RESOURCES.items():
         out[resource] = ResourceInfo(
@@ -429,6 +436,18 @@ class MisaConnector(Connector):
         resource = {v: k for k, v in DICTIONARY_RESOURCES.items()}[data_type]
         return {str(r.get(code_field)) for page in self.read(resource, {}) for r in page.records}
 
+    # -- what the company holds (hexaflow check) ----------------------------------------
+    def references(self, kind: str, codes: Iterable[str]) -> dict[str, str | None] | None:
+        """Kinds: ``account`` (chart of accounts: missing, inactive, or a parent account, which
+        takes no postings), ``item``, ``stock``, ``bank_account`` (missing or inactive)."""
+        if kind not in REFERENCE_KINDS:
+            return None
+        resource, code_field, what = REFERENCE_KINDS[kind]
+        held = {str(canonical_text(code_field, r.get(code_field))): r
+                for page in self.read(resource, {}) for r in page.records}
+        return {code: _reference_problem(kind, held, str(canonical_text(code_field, code)), what)
+                for code in codes}
+
     # -- callbacks --------------------------------------------------------------------
     def receive(self, raw_body: bytes, headers: Mapping[str, str]) -> Received:
         """A MISA callback: verified with MISA_CALLBACK_KEY (default the app id), checked to be
@@ -463,6 +482,32 @@ class MisaConnector(Connector):
 
     def close(self) -> None:
         self.client.close()
+
+
+# hexaflow check's kinds -> (resource, code field, what MISA calls the list).
+REFERENCE_KINDS = {"account": ("accounts", "account_number", "the chart of accounts"),
+                   "item": ("items", "inventory_item_code", "the inventory items"),
+                   "stock": ("stocks", "stock_code", "the warehouses"),
+                   "bank_account": ("bank_accounts", "bank_account_number",
+                                    "the company's bank accounts")}
+
+
+def _reference_problem(kind: str, held: Mapping[str, Mapping[str, Any]], code: str,
+                       what: str) -> str | None:
+    entry = held.get(code)
+    if entry is None:
+        return f"is not in {what}"
+    if entry.get("inactive"):
+        return "is inactive (ngừng theo dõi) in MISA"
+    if kind == "account":
+        # A parent account takes no postings; its sub-accounts are the chart's numbers that
+        # extend it (Vietnamese numbering), which is also how MISA lists them.
+        subs = sorted(n for n in held if n != code and n.startswith(code))
+        if entry.get("is_parent") or subs:
+            shown = ", ".join(subs[:5]) + (", …" if len(subs) > 5 else "")
+            return f"has sub-accounts ({shown}) and takes no postings" if subs \
+                else "is a parent account and takes no postings"
+    return None
 
 
 # A flow's key for a dictionary entry: a bare code is an account object (customer), the entry

@@ -9,8 +9,10 @@ a time in arrival order, validates each voucher like MISA, keeps the result for
 ``get_call_back_detail_error`` and POSTs a signed callback to the configured URL.
 
 Admin routes (``/_sandbox/``; the first ones are contracts in design.md):
-- ``POST reset`` ``{"data": "demo"|"empty"}``; ``GET dictionary``; ``POST dictionary``
-  ``{"dictionary": [push-shaped entries], "delete": [{"dictionary_type", "code"}]}``
+- ``POST reset`` ``{"data": "demo"|"empty", "chart": <account preset>}`` (the chart of accounts
+  of circular_99_2025, circular_200_2014 or circular_133_2016; default: the constructor's `chart`,
+  itself circular_99_2025 by default); ``GET dictionary``;
+  ``POST dictionary`` ``{"dictionary": [push-shaped entries], "delete": [{"dictionary_type", "code"}]}``
 - ``GET requests``; ``POST requests/{org_refid}/generate | post | delete`` (the accountant)
 - ``POST stock`` ``{"inventory_item_code", "stock_code", "quantity"}``; ``GET stock``
 - ``POST faults`` (shared toolkit, plus ``token_ttl_s``); ``POST tokens/expire``
@@ -114,7 +116,8 @@ class MisaSandbox(SandboxApp):
     def __init__(self, app_id: str, access_code: str, org_company_code: str, data: str = "demo",
                  seed: int = 1, *, token_ttl_s: float = DEFAULT_TOKEN_TTL_S,
                  callback_url: str | None = None, callback_delay_s: float = 0.02,
-                 callback_key: str | None = None, reject_duplicate_refno: bool = True):
+                 callback_key: str | None = None, reject_duplicate_refno: bool = True,
+                 chart: str | None = None):
         super().__init__()
         self.app_id = app_id
         self.access_code = access_code
@@ -135,6 +138,7 @@ class MisaSandbox(SandboxApp):
         self._stopping = False
         self._last_stamp = datetime(2020, 1, 1, tzinfo=VN)
         self._seq = 0
+        self.chart = chart or demo_data.DEFAULT_CHART     # what a reset without a chart gives
         self.reset(data)
         self._routes_setup()
         self._worker = threading.Thread(target=self._run_worker, name="misa-sandbox-worker",
@@ -142,7 +146,12 @@ class MisaSandbox(SandboxApp):
         self._worker.start()
 
     # -- state ------------------------------------------------------------------------
-    def reset(self, data: str = "empty") -> None:
+    def reset(self, data: str = "empty", chart: str | None = None) -> None:
+        """Back to the company setup (``data`` "empty" or "demo") with the chart of accounts of
+        the account preset ``chart`` (a key of demo_data.CHARTS; default: the sandbox's own)."""
+        chart = chart or self.chart
+        if chart not in demo_data.CHARTS:
+            raise ValueError(f"unknown chart {chart!r}; known: {sorted(demo_data.CHARTS)}")
         with self.lock:
             self._queue.clear()
             self.tables: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in ID_FIELDS}
@@ -167,9 +176,9 @@ class MisaSandbox(SandboxApp):
             self.calls: list[dict[str, Any]] = []
             self.dictionary_errors: list[dict[str, Any]] = []
             if data == "demo":
-                company, balances = demo_data.demo_company(self.seed)
+                company, balances = demo_data.demo_company(self.seed, chart)
             else:
-                company, balances = demo_data.empty_company(), []
+                company, balances = demo_data.empty_company(chart), []
             for table, rows in company.items():
                 for row in rows:
                     self._store(table, row)
@@ -719,10 +728,13 @@ class MisaSandbox(SandboxApp):
     def _admin_reset(self, req: Request) -> Response:
         body = self._body(req) or {}
         data = body.get("data", "empty")
+        chart = body.get("chart") or self.chart
         if data not in ("demo", "empty"):
             return json_response({"error": "data must be 'demo' or 'empty'"}, 400)
-        self.reset(data)
-        return json_response({"reset": data})
+        if chart not in demo_data.CHARTS:
+            return json_response({"error": f"chart must be one of {sorted(demo_data.CHARTS)}"}, 400)
+        self.reset(data, chart)
+        return json_response({"reset": data, "chart": chart})
 
     def _admin_dictionary(self, req: Request) -> Response:
         with self.lock:

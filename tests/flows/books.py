@@ -183,7 +183,8 @@ class Books:
             return [f"VAT: {payable} booked with no VAT to book"] if payable else []
         rate = Decimal(str(vat["rate"]))
         sales = ("revenue", "service_revenue", "sales_discount", "sales_return", "sales_allowance")
-        kept = -sum((b.get(accounts[a], ZERO) for a in sales), ZERO) + payable   # with VAT
+        # Each account once: under Circular 133 returns and allowances are revenue's own 5111.
+        kept = -sum((b.get(a, ZERO) for a in {accounts[n] for n in sales}), ZERO) + payable   # with VAT
         # Each document line rounds its pre-tax amount once: a đồng of tolerance per line.
         lines = sum(1 for r in self.report(oid)["journal"] if r["account"] == accounts["vat_output"])
         share = kept * rate / (100 + rate)

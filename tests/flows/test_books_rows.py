@@ -166,3 +166,19 @@ def test_cod_collected_goes_to_the_cod_clearing_account():
     bal = done(b, oid)
     assert bal["1388"] == D(str(b.order(oid)["total_price"])) and bal.get("1121", D(0)) == 0
     assert bal["131"] == 0
+
+
+def test_under_circular_133_discounts_are_in_the_price_and_deductions_reduce_revenue_directly():
+    b = books(account_preset="circular_133_2016")
+    oid = paid_and_shipped(b, [("QUAN-JEAN-32", 2, 50000)])
+    b.shop.create_refund(oid, {"transactions": [{"amount": 50000}], "note": "Bồi thường"})
+    b.shop.create_refund(oid, {"transactions": [{"amount": 400000}], "restock": True,
+                               "refund_line_items": [{"line_item_id": line_id(b, oid, "QUAN-JEAN-32"),
+                                                      "quantity": 1}]})
+    bal = done(b, oid)
+    assert bal["131"] == 0
+    # No 521 under Circular 133, and 156 has no sub-accounts: what the books touch is this.
+    assert set(bal) <= {"131", "1111", "5111", "5113", "33311", "632", "156"}, bal
+    # Sold 2 × 400,000 net of the promotion; the goodwill and the returned unit come off 5111.
+    assert -bal["5111"] == D(740740) - D(46296) - D(370370)          # each net of 8 % VAT
+    assert b.stock(oid) == {"QUAN-JEAN-32@KHO_HCM": D(-1)}

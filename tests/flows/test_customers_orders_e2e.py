@@ -210,6 +210,45 @@ def test_R_CUS_4_an_orders_customer_is_created_with_the_order_and_never_twice(wo
     assert_rerun_changes_nothing(world)
 
 
+def test_ensuring_a_customer_never_changes_one_misa_already_holds(world):
+    """§5b: ensuring a customer creates it when missing and never changes an existing one. The
+    company keeps the customer under its own name and address (the accountant typed them from
+    the tax invoice); orders of that customer leave it as it is, before and after the ledger
+    knows it."""
+    customer = lan(world)
+    code = f"HRV-{customer['id']}"
+    own = {"dictionary_type": 1, "account_object_code": code,
+           "account_object_name": "Công ty TNHH Lan Anh", "address": "1 Nguyễn Huệ, Quận 1, TP HCM",
+           "tel": "0281234567", "email_address": "ketoan@lananh.vn", "is_customer": True,
+           "receive_account": "131"}
+    answer = world.http.post(f"{world.misa_url}/_sandbox/dictionary", json={"dictionary": [own]})
+    assert answer.status_code == 200, answer.text
+    before = world.account_objects()[code]
+
+    first = web_order(world, customer)
+    world.run("orders")                  # the ledger has never seen the customer: MISA is asked
+    reqs = world.wait_settled()
+    assert world.account_objects() == {code: before}
+    assert reqs[f"DH_{first['id']}"]["status"] == "accepted", reqs[f"DH_{first['id']}"]["errors"]
+    calls = world.http.get(f"{world.misa_url}/_sandbox/calls").json()["calls"]
+    assert not [c for c in calls if c["function"] == "save_dictionary"], calls
+
+    # The customer changes in Haravan and orders again; the order is paid and ships: the
+    # orders flow still leaves MISA's customer alone.
+    answer = world.http.put(f"{world.haravan_url}/com/customers/{customer['id']}.json",
+                            headers=world.auth, json={"customer": {"phone": "0988777666"}})
+    assert answer.status_code == 200, answer.text
+    second = web_order(world, customer, gateway="Tiền mặt")
+    world.pay(second["id"])
+    world.fulfill(second["id"])
+    world.run("orders")
+    reqs = world.wait_settled()
+    assert world.account_objects() == {code: before}
+    assert reqs[f"BH_{second['id']}"]["payload"]["account_object_code"] == code
+    calls = world.http.get(f"{world.misa_url}/_sandbox/calls").json()["calls"]
+    assert not [c for c in calls if c["function"] == "save_dictionary"], calls
+
+
 def test_names_in_another_unicode_form_or_with_stray_spaces_are_one_customer(world):
     # A phone keyboard sends "Nguyễn" decomposed (NFD), with spaces around the first name; the
     # shop later saves the customer again in the composed form (NFC). Names are read trimmed,
