@@ -34,7 +34,7 @@ def misa():
 def project(tmp_path, misa):
     httpx.post(misa + "/_sandbox/reset", json={"data": "empty"}, timeout=10).raise_for_status()
     folder = tmp_path / "shop"
-    shutil.copytree(MAPPINGS, folder, ignore=shutil.ignore_patterns("__pycache__", "fixtures"))
+    shutil.copytree(MAPPINGS, folder, ignore=shutil.ignore_patterns("__pycache__", "expected"))
     return folder
 
 
