@@ -30,7 +30,10 @@ from hexaflow.registry import connector_names, get_connector
 from hexaflow.spec import LoadedSpec, schema_problems
 from hexaflow.timeutil import DEFAULT_TIMEZONE, get_zone
 
-RESERVED_NAMES = frozenset({"tenant", "history", "position"})
+RESERVED_NAMES = frozenset({"tenant", "history", "position", "pending_stock"})
+# The scope name of the stock that documents not yet final in the source's system will still
+# move (place → item → signed quantity; docs/state.md, "Stock held by open documents").
+PENDING_STOCK = "pending_stock"
 ACTIONS_WITH_KEY = ("upsert", "create", "delete")
 KEY_NAME = "key"      # a document's rendered key, in the scope of its fields
 
@@ -161,6 +164,11 @@ class Plan:
     # Tables read from a connector when a run starts (their sample stands in until then).
     connector_lookups: tuple[ConnectorLookup, ...] = ()
 
+    @property
+    def reads_pending_stock(self) -> bool:
+        """Whether an expression of the flow reads ``pending_stock`` (a run then loads it)."""
+        return any(PENDING_STOCK in compiled.names for _, compiled in self.compiled)
+
     def target_connectors(self) -> list[str]:
         """The connectors the routes write to (documents and ensured prerequisites)."""
         names = {r.connector for r in self.routes if r.connector}
@@ -188,13 +196,16 @@ class Plan:
 
     # -- the evaluation core: run, explain and coverage all go through these -------------
     def scope(self, record: Mapping[str, Any], history: Mapping[str, Mapping[str, Any]] | None = None,
-              tenant: str = "default") -> Scope:
+              tenant: str = "default",
+              pending_stock: Mapping[str, Mapping[str, Any]] | None = None) -> Scope:
         """The scope a record's lets and routes see: lookup tables, the record under its alias,
-        ``tenant`` and ``history`` (a copy: routes that fire add to it)."""
+        ``tenant``, ``history`` (a copy: routes that fire add to it) and ``pending_stock`` (the
+        run's, shared by every record: read only)."""
         scope: Scope = dict(self.tables)
         scope[self.source.alias] = record
         scope["tenant"] = tenant
         scope["history"] = {k: dict(v) for k, v in (history or {}).items()}
+        scope[PENDING_STOCK] = pending_stock if pending_stock is not None else {}
         return scope
 
     def let_value(self, name: str, fn: Fn, scope: Scope) -> Any:
@@ -281,19 +292,21 @@ class Plan:
 
     def evaluate(self, record: Mapping[str, Any], history: Mapping[str, Mapping[str, Any]] | None = None,
                  tenant: str = "default", tracer: "Tracer | None" = None,
-                 documents: bool = True, lets: Mapping[str, Any] | None = None) -> RecordOutcome:
+                 documents: bool = True, lets: Mapping[str, Any] | None = None,
+                 pending_stock: Mapping[str, Mapping[str, Any]] | None = None) -> RecordOutcome:
         """Map one record: let values, then every route whose condition holds.
 
         ``history`` maps route name → {key, state} for documents this record already has;
         routes fired in this call are added to it (state ``planned``) for the routes below.
         ``tracer`` receives every let, condition and condition part (explain); with
         ``documents=False`` only the conditions are evaluated; ``lets`` reuses let values
-        computed for the same record (when they read no history).
+        computed for the same record (when they read no history); ``pending_stock`` what
+        documents not yet final will still move in the source's stock (empty without one).
         Raises MappingError naming the route and field that failed.
         """
         source_id = self.record_id(record) if documents else "-"
         version = self.record_version(record) if documents else None
-        scope = self.scope(record, history, tenant)
+        scope = self.scope(record, history, tenant, pending_stock)
         if lets is not None:          # computed by an earlier call for the same record
             scope.update(lets)
             lets = dict(lets)

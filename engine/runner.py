@@ -46,7 +46,7 @@ __all__ = ["CONFLICT_DECISION", "EXIT_CONFIG", "EXIT_OK", "EXIT_RECORDS_FAILED",
            "POLL_WINDOW_S", "REFUSE", "REJECTED_RETRIES", "SEND", "SKIP", "Budget", "Connectors",
            "FlowError", "RunContext", "RunSummary", "apply_async_results", "decide_with_store",
            "history_of", "load_plan", "poll_results", "process_records", "resend_unsettled",
-           "resolve_flow_path", "run_command", "run_flow"]
+           "resolve_flow_path", "run_command", "run_flow", "with_pending_stock"]
 
 EXIT_OK, EXIT_CONFIG, EXIT_RECORDS_FAILED = 0, 1, 2
 
@@ -105,6 +105,7 @@ def run_flow(plan: Plan, *, tenant: str, store: SQLiteStore, connectors: Connect
         ctx = replace(ctx, report=report)
     read_connector_lookups(plan, connectors)
     if dry_run:
+        ctx = with_pending_stock(ctx, poll=False)
         _run_pages(ctx, options.get("limit"), budget, options.get("progress"))
         return ctx.summary
     refuse_a_lost_store(ctx)
@@ -118,6 +119,7 @@ def run_flow(plan: Plan, *, tenant: str, store: SQLiteStore, connectors: Connect
         # Learn what the targets know (accepted, generated, ...) before deciding anything:
         # a document generated since the last run must not be sent again as a change.
         poll_results(plan, tenant, store, connectors, ctx.summary, ctx.report)
+        ctx = with_pending_stock(ctx, poll=True)
         _run_pages(ctx, options.get("limit"), budget, options.get("progress"))
         resend_unsettled(ctx, started)
         settle(ctx)
@@ -132,6 +134,23 @@ def read_connector_lookups(plan: Plan, connectors: Connectors) -> None:
     """Fill the lookups a connector holds (e.g. MISA's items) with what it holds now."""
     for lookup in plan.connector_lookups:
         plan.tables[lookup.name] = read_connector_table(lookup, connectors.get(lookup.connector))
+
+
+def with_pending_stock(ctx: RunContext, poll: bool) -> RunContext:
+    """``ctx`` with the stock that documents not yet final in the source's system will still
+    move (``pending_stock``), when the flow reads it. With ``poll``, the documents holding that
+    stock (of every flow) are polled first, so that one posted since is no longer held before
+    the source's balance is read: a posting is then never missed (which would offer stock
+    twice), at worst counted twice until the next run (docs/state.md)."""
+    if not ctx.plan.reads_pending_stock:
+        return ctx
+    name = ctx.plan.source.connector
+    if poll:
+        refs = ctx.store.holding_refs(ctx.tenant, name)
+        if refs:
+            apply_async_results(ctx.store, ctx.tenant, name, ctx.connectors.get(name).poll(refs),
+                                None, ctx.report)
+    return replace(ctx, pending_stock=ctx.store.pending_stock(ctx.tenant, name))
 
 
 def _lock(ctx: RunContext) -> int:
