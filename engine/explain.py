@@ -169,22 +169,21 @@ def explain_record(plan: Plan, record: Any, store: SQLiteStore, tenant: str) -> 
     except MappingError as exc:
         result["error"] = str(exc)
     result["history"] = _json_value(history)
-    # As a run sees it, without its poll (explain writes nothing): the stock held by
-    # documents not yet final, as the ledger knows them now.
-    pending = (store.pending_stock(tenant, plan.source.connector)
-               if plan.reads_pending_stock else None)
+    if plan.reads_pending_stock:
+        # As a run sees it, without its poll (explain writes nothing): the stock held by
+        # documents not yet final, as the ledger knows them now.
+        plan = plan.with_pending_stock(store.pending_stock(tenant, plan.source.connector))
     outcome: RecordOutcome | None = None
     trace = Trace()
     if result["error"] is None:
         try:
-            outcome = plan.evaluate(record, history, tenant, trace, pending_stock=pending)
+            outcome = plan.evaluate(record, history, tenant, trace)
         except MappingError as exc:
             result["error"] = str(exc)
     if outcome is None:
         try:     # what can still be shown: the lets and the conditions, without payloads
             trace = Trace()
-            outcome = plan.evaluate(record, history, tenant, trace, documents=False,
-                                    pending_stock=pending)
+            outcome = plan.evaluate(record, history, tenant, trace, documents=False)
         except MappingError:
             return result
     result["lets"] = {name: _json_value(outcome.lets[name]) for name, _ in plan.lets

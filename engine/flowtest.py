@@ -87,8 +87,8 @@ def run_case(plan: Plan, case: dict[str, Any]) -> list[str]:
             return [f"{where}cannot read input: {exc}"]
         try:
             # What documents not yet final hold in the source's stock (the step's, else the case's).
-            pending = step.get("pending_stock", case.get("pending_stock"))
-            outcome = plan.evaluate(record, history, pending_stock=pending)
+            pending = step.get("pending_stock", case.get("pending_stock")) or {}
+            outcome = plan.with_pending_stock(pending).evaluate(record, history)
         except MappingError as exc:
             if "error" in expect and expect["error"] in str(exc):
                 continue

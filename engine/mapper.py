@@ -45,8 +45,7 @@ def map_records(ctx: RunContext, page: Page, writer: Writer) -> None:
         label = f"{alias} {source_id}" if source_id else f"{alias} #{summary.records + index + 1}"
         try:
             earlier = known.get(source_id, []) if source_id is not None else []
-            outcome = plan.evaluate(record, history_of(earlier), tenant,
-                                    pending_stock=ctx.pending_stock)
+            outcome = plan.evaluate(record, history_of(earlier), tenant)
         except Exception as exc:      # whatever the record holds, it fails alone (a dead letter)
             reason = str(exc) if isinstance(exc, MappingError) else failure_reason(exc)
             summary.failed_records += 1

@@ -12,7 +12,7 @@ Field values (see docs/flows.md):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -163,11 +163,18 @@ class Plan:
     compiled: tuple[tuple[tuple, Any], ...] = ()
     # Tables read from a connector when a run starts (their sample stands in until then).
     connector_lookups: tuple[ConnectorLookup, ...] = ()
+    # What documents not yet final in the source's system will still move in its stock
+    # (place → item → signed quantity), the same for every record of a run: ``pending_stock``.
+    pending_stock: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def reads_pending_stock(self) -> bool:
         """Whether an expression of the flow reads ``pending_stock`` (a run then loads it)."""
         return any(PENDING_STOCK in compiled.names for _, compiled in self.compiled)
+
+    def with_pending_stock(self, pending: Mapping[str, Mapping[str, Any]]) -> "Plan":
+        """This plan as one run sees it: with the stock held in the source's system now."""
+        return replace(self, pending_stock=pending)
 
     def target_connectors(self) -> list[str]:
         """The connectors the routes write to (documents and ensured prerequisites)."""
@@ -196,8 +203,7 @@ class Plan:
 
     # -- the evaluation core: run, explain and coverage all go through these -------------
     def scope(self, record: Mapping[str, Any], history: Mapping[str, Mapping[str, Any]] | None = None,
-              tenant: str = "default",
-              pending_stock: Mapping[str, Mapping[str, Any]] | None = None) -> Scope:
+              tenant: str = "default") -> Scope:
         """The scope a record's lets and routes see: lookup tables, the record under its alias,
         ``tenant``, ``history`` (a copy: routes that fire add to it) and ``pending_stock`` (the
         run's, shared by every record: read only)."""
@@ -205,7 +211,7 @@ class Plan:
         scope[self.source.alias] = record
         scope["tenant"] = tenant
         scope["history"] = {k: dict(v) for k, v in (history or {}).items()}
-        scope[PENDING_STOCK] = pending_stock if pending_stock is not None else {}
+        scope[PENDING_STOCK] = self.pending_stock
         return scope
 
     def let_value(self, name: str, fn: Fn, scope: Scope) -> Any:
@@ -292,21 +298,19 @@ class Plan:
 
     def evaluate(self, record: Mapping[str, Any], history: Mapping[str, Mapping[str, Any]] | None = None,
                  tenant: str = "default", tracer: "Tracer | None" = None,
-                 documents: bool = True, lets: Mapping[str, Any] | None = None,
-                 pending_stock: Mapping[str, Mapping[str, Any]] | None = None) -> RecordOutcome:
+                 documents: bool = True, lets: Mapping[str, Any] | None = None) -> RecordOutcome:
         """Map one record: let values, then every route whose condition holds.
 
         ``history`` maps route name → {key, state} for documents this record already has;
         routes fired in this call are added to it (state ``planned``) for the routes below.
         ``tracer`` receives every let, condition and condition part (explain); with
         ``documents=False`` only the conditions are evaluated; ``lets`` reuses let values
-        computed for the same record (when they read no history); ``pending_stock`` what
-        documents not yet final will still move in the source's stock (empty without one).
+        computed for the same record (when they read no history).
         Raises MappingError naming the route and field that failed.
         """
         source_id = self.record_id(record) if documents else "-"
         version = self.record_version(record) if documents else None
-        scope = self.scope(record, history, tenant, pending_stock)
+        scope = self.scope(record, history, tenant)
         if lets is not None:          # computed by an earlier call for the same record
             scope.update(lets)
             lets = dict(lets)

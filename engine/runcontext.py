@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from decimal import Decimal
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from hexaflow.connector import Connector, ConnectorContext
 from hexaflow.environment import RunSettings, environment_config
@@ -58,9 +57,6 @@ class RunContext:
     report: Callable[[str], None] = _ignore
     emit: Callable[[dict[str, Any]], None] | None = None
     retry_rejected: bool = False   # `dlq replay`: a rejected document is always sent again
-    # What documents not yet final in the source's system will still move in its stock, for
-    # a flow that reads ``pending_stock`` (place → item → signed quantity; None: not read).
-    pending_stock: Mapping[str, Mapping[str, Decimal]] | None = None
 
     @property
     def flow(self) -> str:

@@ -33,7 +33,7 @@ from hexaflow.mapper import history_of, map_records
 from hexaflow.plan import Document, Plan, compile_plan
 from hexaflow.problems import ERROR, Problem
 from hexaflow.readahead import ReadAhead
-from hexaflow.results import POLL_WINDOW_S, apply_async_results, poll_results, settle
+from hexaflow.results import POLL_WINDOW_S, apply_async_results, poll_results, settle, with_pending_stock
 from hexaflow.runcontext import Connectors, RunContext
 from hexaflow.spec import load_spec
 from hexaflow.state import LostLock, SQLiteStore, StateError, open_store, state_faults
@@ -105,7 +105,6 @@ def run_flow(plan: Plan, *, tenant: str, store: SQLiteStore, connectors: Connect
         ctx = replace(ctx, report=report)
     read_connector_lookups(plan, connectors)
     if dry_run:
-        ctx = with_pending_stock(ctx, poll=False)
         _run_pages(ctx, options.get("limit"), budget, options.get("progress"))
         return ctx.summary
     refuse_a_lost_store(ctx)
@@ -119,7 +118,6 @@ def run_flow(plan: Plan, *, tenant: str, store: SQLiteStore, connectors: Connect
         # Learn what the targets know (accepted, generated, ...) before deciding anything:
         # a document generated since the last run must not be sent again as a change.
         poll_results(plan, tenant, store, connectors, ctx.summary, ctx.report)
-        ctx = with_pending_stock(ctx, poll=True)
         _run_pages(ctx, options.get("limit"), budget, options.get("progress"))
         resend_unsettled(ctx, started)
         settle(ctx)
@@ -134,23 +132,6 @@ def read_connector_lookups(plan: Plan, connectors: Connectors) -> None:
     """Fill the lookups a connector holds (e.g. MISA's items) with what it holds now."""
     for lookup in plan.connector_lookups:
         plan.tables[lookup.name] = read_connector_table(lookup, connectors.get(lookup.connector))
-
-
-def with_pending_stock(ctx: RunContext, poll: bool) -> RunContext:
-    """``ctx`` with the stock that documents not yet final in the source's system will still
-    move (``pending_stock``), when the flow reads it. With ``poll``, the documents holding that
-    stock (of every flow) are polled first, so that one posted since is no longer held before
-    the source's balance is read: a posting is then never missed (which would offer stock
-    twice), at worst counted twice until the next run (docs/state.md)."""
-    if not ctx.plan.reads_pending_stock:
-        return ctx
-    name = ctx.plan.source.connector
-    if poll:
-        refs = ctx.store.holding_refs(ctx.tenant, name)
-        if refs:
-            apply_async_results(ctx.store, ctx.tenant, name, ctx.connectors.get(name).poll(refs),
-                                None, ctx.report)
-    return replace(ctx, pending_stock=ctx.store.pending_stock(ctx.tenant, name))
 
 
 def _lock(ctx: RunContext) -> int:
@@ -182,6 +163,7 @@ def refuse_a_lost_store(ctx: RunContext) -> None:
 
 def _run_pages(ctx: RunContext, limit: int | None, budget: Budget | None,
                progress: Callable[[RunSummary], None] | None) -> None:
+    ctx = with_pending_stock(ctx, poll=not ctx.dry_run)   # after the lock, before the source is read
     source, summary = ctx.plan.source, ctx.summary
     raw_cursor = ctx.store.get_cursor(ctx.tenant, ctx.flow)
     since = json.loads(raw_cursor) if raw_cursor is not None else None
