@@ -49,8 +49,9 @@ def with_pending_stock(ctx: RunContext, poll: bool) -> RunContext:
     """``ctx`` with the stock that documents not yet final in the source's system will still
     move (the plan's ``pending_stock``), when the flow reads it. With ``poll``, the documents
     holding that stock (of every flow) are polled first, so that one posted since is no longer
-    held before the source's balance is read: a posting is then never missed (which would
-    offer stock twice), at worst counted twice until the next run (docs/state.md)."""
+    held before the source's balance is read: a posting the poll saw is in the balance read
+    after it, so stock is never offered twice; one made between the poll and the read is
+    counted twice until the next run (docs/state.md)."""
     if not ctx.plan.reads_pending_stock:
         return ctx
     name = ctx.plan.source.connector

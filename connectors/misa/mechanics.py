@@ -58,7 +58,7 @@ def complete_voucher(draft: DocumentDraft) -> dict[str, Any]:
 # a sales voucher issues its goods only "with outward" (3530/3531/3537 with is_sale_with_outward),
 # a sales return takes them back only "with inward" (restocked); stock vouchers always move.
 # The sandbox posts by the same rules (connectors/misa/ledger.py, STOCK_ONLY and _Line.post);
-# tests/flows/test_stock_pending.py checks that what is held is what posting moves.
+# tests/connectors/misa/test_misa_stock_moves.py checks that what is held is what posting moves.
 STOCK_SIGNS: Mapping[int, tuple[int, str | None]] = {
     13: (-1, "is_sale_with_outward"),      # sa_voucher (bán hàng)
     12: (1, "is_return_with_inward"),      # sa_return (hàng bán trả lại)
