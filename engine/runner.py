@@ -129,7 +129,7 @@ def run_flow(plan: Plan, *, tenant: str, store: SQLiteStore, connectors: Connect
 
 
 def read_connector_lookups(plan: Plan, connectors: Connectors) -> None:
-    """Fill the lookups a connector holds (e.g. MISA's items) with what it holds now."""
+    """Fill the lookups a connector holds (e.g. the accounting system's items) with what it holds now."""
     for lookup in plan.connector_lookups:
         plan.tables[lookup.name] = read_connector_table(lookup, connectors.get(lookup.connector))
 
