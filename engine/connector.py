@@ -160,6 +160,16 @@ class DocumentDraft:
 
 
 @dataclass(frozen=True)
+class StockMove:
+    """What a document will move in its target's stock once the target makes it final (for
+    an accounting system: once the voucher is posted). ``quantity`` is signed: below zero an
+    issue (a sale leaving the warehouse), above zero a receipt (goods coming back)."""
+    place: str                 # the target's warehouse code
+    item: str                  # the target's item code
+    quantity: Decimal
+
+
+@dataclass(frozen=True)
 class WriteResult:
     ref: str
     status: str                # one of WRITE_STATUSES
@@ -237,6 +247,15 @@ class Connector:
         method so that dry runs, tests and explain show it without credentials. Default: the
         payload as the flow built it."""
         return dict(draft.payload)
+
+    @classmethod
+    def stock_moves(cls, document: str, action: str, payload: Mapping[str, Any]) -> list[StockMove]:
+        """The stock ``payload`` (a ``document`` written with ``action``, as completed) will move
+        in the target once the target makes it final. The ledger keeps these while the document
+        is not final, and a flow reading this connector's stock sees them as ``pending_stock``
+        (docs/state.md, "Stock held by open documents"). A class method, like complete_payload:
+        it follows from the document alone. Default: documents move no stock."""
+        return []
 
     def read(self, resource: str, params: Mapping[str, Any], since: Any = None, *,
              cursor_field: str | None = None) -> Iterator[Page]:

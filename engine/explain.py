@@ -169,6 +169,10 @@ def explain_record(plan: Plan, record: Any, store: SQLiteStore, tenant: str) -> 
     except MappingError as exc:
         result["error"] = str(exc)
     result["history"] = _json_value(history)
+    if plan.reads_pending_stock:
+        # As a run sees it, without its poll (explain writes nothing): the stock held by
+        # documents not yet final, as the ledger knows them now.
+        plan = plan.with_pending_stock(store.pending_stock(tenant, plan.source.connector))
     outcome: RecordOutcome | None = None
     trace = Trace()
     if result["error"] is None:

@@ -3,7 +3,9 @@
 A case gives an input record (inline or a file next to the flow), optionally the routes whose
 documents already exist (``history``), and what must come out: the routes that fire, the keys,
 the exact payloads (or an error). ``steps`` runs the same record through several states, the
-history carrying over, to check a lifecycle. Failures print a unified diff of the payloads.
+history carrying over, to check a lifecycle. ``pending_stock`` (on the case or a step) is what
+documents not yet final hold in the source's stock, as a run reads it from the ledger.
+Failures print a unified diff of the payloads.
 """
 from __future__ import annotations
 
@@ -84,7 +86,9 @@ def run_case(plan: Plan, case: dict[str, Any]) -> list[str]:
         except SpecSyntaxError as exc:
             return [f"{where}cannot read input: {exc}"]
         try:
-            outcome = plan.evaluate(record, history)
+            # What documents not yet final hold in the source's stock (the step's, else the case's).
+            pending = step.get("pending_stock", case.get("pending_stock")) or {}
+            outcome = plan.with_pending_stock(pending).evaluate(record, history)
         except MappingError as exc:
             if "error" in expect and expect["error"] in str(exc):
                 continue

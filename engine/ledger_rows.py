@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hexaflow.connector import StockMove
+from hexaflow.registry import get_connector
+
 if TYPE_CHECKING:
     from hexaflow.plan import Document
 
@@ -26,7 +29,8 @@ class RowRef:
 @dataclass(frozen=True)
 class LedgerWrite:
     """A document as the ledger records it before the send. ``ensure``: a prerequisite a route
-    ensured (its route is ``<route>.<ensure>``), not one of the flow's documents."""
+    ensured (its route is ``<route>.<ensure>``), not one of the flow's documents. ``stock``:
+    what it will move in the target's stock once final (Connector.stock_moves)."""
     ref: RowRef
     connector: str
     document: str
@@ -36,6 +40,7 @@ class LedgerWrite:
     payload: Any
     params: Any = None
     ensure: bool = False
+    stock: tuple[StockMove, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,10 @@ def row_ref(tenant: str, doc: Document) -> RowRef:
 def ledger_write(tenant: str, doc: Document, *, with_params: bool = True) -> LedgerWrite:
     """``doc`` as the ledger records it; ``with_params=False`` for a row decided without a
     send (a conflict, a prerequisite already in the target), which keeps no send parameters."""
+    cls = get_connector(doc.connector)
+    # From the payload itself, on every path that records one (a run, a resend, a conflict,
+    # adopt): the stock held is always that of the payload the row holds.
+    stock = tuple(cls.stock_moves(doc.document, doc.action, doc.payload)) if cls else ()
     return LedgerWrite(row_ref(tenant, doc), doc.connector, doc.document, doc.action,
                        doc.source_id, doc.source_version, doc.payload,
-                       doc.params if with_params else None, doc.is_ensure)
+                       doc.params if with_params else None, doc.is_ensure, stock)

@@ -5,9 +5,10 @@
 - A YAML list of mappings, or a CSV file, needs a key column (CSV default: the first column).
 Keys are compared as text, so ``1036847352`` and ``"1036847352"`` find the same row.
 
-A lookup can also be read from a connector when a run starts (``{connector: misa, resource:
-items, key: inventory_item_code, sample: ...}``, e.g. MISA's item dictionary for each line's
-unit); its ``sample`` file stands in for it where no connector is at hand (validate, test).
+A lookup can also be read from a connector when a run starts (``{connector: <name>, resource:
+items, key: inventory_item_code, sample: ...}``, e.g. the accounting system's item dictionary
+for each line's unit); its ``sample`` file stands in for it where no connector is at hand
+(validate, test).
 The file must be inside the flow's project folder (hexaflow.paths) and no larger than
 ``hexaflow.limits.MAX_FILE_BYTES``.
 """

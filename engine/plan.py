@@ -12,7 +12,7 @@ Field values (see docs/flows.md):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -30,7 +30,10 @@ from hexaflow.registry import connector_names, get_connector
 from hexaflow.spec import LoadedSpec, schema_problems
 from hexaflow.timeutil import DEFAULT_TIMEZONE, get_zone
 
-RESERVED_NAMES = frozenset({"tenant", "history", "position"})
+RESERVED_NAMES = frozenset({"tenant", "history", "position", "pending_stock"})
+# The scope name of the stock that documents not yet final in the source's system will still
+# move (place → item → signed quantity; docs/state.md, "Stock held by open documents").
+PENDING_STOCK = "pending_stock"
 ACTIONS_WITH_KEY = ("upsert", "create", "delete")
 KEY_NAME = "key"      # a document's rendered key, in the scope of its fields
 
@@ -160,6 +163,18 @@ class Plan:
     compiled: tuple[tuple[tuple, Any], ...] = ()
     # Tables read from a connector when a run starts (their sample stands in until then).
     connector_lookups: tuple[ConnectorLookup, ...] = ()
+    # What documents not yet final in the source's system will still move in its stock
+    # (place → item → signed quantity), the same for every record of a run: ``pending_stock``.
+    pending_stock: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def reads_pending_stock(self) -> bool:
+        """Whether an expression of the flow reads ``pending_stock`` (a run then loads it)."""
+        return any(PENDING_STOCK in compiled.names for _, compiled in self.compiled)
+
+    def with_pending_stock(self, pending: Mapping[str, Mapping[str, Any]]) -> "Plan":
+        """This plan as one run sees it: with the stock held in the source's system now."""
+        return replace(self, pending_stock=pending)
 
     def target_connectors(self) -> list[str]:
         """The connectors the routes write to (documents and ensured prerequisites)."""
@@ -190,11 +205,13 @@ class Plan:
     def scope(self, record: Mapping[str, Any], history: Mapping[str, Mapping[str, Any]] | None = None,
               tenant: str = "default") -> Scope:
         """The scope a record's lets and routes see: lookup tables, the record under its alias,
-        ``tenant`` and ``history`` (a copy: routes that fire add to it)."""
+        ``tenant``, ``history`` (a copy: routes that fire add to it) and ``pending_stock`` (the
+        run's, shared by every record: read only)."""
         scope: Scope = dict(self.tables)
         scope[self.source.alias] = record
         scope["tenant"] = tenant
         scope["history"] = {k: dict(v) for k, v in (history or {}).items()}
+        scope[PENDING_STOCK] = self.pending_stock
         return scope
 
     def let_value(self, name: str, fn: Fn, scope: Scope) -> Any:

@@ -13,7 +13,8 @@ from decimal import Decimal
 from typing import Callable
 
 from hexaflow.runner import (LOCK_TTL, Connectors, FlowError, RunContext, RunSummary,
-                             load_plan, poll_results, process_records, resolve_flow_path)
+                             load_plan, poll_results, process_records, resolve_flow_path,
+                             with_pending_stock)
 from hexaflow.state import SQLiteStore
 
 
@@ -124,8 +125,9 @@ def dlq_replay(store: SQLiteStore, tenant: str, flow_file: str, letter_ids: list
         raise FlowError(f"flow {plan.name!r} is running; replay when it has finished")
     connectors = Connectors(tenant, plan.base_dir)
     try:
-        process_records(RunContext(plan, tenant, store, connectors, summary, fence=fence,
-                                   report=report, retry_rejected=True), records)
+        ctx = RunContext(plan, tenant, store, connectors, summary, fence=fence, report=report,
+                         retry_rejected=True)
+        process_records(with_pending_stock(ctx, poll=True), records)
         summary.records = len(records)
         poll_results(plan, tenant, store, connectors, summary)
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from typing import Callable, Iterable
 
 from hexaflow.connector import CONFLICT, REJECTED, AsyncResult
@@ -42,6 +43,24 @@ def settle(ctx: RunContext) -> int:
         if not queued or time.monotonic() >= deadline:
             return queued
         time.sleep(0.25)
+
+
+def with_pending_stock(ctx: RunContext, poll: bool) -> RunContext:
+    """``ctx`` with the stock that documents not yet final in the source's system will still
+    move (the plan's ``pending_stock``), when the flow reads it. With ``poll``, the documents
+    holding that stock (of every flow) are polled first, so that one posted since is no longer
+    held before the source's balance is read: a posting the poll saw is in the balance read
+    after it, so stock is never offered twice; one made between the poll and the read is
+    counted twice until the next run (docs/state.md)."""
+    if not ctx.plan.reads_pending_stock:
+        return ctx
+    name = ctx.plan.source.connector
+    if poll:
+        refs = ctx.store.holding_refs(ctx.tenant, name)
+        if refs:
+            apply_async_results(ctx.store, ctx.tenant, name, ctx.connectors.get(name).poll(refs),
+                                None, ctx.report)
+    return replace(ctx, plan=ctx.plan.with_pending_stock(ctx.store.pending_stock(ctx.tenant, name)))
 
 
 def apply_async_results(store: SQLiteStore, tenant: str, connector: str,

@@ -33,7 +33,7 @@ from hexaflow.mapper import history_of, map_records
 from hexaflow.plan import Document, Plan, compile_plan
 from hexaflow.problems import ERROR, Problem
 from hexaflow.readahead import ReadAhead
-from hexaflow.results import POLL_WINDOW_S, apply_async_results, poll_results, settle
+from hexaflow.results import POLL_WINDOW_S, apply_async_results, poll_results, settle, with_pending_stock
 from hexaflow.runcontext import Connectors, RunContext
 from hexaflow.spec import load_spec
 from hexaflow.state import LostLock, SQLiteStore, StateError, open_store, state_faults
@@ -46,7 +46,7 @@ __all__ = ["CONFLICT_DECISION", "EXIT_CONFIG", "EXIT_OK", "EXIT_RECORDS_FAILED",
            "POLL_WINDOW_S", "REFUSE", "REJECTED_RETRIES", "SEND", "SKIP", "Budget", "Connectors",
            "FlowError", "RunContext", "RunSummary", "apply_async_results", "decide_with_store",
            "history_of", "load_plan", "poll_results", "process_records", "resend_unsettled",
-           "resolve_flow_path", "run_command", "run_flow"]
+           "resolve_flow_path", "run_command", "run_flow", "with_pending_stock"]
 
 EXIT_OK, EXIT_CONFIG, EXIT_RECORDS_FAILED = 0, 1, 2
 
@@ -129,7 +129,7 @@ def run_flow(plan: Plan, *, tenant: str, store: SQLiteStore, connectors: Connect
 
 
 def read_connector_lookups(plan: Plan, connectors: Connectors) -> None:
-    """Fill the lookups a connector holds (e.g. MISA's items) with what it holds now."""
+    """Fill the lookups a connector holds (e.g. the accounting system's items) with what it holds now."""
     for lookup in plan.connector_lookups:
         plan.tables[lookup.name] = read_connector_table(lookup, connectors.get(lookup.connector))
 
@@ -163,6 +163,7 @@ def refuse_a_lost_store(ctx: RunContext) -> None:
 
 def _run_pages(ctx: RunContext, limit: int | None, budget: Budget | None,
                progress: Callable[[RunSummary], None] | None) -> None:
+    ctx = with_pending_stock(ctx, poll=not ctx.dry_run)   # after the lock, before the source is read
     source, summary = ctx.plan.source, ctx.summary
     raw_cursor = ctx.store.get_cursor(ctx.tenant, ctx.flow)
     since = json.loads(raw_cursor) if raw_cursor is not None else None

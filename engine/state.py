@@ -49,6 +49,11 @@ ADOPTED = "adopted"
 UNSETTLED = ("planned", "failed")
 LIVE = ("done", "queued", "accepted", "generated", "posted")     # the target holds it
 FINAL_IN_TARGET = ("generated", "posted")                         # can no longer change
+# The states in which a document's stock moves (column ``stock``) are still to come: it is
+# being sent, or the target holds it and has not made it final. Posted (and done, a
+# synchronous target's write, final at once) moved the target's stock, which its balance
+# shows; rejected, conflict and deleted will not move it as sent.
+HOLDING = ("planned", "failed", "queued", "accepted", "generated")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (
@@ -60,6 +65,7 @@ CREATE TABLE IF NOT EXISTS ledger (
     attempts INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL, updated_at REAL NOT NULL,
     is_ensure INTEGER NOT NULL DEFAULT 0,
+    stock TEXT,
     PRIMARY KEY (tenant, flow, route, key));
 CREATE INDEX IF NOT EXISTS ledger_source ON ledger (tenant, flow, source_id);
 CREATE INDEX IF NOT EXISTS ledger_target ON ledger (tenant, connector, document, key);
@@ -278,6 +284,45 @@ def _add_ensure_column(db: sqlite3.Connection) -> None:
         raise
 
 
+def _stock_text(moves: Iterable[Any]) -> str | None:
+    """The ``stock`` column of a document: its StockMoves as JSON ``[[place, item, "qty"]]``
+    (the quantity as exact text), or NULL for a document that moves no stock."""
+    rows = [[m.place, m.item, str(m.quantity)] for m in moves]
+    return canonical_json(rows) if rows else None
+
+
+def _add_stock_column(db: sqlite3.Connection) -> None:
+    """Migration: ledgers written before documents recorded the stock they will move get the
+    ``stock`` column (and its index), filled for the documents that still hold stock from the
+    payload they recorded, by their connector's ``stock_moves``; so the stock of documents sent
+    before the upgrade is held too. Idempotent and safe for concurrent openers, as
+    _add_ensure_column."""
+    def missing() -> bool:
+        return not any(row[1] == "stock" for row in db.execute("PRAGMA table_info(ledger)"))
+    if missing():
+        from hexaflow.registry import get_connector
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if missing():
+                db.execute("ALTER TABLE ledger ADD COLUMN stock TEXT")
+                marks = ",".join("?" * len(HOLDING))
+                rows = db.execute(f"SELECT tenant, flow, route, key, connector, document, action, "
+                                  f"payload FROM ledger WHERE state IN ({marks})", HOLDING).fetchall()
+                for *ref, connector, document, action, payload in rows:
+                    cls = get_connector(connector)
+                    moves = cls.stock_moves(document, action, json.loads(payload)) if cls else []
+                    if moves:
+                        db.execute("UPDATE ledger SET stock=? WHERE tenant=? AND flow=? AND "
+                                   "route=? AND key=?", (_stock_text(moves), *ref))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    # Only the rows that move stock are indexed: the pending-stock read stays small.
+    db.execute("CREATE INDEX IF NOT EXISTS ledger_stock ON ledger (tenant, connector, state) "
+               "WHERE stock IS NOT NULL")
+
+
 class SQLiteStore:
     def __init__(self, path: str):
         self.path = path
@@ -302,6 +347,7 @@ class SQLiteStore:
                     self.db.execute("PRAGMA synchronous = NORMAL")
                 self.db.executescript(SCHEMA)
                 _add_ensure_column(self.db)
+                _add_stock_column(self.db)
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
@@ -454,6 +500,33 @@ class SQLiteStore:
             out.setdefault(connector, []).append(ref)
         return out
 
+    # -- stock held by documents not yet final (docs/state.md) -------------------------
+    def pending_stock(self, tenant: str, connector: str) -> dict[str, dict[str, Decimal]]:
+        """place → item → the net quantity that the tenant's documents written to ``connector``
+        and not yet final there (HOLDING) will still move in its stock: issues below zero,
+        receipts above. Places and items with no such document are left out. Empty for a
+        store opened read-only from a file older than the ``stock`` column."""
+        if not any(row[1] == "stock" for row in self.db.execute("PRAGMA table_info(ledger)")):
+            return {}
+        marks = ",".join("?" * len(HOLDING))
+        out: dict[str, dict[str, Decimal]] = {}
+        for (text,) in self.db.execute(
+                f"SELECT stock FROM ledger WHERE tenant=? AND connector=? AND state IN ({marks}) "
+                f"AND stock IS NOT NULL", (tenant, connector, *HOLDING)):
+            for place, item, quantity in json.loads(text):
+                items = out.setdefault(place, {})
+                items[item] = items.get(item, Decimal(0)) + Decimal(quantity)
+        return out
+
+    def holding_refs(self, tenant: str, connector: str) -> list[str]:
+        """Target refs of the tenant's documents in ``connector`` that hold stock and whose
+        outcome may still change (queued, accepted, generated), of every flow and however
+        old: a run reading that stock polls them first."""
+        return [ref for (ref,) in self.db.execute(
+            "SELECT DISTINCT target_ref FROM ledger WHERE tenant=? AND connector=? AND stock IS "
+            "NOT NULL AND target_ref IS NOT NULL AND state IN ('queued', 'accepted', "
+            "'generated')", (tenant, connector))]
+
     def count(self, tenant: str, flow: str, state: str) -> int:
         return self.db.execute("SELECT COUNT(*) FROM ledger WHERE tenant=? AND flow=? AND state=?",
                                (tenant, flow, state)).fetchone()[0]
@@ -469,16 +542,17 @@ class SQLiteStore:
             self.db.execute(
                 "INSERT INTO ledger (tenant, flow, route, key, connector, document, action, "
                 "source_id, source_version, payload_hash, payload, params, state, attempts, "
-                "created_at, updated_at, is_ensure) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,'planned',0,?,?,?) "
+                "created_at, updated_at, is_ensure, stock) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,'planned',0,?,?,?,?) "
                 "ON CONFLICT (tenant, flow, route, key) DO UPDATE SET "
                 "action=excluded.action, source_version=excluded.source_version, "
                 "payload_hash=excluded.payload_hash, payload=excluded.payload, "
                 "params=excluded.params, state='planned', code=NULL, message=NULL, "
-                "updated_at=excluded.updated_at",
+                "updated_at=excluded.updated_at, stock=excluded.stock",
                 (ref.tenant, ref.flow, ref.route, ref.key, write.connector, write.document,
                  write.action, write.source_id, write.source_version, digest, body,
-                 canonical_json(dict(write.params or {})), now, now, int(write.ensure)))
+                 canonical_json(dict(write.params or {})), now, now, int(write.ensure),
+                 _stock_text(write.stock)))
             self._event(ref, "planned", None, now)
 
     def mark(self, ref: RowRef, outcome: Outcome, fence: int | None = None) -> None:

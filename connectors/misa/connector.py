@@ -13,13 +13,13 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from hexaflow.connector import (ACCEPTED, CONFLICT, DELETED, FAILED, GENERATED, QUEUED, REJECTED,
                                 AsyncResult, Catalogue, ConfigVar, Connector, ConnectorContext,
-                                DocumentDraft, DocumentInfo, Page, Received, ResourceInfo, WriteItem,
-                                WriteResult)
+                                DocumentDraft, DocumentInfo, Page, Received, ResourceInfo, StockMove,
+                                WriteItem, WriteResult)
 from hexaflow.timeutil import get_zone
 
 from .callbacks import CallbackError, CallbackSignatureError, parse_callback, results_from_data
 from .client import MisaClient, MisaSettings
-from .mechanics import complete_voucher
+from .mechanics import complete_voucher, voucher_stock_moves
 from .errors import AUTH_CODES, MisaAuthError, MisaError, MisaTokenError, MisaTransportError
 from .records import canonical_text, normalise
 
@@ -190,6 +190,11 @@ class MisaConnector(Connector):
     def complete_payload(cls, draft: DocumentDraft) -> dict[str, Any]:
         """MISA's voucher mechanics (``*_oc`` twins, refid, currency, ...), see mechanics.py."""
         return complete_voucher(draft)
+
+    @classmethod
+    def stock_moves(cls, document: str, action: str, payload: Mapping[str, Any]) -> list[StockMove]:
+        """What a voucher request will move in MISA's stock once posted (mechanics.py)."""
+        return voucher_stock_moves(document, action, payload)
 
     # -- reads ------------------------------------------------------------------------
     def read(self, resource: str, params: Mapping[str, Any], since: Any = None, *,

@@ -7,9 +7,12 @@ any of these.
 """
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Mapping
 
-from hexaflow.connector import DocumentDraft
+from hexaflow.connector import DocumentDraft, StockMove
+from hexaflow.money import MoneyError, to_decimal
+from hexaflow.text import canonical_code
 
 VOUCHER = "voucher"
 
@@ -49,6 +52,49 @@ def complete_voucher(draft: DocumentDraft) -> dict[str, Any]:
         out["detail"] = [_line(line, extra) if isinstance(line, Mapping) else line
                          for line in detail]
     return out
+
+
+# How a voucher type moves stock once posted, and the flag that says it does (None: always):
+# a sales voucher issues its goods only "with outward" (3530/3531/3537 with is_sale_with_outward),
+# a sales return takes them back only "with inward" (restocked); stock vouchers always move.
+# The sandbox posts by the same rules (connectors/misa/ledger.py, STOCK_ONLY and _Line.post);
+# tests/connectors/misa/test_misa_stock_moves.py checks that what is held is what posting moves.
+STOCK_SIGNS: Mapping[int, tuple[int, str | None]] = {
+    13: (-1, "is_sale_with_outward"),      # sa_voucher (bán hàng)
+    12: (1, "is_return_with_inward"),      # sa_return (hàng bán trả lại)
+    7: (1, None), 18: (1, None),           # in_inward (nhập kho), pu_voucher (mua hàng)
+    8: (-1, None),                         # in_outward (xuất kho)
+}
+
+
+def voucher_stock_moves(document: str, action: str, payload: Mapping[str, Any]) -> list[StockMove]:
+    """The stock a voucher request will move once the accountant generates and posts it: each
+    detail line with a warehouse (``stock_code``), an item and a quantity, signed by the voucher
+    type (STOCK_SIGNS). A line without ``stock_code`` is not goods (the shipping fee line).
+    Withdrawing a request (delete) moves nothing. Codes are canonical (hexaflow.text), as the
+    balance list reads them, so a hold and its balance row meet."""
+    if document != VOUCHER or action == "delete":
+        return []
+    rule = STOCK_SIGNS.get(_voucher_type(payload) or 0)
+    if rule is None or (rule[1] is not None and not payload.get(rule[1])):
+        return []
+    moves = []
+    for line in payload.get("detail") or []:
+        if not isinstance(line, Mapping) or line.get("is_description"):
+            continue
+        place, item = line.get("stock_code"), line.get("inventory_item_code")
+        quantity = _quantity(line.get("main_quantity") or line.get("quantity"))
+        if place and item and quantity:
+            moves.append(StockMove(str(canonical_code(place)), str(canonical_code(item)),
+                                   rule[0] * quantity))
+    return moves
+
+
+def _quantity(value: Any) -> Decimal | None:
+    try:
+        return to_decimal(value)
+    except MoneyError:
+        return None             # validation refuses such a line; it holds nothing meanwhile
 
 
 def _line(line: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
