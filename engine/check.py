@@ -4,7 +4,7 @@ the target holds.
 Whoever knows a project's settings lists what they name (:class:`Wanted`: the kind, the code,
 the setting and where it is written); the target's connector says what it holds of each
 (:meth:`hexaflow.connector.Connector.references`); this module compares and reports. The
-Haravan ↔ MISA settings are listed by ``hexaflow.connectors.check``.
+packaged connectors' settings are listed by ``hexaflow.connectors.check``.
 """
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ class Where:
 @dataclass(frozen=True)
 class Wanted:
     """A setting that names something a target must hold: ``kind`` is the connector's kind
-    (MISA: account, item, stock, bank_account), ``fix`` says what to do if it is not there,
-    given the target's reason (e.g. "add it in AMIS, or set ...")."""
+    (e.g. account, item, stock, bank_account), ``fix`` says what to do if it is not there,
+    given the target's reason (e.g. "add it in the target, or set ...")."""
     kind: str
     code: str
     setting: str

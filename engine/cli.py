@@ -23,7 +23,7 @@ class LazyGroup(click.Group):
         "demo": ("hexaflow.connectors.commands", "demo",
                  "Start the sandboxes with demo data, run every flow, show the result."),
         "check": ("hexaflow.connectors.check", "check",
-                  "Compare the settings with the tenant's MISA company (accounts, items, ...)."),
+                  "Compare the settings with what the tenant's target systems hold (accounts, items, ...)."),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
