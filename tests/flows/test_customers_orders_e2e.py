@@ -651,6 +651,9 @@ def test_R_CAN_3_cod_refused_after_delivery_becomes_a_BTL_sales_return(world):
     assert ret["status"] == "accepted", ret["errors"]
     assert (ret["voucher_type"], ret["reftype"]) == (SALES_RETURN, 3540)
     assert ret["org_refno"] == str(oid)
+    # Each return refers to the sale it reverses.
+    assert [(r["org_refer_refid"], r["org_refer_refno"], r["org_refer_reftype"]) for r in ret["references"]] == [
+        (sale["org_refid"], f"BH_{oid}", 3530)]
     p = ret["payload"]
     assert p["is_return_with_inward"] is True
     assert_balanced(p)
