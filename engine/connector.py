@@ -294,8 +294,8 @@ class Connector:
 
     def references(self, kind: str, codes: Iterable[str]) -> dict[str, str | None] | None:
         """What the target holds of the things settings name (``hexaflow check``): for each of
-        ``codes`` of ``kind`` (a kind of the connector's own, e.g. an accounting system's "account"), None when
-        the target holds it and it can be used, else why not ("is not in the chart of
+        ``codes`` of ``kind`` (a kind of the connector's own, e.g. an accounting system's
+        "account"), None when the target holds it and it can be used, else why not ("is not in the chart of
         accounts"). None when the connector cannot tell about ``kind``. Must not change
         anything in the target."""
         return None
