@@ -112,6 +112,11 @@ class Sandboxes:
     def requests(self) -> list[dict]:
         return self.http.get(f"{self.misa}/_sandbox/requests").json()["requests"]
 
+    def received(self) -> int:
+        """Vouchers and dictionary entries MISA has received so far (a cheap count)."""
+        stats = self.http.get(f"{self.misa}/_sandbox/stats").json()
+        return int(stats["vouchers_received"]) + int(stats["dictionary_received"])
+
     def dictionary(self) -> dict[str, list[dict]]:
         return self.http.get(f"{self.misa}/_sandbox/dictionary").json()
 

@@ -46,6 +46,15 @@ def _sent_but_planned(state: Path, misa_refids: set[str], misa_codes: set[str]) 
     return n
 
 
+def _wait_until_writing(sandboxes: Sandboxes, before: int, proc: subprocess.Popen,
+                       limit_s: float = 20.0) -> None:
+    """Until MISA has received more than ``before`` (the run is writing), the run ends, or
+    ``limit_s`` passes."""
+    deadline = time.monotonic() + limit_s
+    while proc.poll() is None and time.monotonic() < deadline and sandboxes.received() <= before:
+        time.sleep(0.02)
+
+
 def test_sigkill_at_random_moments_keeps_every_document_exactly_once(
         sandboxes: Sandboxes, reference, tmp_path: Path):
     expected = reference(("orders",), ORDERS)
@@ -62,9 +71,16 @@ def test_sigkill_at_random_moments_keeps_every_document_exactly_once(
     for attempt in range(3 * KILLS):
         if kills >= KILLS:
             break
+        before = sandboxes.received()
         proc = subprocess.Popen([HEXAFLOW, "run", flow], env=env, cwd=tmp_path,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        time.sleep(rng.uniform(0.25, 2.2))
+        if attempt % 2:
+            # Every other kill lands while the run writes, however long a loaded machine takes
+            # to start it (imports, MISA's token, the item dictionary): after MISA got something.
+            _wait_until_writing(sandboxes, before, proc)
+            time.sleep(rng.uniform(0.0, 0.8))
+        else:
+            time.sleep(rng.uniform(0.25, 2.2))
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
