@@ -128,11 +128,11 @@ def _pool(url: str, read_only: bool) -> Any:
 
 
 @atexit.register
-def _close_pools() -> None:
+def close_pools(url: str | None = None) -> None:
+    """Close this process's pools (of ``url`` only, when given): their sessions end."""
     with _pools_lock:
-        for pool in _pools.values():
-            pool.close()
-        _pools.clear()
+        for key in [k for k in _pools if url is None or k[0] == url]:
+            _pools.pop(key).close()
 
 
 def _owner(prefix: str) -> str:
