@@ -8,7 +8,7 @@ request opens a store: that read is the whole cost once the schema is current).
 
 Concurrent openers of a store that needs migrating (several processes started at once, an old
 state file opened by every one of them) are serialised by a lock the operating system or the
-database frees when its holder dies: ``flock`` on the SQLite file, a session advisory lock on
+database frees when its holder dies: ``flock`` on the SQLite file's folder, an advisory lock on
 PostgreSQL. yoyo's own lock is a row that a killed process would leave behind; under ours no
 live process can hold it, so a leftover one is removed first (``break_lock``).
 """

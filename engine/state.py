@@ -663,22 +663,23 @@ class SQLiteStore(StateStore):
 
     @contextmanager
     def _migration_lock(self) -> Iterator[None]:
-        # flock, not SQLite's own lock: yoyo writes through its own connection meanwhile.
-        # flock and the POSIX locks SQLite takes on the same file do not interact, and the
-        # kernel frees a flock when its holder dies.
+        # flock on the file's folder, not SQLite's own lock: yoyo writes through a connection
+        # of its own meanwhile. Never on the state file itself: closing any other descriptor
+        # of it would drop the POSIX locks SQLite holds on it in this process. The kernel frees
+        # a flock when its holder dies.
         from hexaflow.migrate import wait_for
-        with open(self.file, "rb") as handle:
+        folder = os.open(Path(self.file).resolve().parent, os.O_RDONLY)
+        try:
             def take() -> bool:
                 try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     return True
                 except BlockingIOError:
                     return False
             wait_for(take, f"the state file {self.path}")
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+            yield
+        finally:
+            os.close(folder)          # frees the flock
 
     def now(self) -> float:
         return time.time()

@@ -58,3 +58,9 @@ def write(tmp_path: Path):
 def state_target(request, tmp_path: Path) -> StateTarget:
     """The test's own state store, on each backend (tests/state_backends.py)."""
     return make_target(request.param, tmp_path, request)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_state_target(request, tmp_path_factory) -> StateTarget:
+    """A state store shared by a module's tests, on each backend."""
+    return make_target(request.param, tmp_path_factory.mktemp("state"), request)
