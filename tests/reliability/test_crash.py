@@ -24,6 +24,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 
 from state_backends import StateTarget
 from reliability_kit import (HEXAFLOW, MAPPINGS, Sandboxes, assert_same_documents, hexaflow,
