@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hexaflow.plan import Document
-from hexaflow.state import ADOPTED, FINAL_IN_TARGET, LIVE, UNSETTLED, LedgerEntry, SQLiteStore, \
+from hexaflow.state import ADOPTED, FINAL_IN_TARGET, LIVE, UNSETTLED, LedgerEntry, StateStore, \
     payload_hash
 
 SEND, SKIP, CONFLICT_DECISION = "send", "skip", "conflict"
@@ -41,7 +41,7 @@ def needs_same_target(doc: Document, entry: LedgerEntry | None) -> bool:
     return entry is None or doc.action == "delete"
 
 
-def ledger_facts(store: SQLiteStore, tenant: str, doc: Document) -> LedgerFacts:
+def ledger_facts(store: StateStore, tenant: str, doc: Document) -> LedgerFacts:
     """The store queries behind ``decide``."""
     entry = store.entry(tenant, doc.flow, doc.route, doc.key)
     if not needs_same_target(doc, entry):
@@ -50,7 +50,7 @@ def ledger_facts(store: SQLiteStore, tenant: str, doc: Document) -> LedgerFacts:
                                                              doc.key)))
 
 
-def decide_with_store(store: SQLiteStore, tenant: str, doc: Document,
+def decide_with_store(store: StateStore, tenant: str, doc: Document,
                       retry_rejected: bool = False) -> tuple[str, str]:
     """``decide`` with the facts fetched from ``store``."""
     return decide(doc, ledger_facts(store, tenant, doc), retry_rejected)

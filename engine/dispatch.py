@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Mapping
 from hexaflow.connector import ConnectorError
 from hexaflow.plan import Plan
 from hexaflow.runner import Budget, Connectors, FlowError, poll_results, run_flow
-from hexaflow.state import LostLock, SQLiteStore, open_store, state_fault
+from hexaflow.state import LostLock, StateStore, open_store, state_fault
 
 log = logging.getLogger("hexaflow.serve")
 
@@ -46,7 +46,7 @@ class Dispatcher:
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._store: SQLiteStore | None = None  # the worker's own connection
+        self._store: StateStore | None = None  # the worker's own connection
         self._connectors: dict[tuple[str, Path], Connectors] = {}
         # Start time of each flow's last completed run: inbox rows older than the oldest of
         # these, over the flows reading a source, have been seen by every such flow.
@@ -181,7 +181,7 @@ class Dispatcher:
         plan = self.plans[flow]
         store = self._store
         assert store is not None
-        started = time.time()
+        started = store.now()       # compared with the inbox's times, on the store's clock
         try:
             summary = run_flow(plan, tenant=tenant, store=store,
                                connectors=self._connectors_for(tenant, plan),

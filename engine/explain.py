@@ -23,7 +23,7 @@ from hexaflow.jmespath_compiler import Part, condition_parts
 from hexaflow.plan import Document, MappingError, Plan, RecordOutcome, Trace
 from hexaflow.runner import (SEND, Connectors, FlowError, decide_with_store, history_of, load_plan,
                              resolve_flow_path)
-from hexaflow.state import LIVE, SQLiteStore, state_fault, state_path
+from hexaflow.state import LIVE, SQLiteStore, StateStore, is_server_url, open_store, state_fault, state_path
 from hexaflow.yamlload import SpecSyntaxError, read_data_file
 
 EXIT_OK, EXIT_CONFIG, EXIT_RECORD_FAILED = 0, 1, 2
@@ -42,18 +42,29 @@ class ReadOnlyStore(SQLiteStore):
         live = Path(str(path) + "-wal").exists()
         uri = path.resolve().as_uri() + ("?mode=ro" if live else "?mode=ro&immutable=1")
         self.path = shown
+        self.file = str(path)
+        self._scratch = None
         self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA query_only = ON")
 
+    def _reads_stock(self) -> bool:
+        # Not migrated here (it writes nothing): a file older than the column holds no stock.
+        return any(row[1] == "stock" for row in self.db.execute("PRAGMA table_info(ledger)"))
 
-def open_state_readonly(explicit: str | None) -> tuple[SQLiteStore, str]:
+
+def open_state_readonly(explicit: str | None) -> tuple[StateStore, str]:
     """(store, description). A state file that does not exist is not created: the ledger
-    is then empty (an in-memory store)."""
+    is then empty (an in-memory store). A PostgreSQL store is read in read-only sessions."""
     target = state_path(explicit)
+    if is_server_url(target):
+        server = open_store(target)
+        server.make_read_only()
+        return server, f"{server.path} (read only)"
     if target.startswith("sqlite:///"):
         target = target[len("sqlite:///"):]
     elif "://" in target:
-        raise FlowError(f"HEXAFLOW_STATE={target.split('://')[0]}://…: only SQLite is built in")
+        raise FlowError(f"HEXAFLOW_STATE={target.split('://')[0]}://…: not a state store; use "
+                        f"a file path, sqlite:///path or postgresql://user@host/database")
     path = Path(target)
     if not path.exists():
         return SQLiteStore(":memory:"), f"{target} (does not exist yet: nothing written so far)"
@@ -124,7 +135,7 @@ def _doc_target(doc: Document) -> str:
     return f"{doc.connector}/{doc.document}"
 
 
-def _decisions(store: SQLiteStore, tenant: str, docs: list[Document]) -> list[dict[str, Any]]:
+def _decisions(store: StateStore, tenant: str, docs: list[Document]) -> list[dict[str, Any]]:
     out = []
     ensured: set[tuple[str, str, str]] = set()
     for doc in docs:
@@ -153,7 +164,7 @@ def _decisions(store: SQLiteStore, tenant: str, docs: list[Document]) -> list[di
     return out
 
 
-def explain_record(plan: Plan, record: Any, store: SQLiteStore, tenant: str) -> dict[str, Any]:
+def explain_record(plan: Plan, record: Any, store: StateStore, tenant: str) -> dict[str, Any]:
     """Everything ``explain`` shows about one record, as JSON-ready data."""
     result: dict[str, Any] = {"flow": plan.name, "file": str(plan.file), "tenant": tenant,
                               "alias": plan.source.alias, "record_id": None, "version": None,

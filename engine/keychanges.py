@@ -20,21 +20,15 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hexaflow.problems import WARNING, Problem
 
 if TYPE_CHECKING:
     from hexaflow.plan import Plan
     from hexaflow.spec import LoadedSpec
-    from hexaflow.state import SQLiteStore
-
-TABLE = """CREATE TABLE IF NOT EXISTS key_templates (
-    tenant TEXT NOT NULL, flow TEXT NOT NULL, route TEXT NOT NULL, template TEXT NOT NULL,
-    recorded_at REAL NOT NULL, PRIMARY KEY (tenant, flow, route))"""
-
+    from hexaflow.state import StateStore
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -73,18 +67,18 @@ def _identities(data: object) -> dict[str, tuple[int, str]]:
     return found
 
 
-def record_key_templates(store: SQLiteStore, tenant: str, plan: Plan) -> None:
+def record_key_templates(store: StateStore, tenant: str, plan: Plan) -> None:
     """Remember the key identity of each of ``plan``'s routes for ``tenant`` (a run writes)."""
-    rows = [(tenant, plan.name, name, identity, time.time())
+    now = store.now()
+    rows = [(tenant, plan.name, name, identity, now)
             for name, (_, identity) in _identities(plan.spec.data).items()]
-    store.db.execute(TABLE)
     store.db.executemany(
         "INSERT INTO key_templates (tenant, flow, route, template, recorded_at) "
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, flow, route) DO UPDATE SET "
         "template = excluded.template, recorded_at = excluded.recorded_at", rows)
 
 
-def recorded_templates(db: sqlite3.Connection, flow: str) -> list[tuple[str, str, str]]:
+def recorded_templates(db: Any, flow: str) -> list[tuple[str, str, str]]:
     """(tenant, route, template) recorded for ``flow``; none in a store that has no table."""
     try:
         return db.execute("SELECT tenant, route, template FROM key_templates "
@@ -93,7 +87,7 @@ def recorded_templates(db: sqlite3.Connection, flow: str) -> list[tuple[str, str
         return []
 
 
-def key_change_problems(spec: LoadedSpec, db: sqlite3.Connection) -> list[Problem]:
+def key_change_problems(spec: LoadedSpec, db: Any) -> list[Problem]:
     """A warning on each route whose key template differs from the one its last writing run
     used, while the ledger (in the state store ``db``) holds documents of that route."""
     data = spec.data if isinstance(spec.data, dict) else {}
@@ -137,9 +131,16 @@ def key_change_warnings(files: list[str], state: str | None = None) -> list[Prob
     """The warnings of :func:`key_change_problems` for flow files, against the state store
     ``state`` (HEXAFLOW_STATE, or the default) when it exists, opened read-only. Nothing is
     parsed (nor imported) unless the store has recorded key templates."""
-    from hexaflow.state import state_path
+    from hexaflow.state import is_server_url, open_store, state_path
 
     target = state_path(state).removeprefix("sqlite:///")
+    if is_server_url(target):
+        store = open_store(target)
+        try:
+            store.make_read_only()
+            return _warnings(files, store.db)
+        finally:
+            store.close()
     if "://" in target or not Path(target).is_file():
         return []
     path = Path(target)
@@ -155,18 +156,23 @@ def key_change_warnings(files: list[str], state: str | None = None) -> list[Prob
                 return []
         except sqlite3.Error:        # not a state store, or one no run has recorded in
             return []
-        from hexaflow.errors import HexaflowError
-        from hexaflow.spec import load_spec
-        problems: list[Problem] = []
-        for file in files:
-            try:
-                spec = load_spec(Path(file))
-            except HexaflowError:
-                continue
-            try:
-                problems += key_change_problems(spec, db)
-            except sqlite3.Error:
-                return problems
-        return problems
+        return _warnings(files, db)
     finally:
         db.close()
+
+
+def _warnings(files: list[str], db: Any) -> list[Problem]:
+    """key_change_problems of each flow file that loads, against the store's ``db``."""
+    from hexaflow.errors import HexaflowError
+    from hexaflow.spec import load_spec
+    problems: list[Problem] = []
+    for file in files:
+        try:
+            spec = load_spec(Path(file))
+        except HexaflowError:
+            continue
+        try:
+            problems += key_change_problems(spec, db)
+        except sqlite3.Error:
+            return problems
+    return problems

@@ -15,14 +15,14 @@ from typing import Callable
 from hexaflow.runner import (LOCK_TTL, Connectors, FlowError, RunContext, RunSummary,
                              load_plan, poll_results, process_records, resolve_flow_path,
                              with_pending_stock)
-from hexaflow.state import SQLiteStore
+from hexaflow.state import StateStore
 
 
 def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
 
-def flows_in(store: SQLiteStore, tenant: str) -> list[str]:
+def flows_in(store: StateStore, tenant: str) -> list[str]:
     rows = store.db.execute(
         "SELECT flow FROM ledger WHERE tenant=? UNION SELECT flow FROM cursors WHERE tenant=? "
         "UNION SELECT flow FROM runs WHERE tenant=? UNION SELECT flow FROM dead_letters "
@@ -30,7 +30,7 @@ def flows_in(store: SQLiteStore, tenant: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def status_text(store: SQLiteStore, tenant: str) -> str:
+def status_text(store: StateStore, tenant: str) -> str:
     flows = flows_in(store, tenant)
     if not flows:
         return f"no runs yet for tenant {tenant!r} (state: {store.path})\n"
@@ -56,7 +56,7 @@ def status_text(store: SQLiteStore, tenant: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def trace_text(store: SQLiteStore, tenant: str, ref: str) -> str:
+def trace_text(store: StateStore, tenant: str, ref: str) -> str:
     """Every document of a source record (by its id) or with a document code."""
     entries = [e for e in store.entries(tenant) if e.source_id == ref or e.key == ref]
     if not entries:
@@ -74,7 +74,7 @@ def trace_text(store: SQLiteStore, tenant: str, ref: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def dlq_list_text(store: SQLiteStore, tenant: str, flow: str | None) -> str:
+def dlq_list_text(store: StateStore, tenant: str, flow: str | None) -> str:
     letters = store.dead_letters(tenant, flow)
     if not letters:
         return "no open dead letters\n"
@@ -83,7 +83,7 @@ def dlq_list_text(store: SQLiteStore, tenant: str, flow: str | None) -> str:
                    + f"  {_when(d['created_at'])}\n    {d['reason']}\n" for d in letters)
 
 
-def dlq_show_text(store: SQLiteStore, tenant: str, letter_id: int) -> str:
+def dlq_show_text(store: StateStore, tenant: str, letter_id: int) -> str:
     letter = next((d for d in store.dead_letters(tenant) if d["id"] == letter_id), None)
     if letter is None:
         raise FlowError(f"no open dead letter #{letter_id} (hexaflow dlq list shows them)")
@@ -98,14 +98,14 @@ def dlq_show_text(store: SQLiteStore, tenant: str, letter_id: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def dlq_drop(store: SQLiteStore, tenant: str, letter_id: int) -> None:
+def dlq_drop(store: StateStore, tenant: str, letter_id: int) -> None:
     cur = store.db.execute("UPDATE dead_letters SET status='dropped' WHERE tenant=? AND id=? "
                            "AND status='open'", (tenant, letter_id))
     if cur.rowcount != 1:
         raise FlowError(f"no open dead letter #{letter_id} (hexaflow dlq list shows them)")
 
 
-def dlq_replay(store: SQLiteStore, tenant: str, flow_file: str, letter_ids: list[int] | None,
+def dlq_replay(store: StateStore, tenant: str, flow_file: str, letter_ids: list[int] | None,
                report: Callable[[str], None]) -> RunSummary:
     """Map the dead-lettered records again with the flow as it is now, and write what they
     produce; the ledger keeps it exactly once."""

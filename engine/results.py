@@ -12,7 +12,7 @@ from hexaflow.connector import CONFLICT, REJECTED, AsyncResult
 from hexaflow.ledger_rows import DeadLetter
 from hexaflow.plan import Plan
 from hexaflow.runcontext import Connectors, RunContext
-from hexaflow.state import SQLiteStore
+from hexaflow.state import StateStore
 from hexaflow.summary import RunSummary
 
 # Documents still moving in the target (queued → accepted → generated → posted) are polled
@@ -20,13 +20,13 @@ from hexaflow.summary import RunSummary
 POLL_WINDOW_S = 30 * 86400
 
 
-def poll_results(plan: Plan, tenant: str, store: SQLiteStore, connectors: Connectors,
+def poll_results(plan: Plan, tenant: str, store: StateStore, connectors: Connectors,
                  summary: RunSummary | None = None,
                  report: Callable[[str], None] | None = None) -> int:
     """One pass over this flow's documents still moving in their target (queued, accepted,
     generated): apply what the targets know now. Returns how many are still queued."""
     summary = summary or RunSummary(plan.name)
-    in_motion = store.refs_in_motion(tenant, plan.name, time.time() - POLL_WINDOW_S)
+    in_motion = store.refs_in_motion(tenant, plan.name, store.now() - POLL_WINDOW_S)
     for name, refs in in_motion.items():
         apply_async_results(store, tenant, name, connectors.get(name).poll(refs), summary, report)
     return store.count(tenant, plan.name, "queued")
@@ -63,7 +63,7 @@ def with_pending_stock(ctx: RunContext, poll: bool) -> RunContext:
     return replace(ctx, plan=ctx.plan.with_pending_stock(ctx.store.pending_stock(ctx.tenant, name)))
 
 
-def apply_async_results(store: SQLiteStore, tenant: str, connector: str,
+def apply_async_results(store: StateStore, tenant: str, connector: str,
                         results: Iterable[AsyncResult],
                         summary: RunSummary | None = None,
                         report: Callable[[str], None] | None = None) -> int:

@@ -11,7 +11,7 @@ from hexaflow.environment import RunSettings, environment_config
 from hexaflow.errors import FlowError
 from hexaflow.plan import Plan
 from hexaflow.registry import get_connector
-from hexaflow.state import SQLiteStore
+from hexaflow.state import StateStore
 from hexaflow.summary import RunSummary
 
 
@@ -48,7 +48,7 @@ class RunContext:
     number passed into every state write (None in a dry run, which takes no lock)."""
     plan: Plan
     tenant: str
-    store: SQLiteStore
+    store: StateStore
     connectors: Connectors
     summary: RunSummary
     settings: RunSettings = field(default_factory=RunSettings)

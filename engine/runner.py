@@ -36,7 +36,7 @@ from hexaflow.readahead import ReadAhead
 from hexaflow.results import POLL_WINDOW_S, apply_async_results, poll_results, settle, with_pending_stock
 from hexaflow.runcontext import Connectors, RunContext
 from hexaflow.spec import load_spec
-from hexaflow.state import LostLock, SQLiteStore, StateError, open_store, state_faults
+from hexaflow.state import LostLock, StateStore, StateError, open_store, state_faults
 from hexaflow.summary import Budget, RunSummary
 from hexaflow.writer import Writer
 from hexaflow.yamlload import SpecSyntaxError
@@ -94,7 +94,7 @@ class RunOptions(TypedDict, total=False):
     progress: Callable[[RunSummary], None] | None
 
 
-def run_flow(plan: Plan, *, tenant: str, store: SQLiteStore, connectors: Connectors,
+def run_flow(plan: Plan, *, tenant: str, store: StateStore, connectors: Connectors,
              budget: Budget | None = None, **options: Unpack[RunOptions]) -> RunSummary:
     """Run ``plan`` once from its cursor, within ``budget``."""
     dry_run = bool(options.get("dry_run", False))
@@ -111,7 +111,7 @@ def run_flow(plan: Plan, *, tenant: str, store: SQLiteStore, connectors: Connect
     ctx = replace(ctx, fence=_lock(ctx))
     run_id = store.start_run(tenant, plan.name)
     status = "failed"
-    started = time.time()
+    started = store.now()      # the store's clock: rows are compared with it
     try:
         from hexaflow.keychanges import record_key_templates
         record_key_templates(store, tenant, plan)    # validate warns when one changes

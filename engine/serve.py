@@ -22,7 +22,7 @@ from hexaflow.environment import environment_config, tenant_name
 from hexaflow.plan import Plan
 from hexaflow.registry import get_connector
 from hexaflow.runner import Connectors, FlowError, apply_async_results, load_plan
-from hexaflow.state import SQLiteStore, StateError, open_store, state_path as default_state_path
+from hexaflow.state import StateStore, StateError, open_store, state_path as default_state_path
 from hexaflow.statuspage import Response, StatusPage
 
 log = logging.getLogger("hexaflow.serve")
@@ -208,7 +208,7 @@ class HookServer:
         for flow in self.dispatcher.flows_writing(name):
             self.dispatcher.request(self.tenant, flow, delay=delay)
 
-    def _first_delivery(self, store: SQLiteStore, name: str, received: Received) -> bool:
+    def _first_delivery(self, store: StateStore, name: str, received: Received) -> bool:
         """Keep the delivery's digest in the inbox; False when it was seen before (a replay,
         or the sender's retry of a delivery already applied): it is then acknowledged and
         nothing in it is applied."""

@@ -13,16 +13,19 @@ again by the next run; ``deleted`` marks a withdrawn document. Later results fol
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
 import sqlite3
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+from urllib.parse import quote
 
 from hexaflow.errors import LostLock, StateError
 from hexaflow.ledger_rows import DeadLetter, LedgerWrite, Outcome, RowRef
@@ -54,50 +57,6 @@ FINAL_IN_TARGET = ("generated", "posted")                         # can no longe
 # synchronous target's write, final at once) moved the target's stock, which its balance
 # shows; rejected, conflict and deleted will not move it as sent.
 HOLDING = ("planned", "failed", "queued", "accepted", "generated")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS ledger (
-    tenant TEXT NOT NULL, flow TEXT NOT NULL, route TEXT NOT NULL, key TEXT NOT NULL,
-    connector TEXT NOT NULL, document TEXT NOT NULL, action TEXT NOT NULL,
-    source_id TEXT NOT NULL, source_version TEXT,
-    payload_hash TEXT NOT NULL, payload TEXT NOT NULL, params TEXT,
-    state TEXT NOT NULL, target_ref TEXT, code TEXT, message TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL, updated_at REAL NOT NULL,
-    is_ensure INTEGER NOT NULL DEFAULT 0,
-    stock TEXT,
-    PRIMARY KEY (tenant, flow, route, key));
-CREATE INDEX IF NOT EXISTS ledger_source ON ledger (tenant, flow, source_id);
-CREATE INDEX IF NOT EXISTS ledger_target ON ledger (tenant, connector, document, key);
-CREATE INDEX IF NOT EXISTS ledger_ref ON ledger (tenant, connector, target_ref);
-CREATE INDEX IF NOT EXISTS ledger_state ON ledger (tenant, flow, state);
-CREATE TABLE IF NOT EXISTS ledger_events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, flow TEXT NOT NULL,
-    route TEXT NOT NULL, key TEXT NOT NULL, at REAL NOT NULL, state TEXT NOT NULL,
-    detail TEXT);
-CREATE INDEX IF NOT EXISTS ledger_events_doc ON ledger_events (tenant, flow, route, key);
-CREATE TABLE IF NOT EXISTS cursors (
-    tenant TEXT NOT NULL, flow TEXT NOT NULL, value TEXT, updated_at REAL NOT NULL,
-    PRIMARY KEY (tenant, flow));
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, flow TEXT NOT NULL,
-    started_at REAL NOT NULL, finished_at REAL, status TEXT NOT NULL, summary TEXT);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, flow TEXT NOT NULL,
-    source_id TEXT NOT NULL, route TEXT, key TEXT, reason TEXT NOT NULL,
-    record TEXT, payload TEXT, created_at REAL NOT NULL, status TEXT NOT NULL DEFAULT 'open');
-CREATE INDEX IF NOT EXISTS dead_letters_flow ON dead_letters (tenant, flow, status);
-CREATE TABLE IF NOT EXISTS locks (
-    tenant TEXT NOT NULL, flow TEXT NOT NULL, owner TEXT, fence INTEGER NOT NULL,
-    expires_at REAL NOT NULL, PRIMARY KEY (tenant, flow));
-CREATE TABLE IF NOT EXISTS inbox (
-    tenant TEXT NOT NULL, connector TEXT NOT NULL, resource TEXT NOT NULL,
-    record_id TEXT NOT NULL, version TEXT NOT NULL, received_at REAL NOT NULL,
-    handled_at REAL,
-    PRIMARY KEY (tenant, connector, resource, record_id, version));
-CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (tenant, connector, resource, handled_at);
-"""
-
 
 @dataclass(frozen=True)
 class LedgerEntry:
@@ -220,13 +179,6 @@ def state_fault(target: str, exc: sqlite3.Error | str) -> StateError | None:
     return StateError(f"HEXAFLOW_STATE={target}: {message}")
 
 
-def _inserted_id(cur: sqlite3.Cursor) -> int:
-    """The id of the row an INSERT just added (SQLite always gives one for it)."""
-    if cur.lastrowid is None:
-        raise StateError("the state store did not report the id of the row it added")
-    return int(cur.lastrowid)
-
-
 @contextmanager
 def state_faults(setting: str | None) -> Iterator[None]:
     """Around the use of a state store: an SQLite error about the state file (see state_fault),
@@ -238,17 +190,31 @@ def state_faults(setting: str | None) -> Iterator[None]:
         if fault is None:
             raise
         raise fault from None
+    except Exception as exc:
+        if not type(exc).__module__.startswith("psycopg"):
+            raise
+        from hexaflow.state_pg import server_fault
+        raise server_fault(state_path(setting), exc) from None
 
 
-def open_store(path: str | None = None) -> "SQLiteStore":
-    """The state store named by ``path`` / HEXAFLOW_STATE (a file path or sqlite:///path).
-    Raises StateError, naming the setting (never a URL's password), when it cannot be opened."""
+def is_server_url(target: str) -> bool:
+    """Whether a HEXAFLOW_STATE names a PostgreSQL server rather than an SQLite file."""
+    return target.startswith(("postgresql://", "postgres://"))
+
+
+def open_store(path: str | None = None) -> StateStore:
+    """The state store named by ``path`` / HEXAFLOW_STATE: a file path or sqlite:///path (the
+    embedded SQLite store), or a postgresql:// URL (hexaflow.state_pg). Raises StateError,
+    naming the setting (never a URL's password), when it cannot be opened."""
     target = state_path(path)
+    if is_server_url(target):
+        from hexaflow.state_pg import open_postgres
+        return open_postgres(target)
     if target.startswith("sqlite:///"):
         target = target[len("sqlite:///"):]
     elif "://" in target:
-        raise StateError(f"HEXAFLOW_STATE={target.split('://')[0]}://…: only SQLite is built in; "
-                         f"use a file path or sqlite:///path")
+        raise StateError(f"HEXAFLOW_STATE={target.split('://')[0]}://…: not a state store; use "
+                         f"a file path, sqlite:///path or postgresql://user@host/database")
     try:
         return SQLiteStore(target)
     except (OSError, sqlite3.Error) as exc:
@@ -264,173 +230,97 @@ def open_store(path: str | None = None) -> "SQLiteStore":
                          f"folder you can write to, e.g. {DEFAULT_STATE_PATH}") from None
 
 
-def _add_ensure_column(db: sqlite3.Connection) -> None:
-    """Migration: ledgers written before ensure rows were flagged get the ``is_ensure`` column,
-    filled by the rule used until then (an ensured prerequisite's route is ``<route>.<name>``;
-    route names are identifiers, so no other route holds a dot). Idempotent, and safe when two
-    processes open the same old state file at once (the check is repeated under the lock)."""
-    def missing() -> bool:
-        return not any(row[1] == "is_ensure" for row in db.execute("PRAGMA table_info(ledger)"))
-    if not missing():
-        return
-    db.execute("BEGIN IMMEDIATE")
+def _applied(db: sqlite3.Connection, sql: str) -> set[str]:
+    """The migration ids a state file holds (none before its first migration)."""
     try:
-        if missing():
-            db.execute("ALTER TABLE ledger ADD COLUMN is_ensure INTEGER NOT NULL DEFAULT 0")
-            db.execute("UPDATE ledger SET is_ensure = 1 WHERE instr(route, '.') > 0")
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
+        return {row[0] for row in db.execute(sql)}
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return set()
         raise
 
 
-def _stock_text(moves: Iterable[Any]) -> str | None:
+def stock_text(moves: Iterable[Any]) -> str | None:
     """The ``stock`` column of a document: its StockMoves as JSON ``[[place, item, "qty"]]``
     (the quantity as exact text), or NULL for a document that moves no stock."""
     rows = [[m.place, m.item, str(m.quantity)] for m in moves]
     return canonical_json(rows) if rows else None
 
 
-def _add_stock_column(db: sqlite3.Connection) -> None:
-    """Migration: ledgers written before documents recorded the stock they will move get the
-    ``stock`` column (and its index), filled for the documents that still hold stock from the
-    payload they recorded, by their connector's ``stock_moves``; so the stock of documents sent
-    before the upgrade is held too. Idempotent and safe for concurrent openers, as
-    _add_ensure_column."""
-    def missing() -> bool:
-        return not any(row[1] == "stock" for row in db.execute("PRAGMA table_info(ledger)"))
-    if missing():
-        from hexaflow.registry import get_connector
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if missing():
-                db.execute("ALTER TABLE ledger ADD COLUMN stock TEXT")
-                marks = ",".join("?" * len(HOLDING))
-                rows = db.execute(f"SELECT tenant, flow, route, key, connector, document, action, "
-                                  f"payload FROM ledger WHERE state IN ({marks})", HOLDING).fetchall()
-                for *ref, connector, document, action, payload in rows:
-                    cls = get_connector(connector)
-                    moves = cls.stock_moves(document, action, json.loads(payload)) if cls else []
-                    if moves:
-                        db.execute("UPDATE ledger SET stock=? WHERE tenant=? AND flow=? AND "
-                                   "route=? AND key=?", (_stock_text(moves), *ref))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-    # Only the rows that move stock are indexed: the pending-stock read stays small.
-    db.execute("CREATE INDEX IF NOT EXISTS ledger_stock ON ledger (tenant, connector, state) "
-               "WHERE stock IS NOT NULL")
+class StateStore:
+    """The state store's operations, the same on every backend: each is one compare-and-set
+    statement (or a few in one transaction) written in SQL that SQLite and PostgreSQL both
+    accept, with ``?`` marks. A backend gives ``db`` (``execute`` / ``executemany`` returning
+    rows and ``rowcount``), ``now`` (the time every row records), transactions, the flow lock
+    and its fence check (SQLiteStore below, PostgresStore in hexaflow.state_pg)."""
 
+    path: str            # what error messages name: the file, or the URL without password
+    db: Any
 
-class SQLiteStore:
-    def __init__(self, path: str):
-        self.path = path
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, timeout=30, isolation_level=None,
-                                  check_same_thread=False)
-        self.db.execute("PRAGMA busy_timeout = 30000")
-        self._fence_checked: tuple[str, str, int] | None = None
-        self._set_up(path)
+    def now(self) -> float:
+        """Seconds since the epoch, by the store's clock (every process sharing it agrees)."""
+        raise NotImplementedError
 
-    def _set_up(self, path: str) -> None:
-        """WAL mode and the tables. Several processes may open a new state file at the same
-        moment; switching the journal mode does not wait for a busy database, so it is tried
-        again for a bounded time."""
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if path != ":memory:":
-                    if self.db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                        self.db.execute("PRAGMA journal_mode = WAL")
-                    self.db.execute("PRAGMA synchronous = NORMAL")
-                self.db.executescript(SCHEMA)
-                _add_ensure_column(self.db)
-                _add_stock_column(self.db)
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+    def transaction(self) -> Any:
+        """Group several calls into one transaction (a run plans and marks a batch at once);
+        nested uses join the outer one."""
+        raise NotImplementedError
 
-    def check_usable(self) -> None:
-        """StateError unless every page reads back and the file can be written (the write is
-        undone). For a long-running process (serve), which must stop at start rather than fail
-        at every run; it reads the whole file once."""
-        with state_faults(self.path):
-            problem = self.db.execute("PRAGMA quick_check(1)").fetchone()[0]
-            if problem != "ok":
-                raise state_fault(self.path, " ".join(problem.split())[:200]) or StateError(problem)
-            version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                self.db.execute(f"PRAGMA user_version = {version}")
-            finally:
-                self.db.execute("ROLLBACK")
+    def _tx(self) -> Any:
+        return self.transaction()
+
+    def _check_fence(self, tenant: str, flow: str, fence: int | None) -> None:
+        """LostLock unless ``fence`` is the flow lock's current fencing number (None: a write
+        that holds no lock, e.g. a callback's result)."""
+        raise NotImplementedError
+
+    def _serialize(self, key: str) -> None:
+        """Inside a transaction: wait until no other transaction works on ``key`` (a
+        read-then-write such as applying a result). SQLite's write transactions are serial
+        already."""
+
+    def _reads_stock(self) -> bool:
+        """Whether the ledger has its ``stock`` column (only a state file from before it,
+        opened read-only, has not)."""
+        return True
 
     def close(self) -> None:
-        self.db.close()
+        raise NotImplementedError
 
-    def _tx(self):
-        return _Transaction(self)
+    def check_usable(self) -> None:
+        """StateError unless the store can be read and written (for a long-running process,
+        which must stop at start rather than fail at every run)."""
+        raise NotImplementedError
 
-    def transaction(self):
-        """Group several calls into one transaction (a run plans and marks a batch at once)."""
-        return _Transaction(self)
+    def make_read_only(self) -> None:
+        """Refuse every write from now on (the status page's store)."""
+        raise NotImplementedError
 
-    # -- locks --------------------------------------------------------------------------
+    # -- the flow lock (docs/state.md, "Locks") ------------------------------------------
     def acquire_lock(self, tenant: str, flow: str, ttl: float = 600.0,
                      owner: str | None = None) -> int | None:
         """Take the flow lock; return its fencing number, or None if another live run holds it."""
-        owner = owner or f"{socket.gethostname()}:{os.getpid()}"
-        now = time.time()
-        with self._tx():
-            row = self.db.execute("SELECT owner, fence, expires_at FROM locks WHERE tenant=? AND flow=?",
-                                  (tenant, flow)).fetchone()
-            if row is not None and row[2] > now and row[0] != owner and not _holder_is_dead(row[0]):
-                return None
-            fence = (row[1] if row else 0) + 1
-            self.db.execute(
-                "INSERT INTO locks (tenant, flow, owner, fence, expires_at) VALUES (?,?,?,?,?) "
-                "ON CONFLICT (tenant, flow) DO UPDATE SET owner=excluded.owner, "
-                "fence=excluded.fence, expires_at=excluded.expires_at",
-                (tenant, flow, owner, fence, now + ttl))
-            return fence
+        raise NotImplementedError
 
     def lock_holder(self, tenant: str, flow: str) -> tuple[str, float] | None:
-        row = self.db.execute("SELECT owner, expires_at FROM locks WHERE tenant=? AND flow=?",
-                              (tenant, flow)).fetchone()
-        return (row[0], row[1]) if row and row[1] > time.time() else None
+        """(owner, until when) of the flow lock while a run holds it."""
+        raise NotImplementedError
 
     def renew_lock(self, tenant: str, flow: str, fence: int | None, ttl: float = 600.0) -> None:
         """Extend the lock held with ``fence``; LostLock when it is no longer held (a None
         fence holds no lock)."""
-        cur = self.db.execute("UPDATE locks SET expires_at=? WHERE tenant=? AND flow=? AND fence=?",
-                              (time.time() + ttl, tenant, flow, fence))
-        if cur.rowcount != 1:
-            raise LostLock(f"flow {flow!r}: another run took the lock while this one was running, "
-                           f"so this run stopped; what it wrote is kept: run it again once the "
-                           f"other run has finished")
+        raise NotImplementedError
 
     def release_lock(self, tenant: str, flow: str, fence: int | None) -> None:
-        self.db.execute("UPDATE locks SET expires_at=0 WHERE tenant=? AND flow=? AND fence=?",
-                        (tenant, flow, fence))
+        raise NotImplementedError
 
-    def _check_fence(self, tenant: str, flow: str, fence: int | None) -> None:
-        if fence is None:
-            return
-        # Inside a write transaction the lock row cannot change under us: one check serves
-        # every statement of the transaction (a batch plans and marks 100 rows at once).
-        if self.db.in_transaction and self._fence_checked == (tenant, flow, fence):
-            return
-        row = self.db.execute("SELECT fence FROM locks WHERE tenant=? AND flow=?",
-                              (tenant, flow)).fetchone()
-        if row is not None and row[0] == fence and self.db.in_transaction:
-            self._fence_checked = (tenant, flow, fence)
-        if row is None or row[0] != fence:
-            raise LostLock(f"flow {flow!r}: another run holds the lock now; this run stops writing "
-                           f"(what it wrote is kept): run it again once the other run has finished")
+    def _insert_id(self, sql: str, args: Iterable[Any]) -> int:
+        """Run an ``INSERT … RETURNING id``; the id of the row it added. Every row is read, so
+        the statement is complete (and its write lock released) when this returns."""
+        rows = self.db.execute(sql, tuple(args)).fetchall()
+        if not rows:
+            raise StateError("the state store did not report the id of the row it added")
+        return int(rows[0][0])
 
     # -- cursors ------------------------------------------------------------------------
     def get_cursor(self, tenant: str, flow: str) -> str | None:
@@ -444,7 +334,7 @@ class SQLiteStore:
             self.db.execute(
                 "INSERT INTO cursors (tenant, flow, value, updated_at) VALUES (?,?,?,?) "
                 "ON CONFLICT (tenant, flow) DO UPDATE SET value=excluded.value, "
-                "updated_at=excluded.updated_at", (tenant, flow, value, time.time()))
+                "updated_at=excluded.updated_at", (tenant, flow, value, self.now()))
 
     # -- ledger -------------------------------------------------------------------------
     def _entries(self, sql: str, args: Iterable[Any]) -> list[LedgerEntry]:
@@ -506,7 +396,7 @@ class SQLiteStore:
         and not yet final there (HOLDING) will still move in its stock: issues below zero,
         receipts above. Places and items with no such document are left out. Empty for a
         store opened read-only from a file older than the ``stock`` column."""
-        if not any(row[1] == "stock" for row in self.db.execute("PRAGMA table_info(ledger)")):
+        if not self._reads_stock():
             return {}
         marks = ",".join("?" * len(HOLDING))
         out: dict[str, dict[str, Decimal]] = {}
@@ -536,7 +426,7 @@ class SQLiteStore:
         ref = write.ref
         body = canonical_json(write.payload)
         digest = _digest(body)
-        now = time.time()
+        now = self.now()
         with self._tx():
             self._check_fence(ref.tenant, ref.flow, fence)
             self.db.execute(
@@ -552,12 +442,12 @@ class SQLiteStore:
                 (ref.tenant, ref.flow, ref.route, ref.key, write.connector, write.document,
                  write.action, write.source_id, write.source_version, digest, body,
                  canonical_json(dict(write.params or {})), now, now, int(write.ensure),
-                 _stock_text(write.stock)))
+                 stock_text(write.stock)))
             self._event(ref, "planned", None, now)
 
     def mark(self, ref: RowRef, outcome: Outcome, fence: int | None = None) -> None:
         """Set the outcome of a send (or a decision such as a conflict)."""
-        now = time.time()
+        now = self.now()
         with self._tx():
             self._check_fence(ref.tenant, ref.flow, fence)
             sets = "state=?, code=?, message=?, updated_at=?, attempts=attempts+?"
@@ -586,12 +476,13 @@ class SQLiteStore:
         ``result_applies``; returns the rows that changed."""
         changed = []
         with self._tx():
+            self._serialize(f"result:{tenant}:{connector}:{target_ref}")
             rows = self._entries(f"SELECT {_COLUMNS} FROM ledger WHERE tenant=? AND connector=? "
                                  f"AND target_ref=?", (tenant, connector, target_ref))
             for e in rows:
                 if not result_applies(e.state, state):
                     continue
-                now = time.time()
+                now = self.now()
                 self.db.execute("UPDATE ledger SET state=?, code=?, message=?, updated_at=? WHERE "
                                 "tenant=? AND flow=? AND route=? AND key=?",
                                 (state, code, message, now, e.tenant, e.flow, e.route, e.key))
@@ -613,22 +504,23 @@ class SQLiteStore:
     def dead_letter(self, letter: DeadLetter) -> int:
         """Keep a record (or document) that failed, with the reason. One open letter per
         (flow, record, route, key): a repeat failure updates it."""
-        now = time.time()
+        now = self.now()
         where = (letter.tenant, letter.flow, letter.source_id, letter.route, letter.key)
         with self._tx():
+            self._serialize(f"dead-letter:{letter.tenant}:{letter.flow}:{letter.source_id}")
             row = self.db.execute(
                 "SELECT id FROM dead_letters WHERE tenant=? AND flow=? AND source_id=? AND "
-                "route IS ? AND key IS ? AND status='open'", where).fetchone()
+                "route IS NOT DISTINCT FROM ? AND key IS NOT DISTINCT FROM ? AND status='open'",
+                where).fetchone()
             values = (letter.reason, None if letter.record is None else canonical_json(letter.record),
                       None if letter.payload is None else canonical_json(letter.payload), now)
             if row:
                 self.db.execute("UPDATE dead_letters SET reason=?, record=?, payload=?, created_at=? "
                                 "WHERE id=?", (*values, row[0]))
                 return row[0]
-            cur = self.db.execute(
+            return self._insert_id(
                 "INSERT INTO dead_letters (tenant, flow, source_id, route, key, reason, record, "
-                "payload, created_at) VALUES (?,?,?,?,?,?,?,?,?)", (*where, *values))
-            return _inserted_id(cur)
+                "payload, created_at) VALUES (?,?,?,?,?,?,?,?,?) RETURNING id", (*where, *values))
 
     def dead_letters(self, tenant: str, flow: str | None = None,
                      status: str = "open") -> list[dict[str, Any]]:
@@ -659,7 +551,8 @@ class SQLiteStore:
         """Close open letters: the record's mapping failures (no route given), or the letter of
         one document once it was written."""
         self.db.execute("UPDATE dead_letters SET status='resolved' WHERE tenant=? AND flow=? AND "
-                        "source_id=? AND route IS ? AND key IS ? AND status='open'",
+                        "source_id=? AND route IS NOT DISTINCT FROM ? AND key IS NOT DISTINCT "
+                        "FROM ? AND status='open'",
                         (tenant, flow, source_id, route, key))
 
     def holds_tenant(self, tenant: str) -> bool:
@@ -680,7 +573,7 @@ class SQLiteStore:
         """Store an event once; True when it is new (a repeated or concurrent delivery of
         the same version is a no-op that returns False). ``handled``: nothing is left to run
         for it (a delivery kept only to recognise its replays)."""
-        now = time.time()
+        now = self.now()
         cur = self.db.execute(
             "INSERT INTO inbox (tenant, connector, resource, record_id, version, received_at, "
             "handled_at) VALUES (?,?,?,?,?,?,?) "
@@ -704,18 +597,17 @@ class SQLiteStore:
         cur = self.db.execute(
             "UPDATE inbox SET handled_at=? WHERE tenant=? AND connector=? AND resource=? AND "
             "handled_at IS NULL AND received_at < ?",
-            (time.time(), tenant, connector, resource, received_before))
+            (self.now(), tenant, connector, resource, received_before))
         return cur.rowcount
 
     # -- runs ---------------------------------------------------------------------------
     def start_run(self, tenant: str, flow: str) -> int:
-        cur = self.db.execute("INSERT INTO runs (tenant, flow, started_at, status) VALUES (?,?,?,?)",
-                              (tenant, flow, time.time(), "running"))
-        return _inserted_id(cur)
+        return self._insert_id("INSERT INTO runs (tenant, flow, started_at, status) "
+                               "VALUES (?,?,?,?) RETURNING id", (tenant, flow, self.now(), "running"))
 
     def finish_run(self, run_id: int, status: str, summary: Any) -> None:
         self.db.execute("UPDATE runs SET finished_at=?, status=?, summary=? WHERE id=?",
-                        (time.time(), status, canonical_json(summary), run_id))
+                        (self.now(), status, canonical_json(summary), run_id))
 
     def runs(self, tenant: str, flow: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         sql = "SELECT id, flow, started_at, finished_at, status, summary FROM runs WHERE tenant=?"
@@ -726,6 +618,147 @@ class SQLiteStore:
         names = ("id", "flow", "started_at", "finished_at", "status", "summary")
         return [dict(zip(names, row)) for row in
                 self.db.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))]
+
+
+class SQLiteStore(StateStore):
+    """The embedded store: one SQLite file in WAL mode, one connection per store."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        if path == ":memory:":
+            # yoyo migrates through a connection of its own, which cannot reach another
+            # connection's in-memory database: a store that keeps nothing is a file in a
+            # folder removed on close.
+            self._scratch = tempfile.TemporaryDirectory(prefix="hexaflow-state-")
+            path = str(Path(self._scratch.name) / "state.db")
+        else:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.file = path
+        self.db = sqlite3.connect(path, timeout=30, isolation_level=None,
+                                  check_same_thread=False)
+        self.db.execute("PRAGMA busy_timeout = 30000")
+        self._fence_checked: tuple[str, str, int] | None = None
+        self._set_up()
+
+    def _set_up(self) -> None:
+        """WAL mode, then the schema migrations (hexaflow.migrate). Several processes may open
+        a new state file at the same moment; switching the journal mode does not wait for a
+        busy database, so it is tried again for a bounded time."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if self.db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    self.db.execute("PRAGMA journal_mode = WAL")
+                self.db.execute("PRAGMA synchronous = NORMAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        from hexaflow.migrate import MIGRATION_TABLE, migrate
+        migrate("sqlite", "sqlite:///" + quote(str(Path(self.file).resolve())),
+                lambda: _applied(self.db, f"SELECT migration_id FROM {MIGRATION_TABLE}"),
+                self._migration_lock)
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        # flock on the file's folder, not SQLite's own lock: yoyo writes through a connection
+        # of its own meanwhile. Never on the state file itself: closing any other descriptor
+        # of it would drop the POSIX locks SQLite holds on it in this process. The kernel frees
+        # a flock when its holder dies.
+        from hexaflow.migrate import wait_for
+        folder = os.open(Path(self.file).resolve().parent, os.O_RDONLY)
+        try:
+            def take() -> bool:
+                try:
+                    fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return True
+                except BlockingIOError:
+                    return False
+            wait_for(take, f"the state file {self.path}")
+            yield
+        finally:
+            os.close(folder)          # frees the flock
+
+    def now(self) -> float:
+        return time.time()
+
+    def make_read_only(self) -> None:
+        self.db.execute("PRAGMA query_only = ON")
+
+    def check_usable(self) -> None:
+        """StateError unless every page reads back and the file can be written (the write is
+        undone). For a long-running process (serve), which must stop at start rather than fail
+        at every run; it reads the whole file once."""
+        with state_faults(self.path):
+            problem = self.db.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if problem != "ok":
+                raise state_fault(self.path, " ".join(problem.split())[:200]) or StateError(problem)
+            version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute(f"PRAGMA user_version = {version}")
+            finally:
+                self.db.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.db.close()
+        if self._scratch is not None:
+            self._scratch.cleanup()
+
+    def transaction(self) -> "_Transaction":
+        return _Transaction(self)
+
+    # -- locks --------------------------------------------------------------------------
+    def acquire_lock(self, tenant: str, flow: str, ttl: float = 600.0,
+                     owner: str | None = None) -> int | None:
+        owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        now = time.time()
+        with self._tx():
+            row = self.db.execute("SELECT owner, fence, expires_at FROM locks WHERE tenant=? AND flow=?",
+                                  (tenant, flow)).fetchone()
+            if row is not None and row[2] > now and row[0] != owner and not _holder_is_dead(row[0]):
+                return None
+            fence = (row[1] if row else 0) + 1
+            self.db.execute(
+                "INSERT INTO locks (tenant, flow, owner, fence, expires_at) VALUES (?,?,?,?,?) "
+                "ON CONFLICT (tenant, flow) DO UPDATE SET owner=excluded.owner, "
+                "fence=excluded.fence, expires_at=excluded.expires_at",
+                (tenant, flow, owner, fence, now + ttl))
+            return fence
+
+    def lock_holder(self, tenant: str, flow: str) -> tuple[str, float] | None:
+        row = self.db.execute("SELECT owner, expires_at FROM locks WHERE tenant=? AND flow=?",
+                              (tenant, flow)).fetchone()
+        return (row[0], row[1]) if row and row[1] > time.time() else None
+
+    def renew_lock(self, tenant: str, flow: str, fence: int | None, ttl: float = 600.0) -> None:
+        cur = self.db.execute("UPDATE locks SET expires_at=? WHERE tenant=? AND flow=? AND fence=?",
+                              (time.time() + ttl, tenant, flow, fence))
+        if cur.rowcount != 1:
+            raise LostLock(f"flow {flow!r}: another run took the lock while this one was running, "
+                           f"so this run stopped; what it wrote is kept: run it again once the "
+                           f"other run has finished")
+
+    def release_lock(self, tenant: str, flow: str, fence: int | None) -> None:
+        self.db.execute("UPDATE locks SET expires_at=0 WHERE tenant=? AND flow=? AND fence=?",
+                        (tenant, flow, fence))
+
+    def _check_fence(self, tenant: str, flow: str, fence: int | None) -> None:
+        if fence is None:
+            return
+        # Inside a write transaction the lock row cannot change under us: one check serves
+        # every statement of the transaction (a batch plans and marks 100 rows at once).
+        if self.db.in_transaction and self._fence_checked == (tenant, flow, fence):
+            return
+        row = self.db.execute("SELECT fence FROM locks WHERE tenant=? AND flow=?",
+                              (tenant, flow)).fetchone()
+        if row is not None and row[0] == fence and self.db.in_transaction:
+            self._fence_checked = (tenant, flow, fence)
+        if row is None or row[0] != fence:
+            raise LostLock(f"flow {flow!r}: another run holds the lock now; this run stops writing "
+                           f"(what it wrote is kept): run it again once the other run has finished")
 
 
 class _Transaction:

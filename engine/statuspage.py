@@ -3,7 +3,7 @@
 Server-rendered HTML under ``/status``: recent runs, documents and their lifecycle state, open
 dead letters and conflicts, search by record id, document code or text in a payload, and one
 page per source record with each document's history. It only reads the state store (its
-connection is ``PRAGMA query_only``) and every query is bounded (``LIMIT``).
+store is made read-only: ``make_read_only``) and every query is bounded (``LIMIT``).
 
 Access: ``HEXAFLOW_ADMIN_TOKEN``. ``Authorization: Bearer <token>``, or a login form that sets
 an HttpOnly, SameSite=Strict cookie holding an expiry and an HMAC keyed by the token (never the
@@ -417,7 +417,7 @@ class StatusPage:
     def _page(self, view: "_View", path: str, raw_path: str, query: dict[str, str]) -> Response:
         store = open_store(self.state)           # one connection per request thread
         try:
-            store.db.execute("PRAGMA query_only = ON")
+            store.make_read_only()
             data = _Data(store, self.tenant)
             if path in ("/status", "/status/login"):
                 return view.overview(data)

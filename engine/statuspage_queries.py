@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from hexaflow.state import _COLUMNS, LedgerEntry, SQLiteStore
+from hexaflow.state import _COLUMNS, LedgerEntry, StateStore
 
 
-def _entries(store: SQLiteStore, sql: str, args: Iterable[Any]) -> list[LedgerEntry]:
+def _entries(store: StateStore, sql: str, args: Iterable[Any]) -> list[LedgerEntry]:
     return [LedgerEntry(*row) for row in store.db.execute(sql, tuple(args))]
 
 
-def flows(store: SQLiteStore, tenant: str) -> list[str]:
+def flows(store: StateStore, tenant: str) -> list[str]:
     """Flows with documents, dead letters, a cursor or one of the last 1000 runs."""
     flows: set[str] = set()
     for table in ("ledger", "dead_letters"):       # skip-scan: one index probe per flow
@@ -27,13 +27,13 @@ def flows(store: SQLiteStore, tenant: str) -> list[str]:
     return sorted(flows)
 
 
-def document_counts(store: SQLiteStore, tenant: str) -> list[tuple[str, str, int]]:
+def document_counts(store: StateStore, tenant: str) -> list[tuple[str, str, int]]:
     """(flow, state, documents) for every flow and state (reads every ledger row)."""
     return list(store.db.execute("SELECT flow, state, count(*) FROM ledger WHERE tenant=? "
                                  "GROUP BY flow, state", (tenant,)))
 
 
-def recent_entries(store: SQLiteStore, tenant: str, *, flow: str | None = None,
+def recent_entries(store: StateStore, tenant: str, *, flow: str | None = None,
                    state: str | None = None, limit: int = 100) -> list[LedgerEntry]:
     """The newest documents (by creation), optionally of one flow and/or in one state."""
     sql, args = f"SELECT {_COLUMNS} FROM ledger WHERE +tenant=?", [tenant]
@@ -44,7 +44,7 @@ def recent_entries(store: SQLiteStore, tenant: str, *, flow: str | None = None,
     return _entries(store, sql + " ORDER BY rowid DESC LIMIT ?", (*args, limit))
 
 
-def entries_with_key(store: SQLiteStore, tenant: str, key: str, limit: int = 50) -> list[LedgerEntry]:
+def entries_with_key(store: StateStore, tenant: str, key: str, limit: int = 50) -> list[LedgerEntry]:
     """Documents with this code in any flow and route: one primary-key probe per
     (flow, route), found by skip-scanning the primary key."""
     out: list[LedgerEntry] = []
@@ -57,7 +57,7 @@ def entries_with_key(store: SQLiteStore, tenant: str, key: str, limit: int = 50)
     return out
 
 
-def _next_values(store: SQLiteStore, table: str, column: str, fixed: tuple[str, ...],
+def _next_values(store: StateStore, table: str, column: str, fixed: tuple[str, ...],
                  args: tuple[Any, ...]) -> Iterable[str]:
     """The distinct values of ``column`` under (tenant, *fixed) = args, one index probe
     each (a skip-scan; the column must follow them in an index)."""
@@ -69,14 +69,14 @@ def _next_values(store: SQLiteStore, table: str, column: str, fixed: tuple[str, 
                               (*args, row[0])).fetchone()
 
 
-def entries_containing(store: SQLiteStore, tenant: str, text: str, limit: int = 50) -> list[LedgerEntry]:
+def entries_containing(store: StateStore, tenant: str, text: str, limit: int = 50) -> list[LedgerEntry]:
     """The newest documents whose payload contains ``text`` (case-insensitive for ASCII)."""
     pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     return _entries(store, f"SELECT {_COLUMNS} FROM ledger WHERE +tenant=? AND payload LIKE ? "
                          f"ESCAPE '\\' ORDER BY rowid DESC LIMIT ?", (tenant, pattern, limit))
 
 
-def dead_letters(store: SQLiteStore, tenant: str, *, source_id: str | None = None,
+def dead_letters(store: StateStore, tenant: str, *, source_id: str | None = None,
                  text: str | None = None, status: str | None = "open",
                  limit: int = 200) -> list[dict[str, Any]]:
     """The newest dead letters (open ones by default), of one record or whose id, code,
@@ -101,6 +101,6 @@ def dead_letters(store: SQLiteStore, tenant: str, *, source_id: str | None = Non
             store.db.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))]
 
 
-def open_dead_letter_counts(store: SQLiteStore, tenant: str) -> dict[str, int]:
+def open_dead_letter_counts(store: StateStore, tenant: str) -> dict[str, int]:
     return dict(store.db.execute("SELECT flow, count(*) FROM dead_letters WHERE tenant=? AND "
                                  "status='open' GROUP BY flow", (tenant,)))

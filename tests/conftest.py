@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from hexaflow.cli import main
+from state_backends import BACKENDS, StateTarget, make_target
 
 
 class Cli:
@@ -51,3 +52,15 @@ def write(tmp_path: Path):
         path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
         return path
     return _write
+
+
+@pytest.fixture(params=BACKENDS)
+def state_target(request, tmp_path: Path) -> StateTarget:
+    """The test's own state store, on each backend (tests/state_backends.py)."""
+    return make_target(request.param, tmp_path, request)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_state_target(request, tmp_path_factory) -> StateTarget:
+    """A state store shared by a module's tests, on each backend."""
+    return make_target(request.param, tmp_path_factory.mktemp("state"), request)

@@ -47,8 +47,8 @@ def _row(store, state: str) -> None:
 @pytest.mark.parametrize("state, result", [("accepted", "rejected"), ("accepted", "conflict"),
                                            ("posted", "deleted"), ("generated", "deleted"),
                                            ("rejected", "accepted"), ("planned", "accepted")])
-def test_the_store_leaves_a_row_alone_when_the_result_does_not_apply(tmp_path, state, result):
-    store = open_store(str(tmp_path / "state.db"))
+def test_the_store_leaves_a_row_alone_when_the_result_does_not_apply(state_target, state, result):
+    store = open_store(str(state_target))
     try:
         _row(store, state)
         events = store.events("t", "orders", "sales_voucher", "BH_1")
@@ -60,8 +60,8 @@ def test_the_store_leaves_a_row_alone_when_the_result_does_not_apply(tmp_path, s
         store.close()
 
 
-def test_the_store_moves_a_row_forward_when_the_result_applies(tmp_path):
-    store = open_store(str(tmp_path / "state.db"))
+def test_the_store_moves_a_row_forward_when_the_result_applies(state_target):
+    store = open_store(str(state_target))
     try:
         _row(store, "queued")
         for result in ("accepted", "generated", "posted"):

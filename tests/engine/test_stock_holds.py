@@ -39,8 +39,8 @@ def send(store, key: str, payload: dict, state: str, tenant: str = "t", **more) 
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = open_store(str(tmp_path / "state.db"))
+def store(state_target):
+    s = open_store(str(state_target))
     yield s
     s.close()
 

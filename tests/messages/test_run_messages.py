@@ -296,17 +296,19 @@ def test_a_run_that_lost_its_lock_says_what_happened_and_to_run_again(tmp_path):
 
 
 @pytest.mark.parametrize("args, state, says", [
-    (("run", "flow.yaml"), "postgres://db/hexaflow",
-     "error: HEXAFLOW_STATE=postgres://…: only SQLite is built in; use a file path or sqlite:///path"),
-    (("run", "flow.yaml"), "postgres://hexa:s3cret-pw@db:5432/hexaflow",
-     "error: HEXAFLOW_STATE=postgres://…: only SQLite is built in; use a file path or sqlite:///path"),
+    (("run", "flow.yaml"), "mysql://db/hexaflow",
+     "error: HEXAFLOW_STATE=mysql://…: not a state store; use a file path, sqlite:///path or postgresql://user@host/database"),
+    (("run", "flow.yaml"), "mysql://hexa:s3cret-pw@db:5432/hexaflow", "error: HEXAFLOW_STATE=mysql://…: not a state store; use a file path, sqlite:///path or postgresql://user@host/database"),
+    # nothing listens on port 1: the server cannot be reached (the password is never shown)
+    (("run", "flow.yaml"), "postgresql://hexa:s3cret-pw@127.0.0.1:1/hexaflow",
+     "error: HEXAFLOW_STATE=postgresql://hexa@127.0.0.1:1/hexaflow: the PostgreSQL state store failed ("),
     (("run", "flow.yaml"), "<folder>/flow.yaml/state.db", "cannot open the state file"),
     (("run", "flow.yaml"), "<folder>/notadb.db", "cannot open the state file (file is not a database)"),
-    (("status",), "postgres://db/hexaflow", "error: HEXAFLOW_STATE=postgres://…: only SQLite"),
-    (("trace", "1"), "postgres://db/hexaflow", "error: HEXAFLOW_STATE=postgres://…: only SQLite"),
-    (("dlq", "list"), "postgres://db/hexaflow", "error: HEXAFLOW_STATE=postgres://…: only SQLite"),
-    (("dlq", "replay", "flow.yaml"), "postgres://db/hexaflow", "error: HEXAFLOW_STATE=postgres://…"),
-], ids=["run-url", "run-url-with-password", "run-under-a-file", "run-not-a-database", "status",
+    (("status",), "mysql://db/hexaflow", "error: HEXAFLOW_STATE=mysql://…: not a state store"),
+    (("trace", "1"), "mysql://db/hexaflow", "error: HEXAFLOW_STATE=mysql://…: not a state store"),
+    (("dlq", "list"), "mysql://db/hexaflow", "error: HEXAFLOW_STATE=mysql://…: not a state store"),
+    (("dlq", "replay", "flow.yaml"), "mysql://db/hexaflow", "error: HEXAFLOW_STATE=mysql://…"),
+], ids=["run-url", "run-url-with-password", "run-server-unreachable", "run-under-a-file", "run-not-a-database", "status",
         "trace", "dlq-list", "dlq-replay"])
 def test_a_state_setting_that_cannot_be_opened_is_an_error_line_not_a_traceback(tmp_path, args, state, says):
     _write_flow(tmp_path, [_record(1)])

@@ -128,11 +128,13 @@ def test_a_port_in_use_names_the_address_and_the_option_to_change(tmp_path, monk
 
 
 @pytest.mark.parametrize("state, says", [
-    ("postgres://db/hexaflow",
-     "error: HEXAFLOW_STATE=postgres://…: only SQLite is built in; use a file path or sqlite:///path"),
-    ("postgres://hexa:s3cret-pw@db/hexaflow", "error: HEXAFLOW_STATE=postgres://…: only SQLite"),
+    ("mysql://db/hexaflow",
+     "error: HEXAFLOW_STATE=mysql://…: not a state store; use a file path, sqlite:///path or postgresql://user@host/database"),
+    ("mysql://hexa:s3cret-pw@db/hexaflow", "error: HEXAFLOW_STATE=mysql://…: not a state store"),
+    ("postgresql://hexa:s3cret-pw@127.0.0.1:1/hexaflow",
+     "error: HEXAFLOW_STATE=postgresql://hexa@127.0.0.1:1/hexaflow: the PostgreSQL state store failed"),
     ("<folder>/f.yaml/state.db", "f.yaml is a file, not a folder"),
-], ids=["url", "url-with-password", "under-a-file"])
+], ids=["url", "url-with-password", "server-unreachable", "under-a-file"])
 def test_a_state_setting_that_cannot_be_opened_is_an_error_line(tmp_path, monkeypatch, state, says):
     (tmp_path / "f.yaml").write_text(FILE_FLOW.format(name="copy"))
     monkeypatch.setenv("HEXAFLOW_STATE", state.replace("<folder>", str(tmp_path)))

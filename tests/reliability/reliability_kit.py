@@ -24,6 +24,8 @@ from typing import Any
 
 import httpx
 
+from state_backends import StateTarget
+
 REPO = Path(__file__).resolve().parents[2]
 MAPPINGS = REPO / "mappings"
 HEXAFLOW = os.environ.get("RELIABILITY_HEXAFLOW") or str(Path(sys.executable).with_name("hexaflow"))
@@ -79,7 +81,7 @@ class Sandboxes:
                 self.proc.wait(timeout=10)
 
     # -- configuration of a run ---------------------------------------------------------
-    def env(self, state: Path, **extra: str) -> dict[str, str]:
+    def env(self, state: Path | StateTarget, **extra: str) -> dict[str, str]:
         return base_env(HARAVAN_BASE_URL=self.haravan, MISA_BASE_URL=self.misa,
                         HEXAFLOW_STATE=str(state), **self.credentials, **extra)
 
@@ -183,7 +185,9 @@ def run_until_done(flow: str, env: dict[str, str], cwd: Path, attempts: int = 8,
     raise AssertionError(f"{flow} did not complete in {attempts} runs:\n{tail}")
 
 
-def ledger_states(state: Path) -> Counter:
+def ledger_states(state: Path | StateTarget) -> Counter:
+    if isinstance(state, StateTarget):
+        return Counter(row["state"] for row in state.rows("SELECT state FROM ledger"))
     db = sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=30)
     try:
         return Counter(row[0] for row in db.execute("SELECT state FROM ledger"))
@@ -191,7 +195,9 @@ def ledger_states(state: Path) -> Counter:
         db.close()
 
 
-def ledger_rows(state: Path, where: str = "1=1") -> list[dict]:
+def ledger_rows(state: Path | StateTarget, where: str = "1=1") -> list[dict]:
+    if isinstance(state, StateTarget):
+        return state.rows(f"SELECT * FROM ledger WHERE {where}")
     db = sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=30)
     db.row_factory = sqlite3.Row
     try:

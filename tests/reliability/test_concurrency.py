@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -25,11 +24,11 @@ ROUNDS = [0.0, 0.05, 0.3, 1.0]
 
 @pytest.mark.parametrize("offset", ROUNDS)
 def test_two_concurrent_runs_write_each_document_once(sandboxes: Sandboxes, reference,
-                                                      tmp_path: Path, offset: float):
+                                                      tmp_path: Path, offset: float, state_target):
     expected = reference(("orders",), 200)
     sandboxes.reset(200)
     sandboxes.faults("misa", latency_ms=60)
-    state = tmp_path / "state.db"
+    state = state_target
     env = sandboxes.env(state, MISA_SAVE_BATCH="20")
     flow = str(MAPPINGS / "orders.yaml")
     first = subprocess.Popen([HEXAFLOW, "run", flow], env=env, cwd=tmp_path,
@@ -60,15 +59,16 @@ def test_two_concurrent_runs_write_each_document_once(sandboxes: Sandboxes, refe
 
 
 def test_a_stalled_run_that_lost_its_lock_cannot_commit(sandboxes: Sandboxes, reference,
-                                                         tmp_path: Path):
-    """Run A is frozen (SIGSTOP) in the middle of its writes and its lock expires (what
-    LOCK_TTL does to a run stalled longer than 600 s; the test sets ``expires_at`` to 0); run B
+                                                         tmp_path: Path, state_target):
+    """Run A is frozen (SIGSTOP) in the middle of its writes and loses its lock (SQLite: it
+    expires, what LOCK_TTL does to a run stalled longer than 600 s; the test sets ``expires_at``
+    to 0. PostgreSQL: its lock session ends, what a partition does; the test terminates it); run B
     takes the lock and completes. When A resumes, its fencing number is stale: it must stop
     writing (exit 1, naming the lock), and MISA still holds every document exactly once."""
     expected = reference(("orders",), 200)
     sandboxes.reset(200)
     sandboxes.faults("misa", latency_ms=100)
-    state = tmp_path / "state.db"
+    state = state_target
     env = sandboxes.env(state, MISA_SAVE_BATCH="5")
     flow = str(MAPPINGS / "orders.yaml")
     a = subprocess.Popen([HEXAFLOW, "run", flow], env=env, cwd=tmp_path,
@@ -84,10 +84,7 @@ def test_a_stalled_run_that_lost_its_lock_cannot_commit(sandboxes: Sandboxes, re
     time.sleep(0.2)                      # inside a page's batch of saves
     os.kill(a.pid, signal.SIGSTOP)
     try:
-        db = sqlite3.connect(str(state), timeout=30)
-        db.execute("UPDATE locks SET expires_at=0 WHERE owner LIKE ?", (f"%:{a.pid}",))
-        db.commit()
-        db.close()
+        state.take_lock_from(a.pid)
         sandboxes.faults("misa")
         b = hexaflow(["run", flow], env, tmp_path)
         assert b.returncode == 0, b.stderr[-2000:]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +17,7 @@ MISSING_LOCATION = 963416      # KHO_DN
 
 
 @pytest.fixture(scope="module")
-def dead_lettered(sandboxes: Sandboxes, reference, tmp_path_factory):
+def dead_lettered(sandboxes: Sandboxes, reference, tmp_path_factory, module_state_target):
     """A first run with the Đà Nẵng row missing from the copy's warehouse table."""
     tmp_path = tmp_path_factory.mktemp("dead_letters")
     expected = reference(("orders",), 200)
@@ -29,7 +28,7 @@ def dead_lettered(sandboxes: Sandboxes, reference, tmp_path_factory):
     bad = "\n".join(line for line in good.splitlines() if f"location_id: {MISSING_LOCATION}" not in line)
     assert bad != good
     table.write_text(bad + "\n", encoding="utf-8")
-    state = tmp_path / "state.db"
+    state = module_state_target
     env = sandboxes.env(state)
 
     first = hexaflow(["run", "orders.yaml"], env, tmp_path)

@@ -20,13 +20,13 @@ KINDS = ["500", "502", "503", "timeout", "drop", "429"]
 
 
 def test_all_flows_exactly_once_under_20_percent_faults(sandboxes: Sandboxes, reference,
-                                                        tmp_path: Path):
+                                                        tmp_path: Path, state_target):
     expected = reference(FLOWS, 200)
     sandboxes.reset(200)
     for which, seed in (("haravan", 11), ("misa", 12)):
         sandboxes.faults(which, error_rate=0.2, kinds=KINDS, timeout_ms=1500, seed=seed,
                          **({"rate_limit": False} if which == "haravan" else {}))
-    state = tmp_path / "state.db"
+    state = state_target
     env = sandboxes.env(state, HARAVAN_TIMEOUT_SECONDS="1", MISA_TIMEOUT_S="1",
                         HARAVAN_RETRY_BASE_DELAY="0.05",
                         MISA_SAVE_BATCH="10", MISA_DICTIONARY_BATCH="10", MISA_PAGE_SIZE="20")
