@@ -230,13 +230,16 @@ def trace(ref: str, state_path: str | None, tenant: str | None) -> None:
 @click.option("--port", type=int, default=8765, show_default=True, help="Port (0: any free port).")
 @click.option("--interval", type=float, default=300, show_default=True,
               help="Seconds between scheduled runs of every flow (0: off).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
+              help="Log lines as text or JSON objects with the tenant (default: "
+                   "HEXAFLOW_LOG_FORMAT, else text).")
 @_state_options
-def serve(paths: tuple[str, ...], host: str, port: int, interval: float,
+def serve(paths: tuple[str, ...], host: str, port: int, interval: float, log_format: str | None,
           state_path: str | None, tenant: str | None) -> None:
     """Receive webhooks and callbacks (POST /hooks/<connector>) and run flows on a schedule."""
     from hexaflow.serve import serve_command
     sys.exit(serve_command(paths, host=host, port=port, interval=interval, tenant=tenant,
-                           state=state_path))
+                           state=state_path, log_format=log_format))
 
 
 @main.group()

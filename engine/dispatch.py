@@ -54,6 +54,7 @@ class Dispatcher:
         self._failures: dict[Key, int] = {}    # failed runs in a row, for the backoff
         self._retry_at: dict[Key, float] = {}  # key → no run before this (the backoff's end)
         self.runs = 0                          # completed runs, for /health and tests
+        self._outcomes: dict[tuple[str, str, str], int] = {}   # (tenant, flow, outcome) → runs
 
     # -- asking ---------------------------------------------------------------------------
     def flows_reading(self, connector: str, resource: str) -> list[str]:
@@ -90,7 +91,18 @@ class Dispatcher:
         for flow in self.plans:
             self.request(tenant, flow)
 
-    # -- state for /health and tests --------------------------------------------------------
+    # -- state for /health, /metrics and tests ----------------------------------------------
+    def run_counts(self) -> dict[tuple[str, str, str], int]:
+        """Runs finished by this dispatcher per (tenant, flow, outcome): ok, failed (raised;
+        tried again later) or locked (the flow was running elsewhere)."""
+        with self._cond:
+            return dict(self._outcomes)
+
+    def _count(self, tenant: str, flow: str, outcome: str) -> None:
+        with self._cond:
+            key = (tenant, flow, outcome)
+            self._outcomes[key] = self._outcomes.get(key, 0) + 1
+
     def pending(self) -> list[Key]:
         with self._cond:
             return sorted(self._pending)
@@ -190,12 +202,15 @@ class Dispatcher:
         except FlowError as exc:
             if store.lock_holder(tenant, flow) is not None:
                 # Another process runs this flow now; ours must still happen after it.
+                self._count(tenant, flow, "locked")
                 log.info("serve: flow %s is running elsewhere; trying again shortly", flow)
                 self.request(tenant, flow, delay=RETRY_LOCKED_S)
             else:
+                self._count(tenant, flow, "failed")
                 log.error("serve: flow %s cannot run: %s", flow, exc)
             return
         except Exception as exc:  # a system down, a lost lock, a bug: try again later
+            self._count(tenant, flow, "failed")
             failures = self._failures[(tenant, flow)] = self._failures.get((tenant, flow), 0) + 1
             delay = min(RETRY_FAILED_MAX_S, RETRY_FAILED_S * 2 ** (failures - 1))
             fault = state_fault(store.path, exc) if isinstance(exc, sqlite3.Error) else None
@@ -216,6 +231,7 @@ class Dispatcher:
             self._retry_at.pop((tenant, flow), None)
         self._failures.pop((tenant, flow), None)
         self.runs += 1
+        self._count(tenant, flow, "ok")
         log.info("serve: %s", summary.render().strip().replace("\n", " | "))
         if summary.more_left:
             self.request(tenant, flow)      # stopped at its budget: not everything is read

@@ -1,18 +1,21 @@
 """``hexaflow serve``: receive webhooks and callbacks, run flows on a schedule (docs/serve.md).
 
-Receivers only verify, store and acknowledge: ``POST /hooks/<connector>`` hands the raw body to
-the connector's ``receive`` (which checks the signature), puts webhook events into the inbox,
-applies asynchronous-write results to the ledger, asks the dispatcher for the runs and answers.
-No source read, no mapping and no target call happens on the request path.
+Receivers only verify, store and acknowledge: ``POST /hooks/<connector>`` (or
+``/hooks/<tenant>/<connector>``) hands the raw body to the connector's ``receive`` (which
+checks the signature), puts webhook events into the inbox, applies asynchronous-write results
+to the ledger, asks the dispatcher for the runs and answers. No source read, no mapping and no
+target call happens on the request path. The HTTP layer (Starlette on uvicorn, with its limits)
+is serve_http.py, imported only here: the ``server`` extra installs it.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Required, TextIO, TypedDict, Unpack
 
@@ -23,15 +26,17 @@ from hexaflow.plan import Plan
 from hexaflow.registry import get_connector
 from hexaflow.runner import Connectors, FlowError, apply_async_results, load_plan
 from hexaflow.state import StateStore, StateError, open_store, state_path as default_state_path
-from hexaflow.statuspage import Response, StatusPage
+from hexaflow.statuspage import StatusPage
 
 log = logging.getLogger("hexaflow.serve")
 
 MAX_BODY = 5 * 1024 * 1024      # a webhook or callback is small; refuse anything huge
-MAX_STATUS_FORM = 16 * 1024     # the status page's login form
 UNMATCHED_RESULT_DELAY_S = 1.0  # before polling for a result that overtook its send
 DELIVERY_DIGESTS = "delivery-digest"   # inbox resource of deliveries kept to refuse replays
 EXIT_OK, EXIT_CONFIG = 0, 1
+LOG_FORMAT_VARIABLE = "HEXAFLOW_LOG_FORMAT"
+LOG_FORMATS = ("text", "json")
+SERVER_EXTRA = "pip install 'hexaflow[server]'"
 
 
 class Scheduler:
@@ -72,6 +77,12 @@ class HookServer:
 
     def __init__(self, plans: Iterable[Plan], *, tenant: str, config: Mapping[str, str],
                  state: str, **listen: Unpack[Listen]):
+        try:    # the `server` extra: the one-shop commands and the demo run without it
+            from hexaflow.serve_http import HTTPServer, WebApp
+            from hexaflow.serve_metrics import ServeMetrics
+        except ImportError as exc:
+            raise FlowError(f"hexaflow serve needs its HTTP server packages ({exc.name} is not "
+                            f"installed): {SERVER_EXTRA}") from None
         host, port = listen.get("host", "127.0.0.1"), listen.get("port", 0)
         interval = listen.get("interval", 0.0)
         self.plans = list(plans)
@@ -105,40 +116,36 @@ class HookServer:
                 # Created now so that a missing setting is reported at start, not at the
                 # first delivery.
                 self.receivers[name] = self._connectors.get(name)
+        self.max_body = MAX_BODY
+        self.metrics = ServeMetrics(self)
         try:
-            self.httpd = ThreadingHTTPServer((host, port), _Handler)
+            self.http = HTTPServer(WebApp(self), host, port)
         except OSError as exc:
             self._connectors.close()
             raise FlowError(_listen_error(host, port, exc)) from None
-        self.httpd.daemon_threads = True
-        self.httpd.app = self                    # type: ignore[attr-defined]
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        if isinstance(host, bytes):          # only for AF_UNIX sockets, which serve never binds
-            host = host.decode()
-        return f"http://{host}:{port}"
+        host, port = self.http.address
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
-    def hook_url(self, connector: str) -> str:
-        return f"{self.url}/hooks/{connector}"
+    def hook_url(self, connector: str, *, with_tenant: bool = False) -> str:
+        """Where ``connector``'s deliveries go: /hooks/<connector>, or with the tenant in the
+        path (/hooks/<tenant>/<connector>, the form many shops on one service will need)."""
+        return f"{self.url}/hooks/{self.tenant}/{connector}" if with_tenant else \
+            f"{self.url}/hooks/{connector}"
 
     def start(self) -> "HookServer":
         self._recover()
         self.dispatcher.start()
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="hexaflow-serve",
-                                        daemon=True)
-        self._thread.start()
+        self.http.start()
         self.scheduler.start()
         return self
 
     def stop(self, timeout: float = 60.0) -> None:
         """Stop taking requests, then let the run in progress finish (bounded)."""
         self.scheduler.stop()
-        if self._thread is not None:          # shutdown() waits for serve_forever to return
-            self.httpd.shutdown()
-        self.httpd.server_close()
+        self.http.stop()
         self.dispatcher.stop(timeout)
         self._connectors.close()
 
@@ -251,113 +258,6 @@ def _listen_error(host: str, port: int, exc: OSError) -> str:
     return f"cannot listen on {host}:{port}: {reason}; choose another port with --port (0: any free port)"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "hexaflow"
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in two writes; with Nagle on, the second waits for the peer's
-    # delayed ACK (~40 ms on Linux) before it leaves.
-    disable_nagle_algorithm = True
-
-    @property
-    def app(self) -> HookServer:
-        return self.server.app                   # type: ignore[attr-defined]
-
-    def do_GET(self) -> None:
-        if not self._discard_body():      # a GET with a body it cannot skip: end the connection
-            self.close_connection = True
-        if self.path.split("?")[0] == "/health":
-            self._answer(200, self.app.health(), close=self.close_connection)
-        elif _is_status_path(self.path):
-            self._status_page("GET", b"")
-        else:
-            self._answer(404, {"error": "not found; try GET /health or POST /hooks/<connector>"},
-                         close=self.close_connection)
-
-    def do_POST(self) -> None:
-        if _is_status_path(self.path):          # the status page's login and logout forms
-            try:
-                length = int(self.headers.get("Content-Length") or "0")
-            except ValueError:
-                length = -1
-            if not 0 <= length <= MAX_STATUS_FORM:
-                self._answer(413, {"error": f"form larger than {MAX_STATUS_FORM} bytes"}, close=True)
-                return
-            self._status_page("POST", self.rfile.read(length))
-            return
-        parts = self.path.split("?")[0].strip("/").split("/")
-        if len(parts) != 2 or parts[0] != "hooks":
-            self._answer(404, {"error": "not found; POST /hooks/<connector>"},
-                         close=not self._discard_body())
-            return
-        try:
-            length = int(self.headers.get("Content-Length") or "")
-        except ValueError:
-            self._answer(411, {"error": "Content-Length required"}, close=True)
-            return
-        if length < 0 or length > MAX_BODY:
-            self._answer(413, {"error": f"body larger than {MAX_BODY} bytes"}, close=True)
-            return
-        raw = self.rfile.read(length)
-        try:
-            status, body = self.app.handle_hook(parts[1], raw, dict(self.headers.items()))
-        except Exception:  # a bug: 500 makes the sender retry; the scheduler is the net
-            log.exception("serve: handling a %s delivery failed", parts[1])
-            status, body = 500, {"error": "internal error; the delivery was not stored"}
-        self._answer(status, body)
-
-    def _status_page(self, method: str, body: bytes) -> None:
-        try:
-            answer = self.app.status_page.handle(method, self.path, dict(self.headers.items()), body)
-        except Exception:   # a bug: say so without details (they could hold data)
-            log.exception("serve: the status page failed on %s", self.path.split("?")[0])
-            answer = Response(500, b"internal error", "text/plain; charset=utf-8")
-        self.send_response(answer.status)
-        self.send_header("Content-Type", answer.content_type)
-        self.send_header("Content-Length", str(len(answer.body)))
-        for name, value in answer.headers:
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(answer.body)
-
-    def _discard_body(self) -> bool:
-        """Read and drop the request's body (before an answer that does not need it), so that
-        the connection can carry the next request. False when it cannot be skipped (no usable
-        Content-Length, or larger than MAX_BODY): the answer must then close the connection."""
-        if self.headers.get("Transfer-Encoding"):
-            return False
-        try:
-            length = int(self.headers.get("Content-Length") or "0")
-        except ValueError:
-            return False
-        if not 0 <= length <= MAX_BODY:
-            return False
-        if length:
-            self.rfile.read(length)
-        return True
-
-    def _answer(self, status: int, body: Any, close: bool = False) -> None:
-        """``close``: the request's body was not read (an early refusal), so the connection
-        cannot carry another request: say so and close it."""
-        data = json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        if close:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, fmt: str, *args: Any) -> None:
-        # Request lines carry no secrets (signatures are headers); keep them out of stderr.
-        log.debug("serve: %s " + fmt, self.address_string(), *args)
-
-
-def _is_status_path(target: str) -> bool:
-    path = target.split("?")[0]
-    return path == "/status" or path.startswith("/status/")
-
-
 # --------------------------------------------------------------------------- the command
 def load_flows(paths: Iterable[str]) -> list[Plan]:
     from hexaflow.validate import Report, find_flow_files
@@ -387,6 +287,46 @@ class ServeOptions(TypedDict, total=False):
     out: TextIO | None
     err: TextIO | None
     stop: threading.Event | None
+    log_format: str | None
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object a line (for a log collector), with the tenant as a field: the
+    record's own (``extra={"tenant": ...}``) or the serve's."""
+
+    def __init__(self, tenant: str):
+        super().__init__()
+        self.tenant = tenant
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+                    + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(), "logger": record.name,
+            "tenant": getattr(record, "tenant", self.tenant), "message": record.getMessage()}
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def log_format_of(explicit: str | None) -> str:
+    """--log-format, else HEXAFLOW_LOG_FORMAT, else text; FlowError naming both when unknown."""
+    chosen = (explicit or os.environ.get(LOG_FORMAT_VARIABLE) or "text").strip().lower()
+    if chosen not in LOG_FORMATS:
+        raise FlowError(f"log format {chosen!r} (--log-format or {LOG_FORMAT_VARIABLE}): use "
+                        f"{' or '.join(LOG_FORMATS)}")
+    return chosen
+
+
+def _setup_logging(tenant: str, log_format: str, err: TextIO) -> None:
+    root = logging.getLogger()
+    if root.handlers:          # the host process (or pytest) set logging up: keep its own
+        return
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(JsonLogFormatter(tenant) if log_format == "json" else
+                         logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
 
 
 def serve_command(paths: Iterable[str], *, tenant: str | None = None, state: str | None = None,
@@ -394,10 +334,8 @@ def serve_command(paths: Iterable[str], *, tenant: str | None = None, state: str
     host, port, interval = options["host"], options["port"], options["interval"]
     out, err = options.get("out") or sys.stdout, options.get("err") or sys.stderr
     tenant = tenant_name(tenant)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, stream=err,
-                            format="%(asctime)s %(levelname)s %(message)s")
     try:
+        _setup_logging(tenant, log_format_of(options.get("log_format")), err)
         plans = load_flows(paths)
         server = HookServer(plans, tenant=tenant, config=environment_config(),
                             state=default_state_path(state), host=host, port=port,
@@ -415,8 +353,10 @@ def serve_command(paths: Iterable[str], *, tenant: str | None = None, state: str
     print(f"hexaflow serve: listening on {server.url} (tenant {tenant}; flows: "
           f"{', '.join(p.name for p in plans)})", file=out)
     for name in sorted(server.receivers):
-        print(f"  POST {server.hook_url(name)}   (webhooks / callbacks of {name})", file=out)
+        print(f"  POST {server.hook_url(name)}   (webhooks / callbacks of {name}; also "
+              f"{server.hook_url(name, with_tenant=True)})", file=out)
     print(f"  GET  {server.url}/health", file=out)
+    print(f"  GET  {server.url}/metrics   (Prometheus)", file=out)
     print(f"  GET  {server.url}/status   " + ("(status page; log in with HEXAFLOW_ADMIN_TOKEN)"
           if server.status_page.enabled else "(status page off: set HEXAFLOW_ADMIN_TOKEN)"), file=out)
     print("  scheduled runs: " + (f"every {interval:g} s" if interval > 0 else "off"), file=out)

@@ -5,17 +5,20 @@ dead letters and conflicts, search by record id, document code or text in a payl
 page per source record with each document's history. It only reads the state store (its
 store is made read-only: ``make_read_only``) and every query is bounded (``LIMIT``).
 
-Access: ``HEXAFLOW_ADMIN_TOKEN``. ``Authorization: Bearer <token>``, or a login form that sets
-an HttpOnly, SameSite=Strict cookie holding an expiry and an HMAC keyed by the token (never the
-token). Without a configured token the page is off (404 naming the variable). Labels come from
-one dictionary, in Vietnamese (default) or English (``HEXAFLOW_UI_LANGUAGE``, ``?lang=``).
+Access: ``HEXAFLOW_ADMIN_TOKEN`` (a weak one stops serve at start). ``Authorization: Bearer
+<token>``, or a login form that starts a server-side session: the HttpOnly, SameSite=Strict
+cookie holds only a random session id, logout ends the session, and the logout form carries the
+session's CSRF token. Wrong tokens are throttled per client and for the token
+(statuspage_access.py). Without a configured token the page is off (404 naming the variable).
+Labels come from one dictionary, in Vietnamese (default) or English (``HEXAFLOW_UI_LANGUAGE``,
+``?lang=``).
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -30,6 +33,8 @@ from hexaflow import statuspage_queries as queries
 from hexaflow.environment import ui_timezone
 from hexaflow.runner import FlowError
 from hexaflow.state import LedgerEntry, StateError, open_store, state_faults
+from hexaflow.statuspage_access import (SESSION_SECONDS, TOKEN_RULE, LoginThrottle, Session, Sessions,
+                                        csrf_matches, token_weakness)
 from hexaflow.timeutil import DEFAULT_TIMEZONE, get_zone
 
 log = logging.getLogger("hexaflow.statuspage")
@@ -37,9 +42,7 @@ log = logging.getLogger("hexaflow.statuspage")
 TOKEN_VARIABLE = "HEXAFLOW_ADMIN_TOKEN"
 LANGUAGE_VARIABLE = "HEXAFLOW_UI_LANGUAGE"
 COOKIE = "hexaflow_status"
-SESSION_SECONDS = 12 * 3600
 MAX_FORM = 16 * 1024
-MIN_TOKEN_LENGTH = 16            # shorter tokens work, with a warning at start
 # Bounds: the page stays fast with 100k documents (bench/status_page.py).
 RUNS_SHOWN = 20
 DOCUMENTS_SHOWN = 100
@@ -81,6 +84,10 @@ LABELS: dict[str, dict[str, str]] = {
         "login.token": "Mã truy cập quản trị",
         "login.submit": "Đăng nhập",
         "login.wrong": "Mã truy cập không đúng.",
+        "login.throttled": "Nhập sai quá nhiều lần. Hãy thử lại sau {seconds} giây.",
+        "csrf.title": "Biểu mẫu không hợp lệ",
+        "csrf.body": "Biểu mẫu này đã hết hạn hoặc không gửi từ trang trạng thái. Hãy tải lại "
+                     "trang rồi thử lại.",
         "disabled.title": "Trang trạng thái đang tắt",
         "disabled.body": "Đặt biến môi trường {var} (một chuỗi ngẫu nhiên dài) rồi khởi động lại "
                          "hexaflow serve để bật trang này.",
@@ -189,6 +196,10 @@ LABELS: dict[str, dict[str, str]] = {
         "login.token": "Admin access token",
         "login.submit": "Log in",
         "login.wrong": "Wrong access token.",
+        "login.throttled": "Too many wrong tries. Try again in {seconds} seconds.",
+        "csrf.title": "Form refused",
+        "csrf.body": "This form has expired or was not sent from the status page. Reload the "
+                     "page and try again.",
         "disabled.title": "The status page is off",
         "disabled.body": "Set the environment variable {var} (a long random string) and restart "
                          "hexaflow serve to turn it on.",
@@ -291,7 +302,9 @@ SECURITY_HEADERS = [
     ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; "
                                 "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
     ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
+    # same-origin, not no-referrer: with no-referrer a browser sends "Origin: null" on the
+    # page's own forms, and the Origin is what tells a cross-site post (CSRF) apart.
+    ("Referrer-Policy", "same-origin"),
     ("X-Frame-Options", "DENY"),
     ("Cache-Control", "no-store"),
 ]
@@ -346,9 +359,11 @@ class StatusPage:
         if language not in LANGUAGES:
             raise FlowError(f"{LANGUAGE_VARIABLE}={language!r}: use one of {', '.join(LANGUAGES)}")
         self.language = language
-        if self._token and len(token) < MIN_TOKEN_LENGTH:
-            log.warning("serve: %s is shorter than %d characters; use a long random value",
-                        TOKEN_VARIABLE, MIN_TOKEN_LENGTH)
+        weakness = token_weakness(token) if token else None
+        if weakness:
+            raise FlowError(f"{TOKEN_VARIABLE} is too weak ({weakness}): use {TOKEN_RULE}")
+        self.throttle = LoginThrottle()
+        self.sessions = Sessions()
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
                                       autoescape=True, undefined=jinja2.StrictUndefined,
                                       trim_blocks=True, lstrip_blocks=True)
@@ -358,36 +373,39 @@ class StatusPage:
         return self._token is not None
 
     # -- access -------------------------------------------------------------------------------
-    def _session_value(self, expires: int) -> str:
-        assert self._token is not None
-        mac = hmac.new(self._token, f"hexaflow-status:{self.tenant}:{expires}".encode("utf-8"),
-                       hashlib.sha256).hexdigest()
-        return f"{expires}.{mac}"
-
     def _token_matches(self, given: str) -> bool:
         assert self._token is not None
-        return hmac.compare_digest(given.strip().encode("utf-8"), self._token)
+        return hmac.compare_digest(given.strip().encode("utf-8", "replace"), self._token)
 
-    def _authorized(self, headers: Mapping[str, str]) -> bool:
-        auth = headers.get("authorization", "")
-        if auth[:7].lower() == "bearer " and self._token_matches(auth[7:]):
-            return True
+    def _session(self, headers: Mapping[str, str]) -> tuple[str, Session] | None:
         for part in headers.get("cookie", "").split(";"):
             name, _, value = part.strip().partition("=")
-            if name != COOKIE:
-                continue
-            expires, _, _mac = value.partition(".")
-            # ASCII digits only: str.isdigit() is also true for "²", which int() refuses.
-            if expires.isascii() and expires.isdigit() and len(expires) <= 12 and \
-                    int(expires) > time.time() and \
-                    hmac.compare_digest(value.encode("utf-8"),
-                                        self._session_value(int(expires)).encode("utf-8")):
-                return True
-        return False
+            if name == COOKIE and value:
+                session = self.sessions.get(value)
+                if session is not None:
+                    return value, session
+        return None
+
+    def _try_token(self, view: "_View", given: str, client: str, next_path: str) -> Response | None:
+        """None when ``given`` is the token; else the answer: 429 while the client (or the
+        token) must wait, without looking at the guess, or 401 with the login form."""
+        wait = self.throttle.wait(client)
+        if wait > 0:
+            seconds = str(math.ceil(wait))
+            log.warning("status page: a login try refused (throttled for %s s more)", seconds)
+            return view.page(429, "login.html", next_path=_safe_next(next_path), wrong=False,
+                             throttled=seconds, headers=[("Retry-After", seconds)])
+        if self._token_matches(given):
+            self.throttle.succeeded(client)
+            return None
+        self.throttle.failed(client, given.strip())
+        log.warning("status page: a login with a wrong token")
+        return self._login_page(view, next_path=next_path, wrong=True)
 
     # -- the request path ---------------------------------------------------------------------
     def handle(self, method: str, target: str, headers: Mapping[str, str],
-               body: bytes = b"") -> Response:
+               body: bytes = b"", client: str = "") -> Response:
+        """One request; ``client``: its address, for the login throttle."""
         headers = {k.lower(): v for k, v in headers.items()}
         url = urlsplit(target)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
@@ -397,13 +415,23 @@ class StatusPage:
         if not self.enabled:
             return view.page(404, "message.html", title=view.t("disabled.title"),
                              text=view.t("disabled.body", var=TOKEN_VARIABLE))
+        if method == "POST" and not _same_origin(headers):
+            return self._csrf_refused(view, "a form posted from another site")
         if path == "/status/login" and method == "POST":
-            return self._login(view, headers, body)
+            return self._login(view, headers, body, client)
+        session = self._session(headers)
         if path == "/status/logout" and method == "POST":
-            return view.redirect("/status", [(
-                "Set-Cookie", f"{COOKIE}=; Path=/status; Max-Age=0; HttpOnly; SameSite=Strict")])
-        if not self._authorized(headers):
-            return self._login_page(view, next_path=target if method == "GET" else "/status")
+            return self._logout(view, session, body)
+        if session is not None:
+            view.csrf = session[1].csrf
+        else:
+            auth = headers.get("authorization", "")
+            if auth[:7].lower() != "bearer ":
+                return self._login_page(view, next_path=target if method == "GET" else "/status")
+            refused = self._try_token(view, auth[7:], client,
+                                      target if method == "GET" else "/status")
+            if refused is not None:
+                return refused
         if method != "GET":
             return view.page(405, "message.html", title=view.t("notfound.title"),
                              text=view.t("notfound.body"))
@@ -436,22 +464,54 @@ class StatusPage:
         return view.page(401, "login.html", next_path=_safe_next(next_path), wrong=wrong,
                          headers=[("WWW-Authenticate", 'Bearer realm="hexaflow status"')])
 
-    def _login(self, view: "_View", headers: Mapping[str, str], body: bytes) -> Response:
+    def _login(self, view: "_View", headers: Mapping[str, str], body: bytes,
+               client: str) -> Response:
+        # No CSRF token here: the form carries the secret itself, so a forged login cannot
+        # succeed without it (and cross-site posts are refused above by their Origin).
         if len(body) > MAX_FORM:
             return view.page(413, "message.html", title=view.t("login.title"), text="")
-        form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        form = _form(body)
         if form.get("lang") in LANGUAGES:
             view = _View(self, form["lang"], explicit_lang=form["lang"], path=view.path,
                          query=view.query)
         next_path = _safe_next(form.get("next", "/status"))
-        if not self._token_matches(form.get("token", "")):
-            log.warning("status page: a login with a wrong token")
-            return self._login_page(view, next_path=next_path, wrong=True)
-        expires = int(time.time()) + SESSION_SECONDS
+        refused = self._try_token(view, form.get("token", ""), client, next_path)
+        if refused is not None:
+            return refused
+        sid, _session = self.sessions.create()
         secure = "; Secure" if headers.get("x-forwarded-proto", "").lower() == "https" else ""
-        cookie = (f"{COOKIE}={self._session_value(expires)}; Path=/status; "
-                  f"Max-Age={SESSION_SECONDS}; HttpOnly; SameSite=Strict{secure}")
+        cookie = (f"{COOKIE}={sid}; Path=/status; Max-Age={SESSION_SECONDS}; HttpOnly; "
+                  f"SameSite=Strict{secure}")
         return view.redirect(next_path, [("Set-Cookie", cookie)])
+
+    def _logout(self, view: "_View", session: tuple[str, Session] | None, body: bytes) -> Response:
+        """End the session (its cookie then works nowhere). The form must carry the session's
+        CSRF token: a cross-site page cannot log the admin out. Without a live session there
+        is nothing to end: the cookie is cleared all the same."""
+        if session is not None:
+            if not csrf_matches(session[1], _form(body).get("csrf", "")):
+                return self._csrf_refused(view, "a logout without the session's CSRF token")
+            self.sessions.end(session[0])
+        return view.redirect("/status", [(
+            "Set-Cookie", f"{COOKIE}=; Path=/status; Max-Age=0; HttpOnly; SameSite=Strict")])
+
+    def _csrf_refused(self, view: "_View", what: str) -> Response:
+        log.warning("status page: refused %s", what)
+        return view.page(403, "message.html", title=view.t("csrf.title"), text=view.t("csrf.body"))
+
+
+def _form(body: bytes) -> dict[str, str]:
+    return {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+
+
+def _same_origin(headers: Mapping[str, str]) -> bool:
+    """A browser names the page a POST comes from (Origin); one from another site is refused.
+    Clients that send no Origin (curl, scripts) are not browsers riding a cookie."""
+    origin = headers.get("origin")
+    if origin is None:
+        return True
+    host = headers.get("x-forwarded-host") or headers.get("host", "")
+    return urlsplit(origin).netloc.lower() == host.split(",")[0].strip().lower()
 
 
 def _safe_next(target: str) -> str:
@@ -488,6 +548,7 @@ class _View:
         self.app, self.lang, self.explicit_lang = page, lang, explicit_lang
         self.path, self.query = path, dict(query)
         self.labels = LABELS[lang]
+        self.csrf = ""          # the session's CSRF token, for the forms that change state
 
     # -- helpers the templates use --------------------------------------------------------------
     def t(self, key: str, **values: Any) -> str:
@@ -524,7 +585,7 @@ class _View:
              **context: Any) -> Response:
         html = self.app.env.get_template(template).render(
             v=self, t=self.t, lang=self.lang, languages=LANGUAGES, tenant=self.app.tenant,
-            now=_when(time.time()), when=_when, **context)
+            now=_when(time.time()), when=_when, **{"throttled": "", **context})
         return Response(status, html.encode("utf-8"), headers=[*SECURITY_HEADERS, *headers])
 
     def redirect(self, location: str, headers: Iterable[tuple[str, str]] = ()) -> Response:
