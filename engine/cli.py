@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from typing import Any
 
 import click
 
@@ -234,12 +235,12 @@ def trace(ref: str, state_path: str | None, tenant: str | None) -> None:
               help="Log lines as text or JSON objects with the tenant (default: "
                    "HEXAFLOW_LOG_FORMAT, else text).")
 @_state_options
-def serve(paths: tuple[str, ...], host: str, port: int, interval: float, log_format: str | None,
-          state_path: str | None, tenant: str | None) -> None:
+def serve(paths: tuple[str, ...], **options: Any) -> None:
     """Receive webhooks and callbacks (POST /hooks/<connector>) and run flows on a schedule."""
     from hexaflow.serve import serve_command
-    sys.exit(serve_command(paths, host=host, port=port, interval=interval, tenant=tenant,
-                           state=state_path, log_format=log_format))
+    sys.exit(serve_command(paths, host=options["host"], port=options["port"], interval=options["interval"],
+                           tenant=options["tenant"], state=options["state_path"],
+                           log_format=options["log_format"]))
 
 
 @main.group()

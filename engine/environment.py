@@ -65,6 +65,16 @@ class RunSettings:
     read_ahead: int = 2           # HEXAFLOW_READ_AHEAD: pages read ahead of the mapping
 
 
+def log_format(explicit: str | None) -> str:
+    """--log-format, else HEXAFLOW_LOG_FORMAT, else text (lower case, not yet checked)."""
+    return (explicit or os.environ.get("HEXAFLOW_LOG_FORMAT") or "text").strip().lower()
+
+
+def state_pool_max() -> int:
+    """HEXAFLOW_STATE_POOL_MAX: connections a process keeps to a PostgreSQL state store."""
+    return max(1, int(env_number("HEXAFLOW_STATE_POOL_MAX", 8.0, "a number of connections; e.g. 8")))
+
+
 def run_settings() -> RunSettings:
     """RunSettings from the environment; FlowError naming the first variable that is not a
     number of 0 or more (in this order: settle, batch delay, read-ahead)."""

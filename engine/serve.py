@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -21,7 +20,7 @@ from typing import Any, Iterable, Mapping, Required, TextIO, TypedDict, Unpack
 
 from hexaflow.connector import AsyncResult, Connector, ConnectorError, Received
 from hexaflow.dispatch import Dispatcher
-from hexaflow.environment import environment_config, tenant_name
+from hexaflow.environment import environment_config, log_format, tenant_name
 from hexaflow.plan import Plan
 from hexaflow.registry import get_connector
 from hexaflow.runner import Connectors, FlowError, apply_async_results, load_plan
@@ -311,7 +310,7 @@ class JsonLogFormatter(logging.Formatter):
 
 def log_format_of(explicit: str | None) -> str:
     """--log-format, else HEXAFLOW_LOG_FORMAT, else text; FlowError naming both when unknown."""
-    chosen = (explicit or os.environ.get(LOG_FORMAT_VARIABLE) or "text").strip().lower()
+    chosen = log_format(explicit)
     if chosen not in LOG_FORMATS:
         raise FlowError(f"log format {chosen!r} (--log-format or {LOG_FORMAT_VARIABLE}): use "
                         f"{' or '.join(LOG_FORMATS)}")

@@ -33,10 +33,10 @@ from functools import lru_cache
 from typing import Any, Iterable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
+from hexaflow.environment import state_pool_max
 from hexaflow.errors import LostLock, StateError
 from hexaflow.state import StateStore
 
-POOL_MAX = int(os.environ.get("HEXAFLOW_STATE_POOL_MAX", "8"))
 CONNECT_TIMEOUT_S = 10
 # A partitioned run loses its lock session within about this many seconds (TCP keepalives),
 # not after the kernel's two hours.
@@ -120,7 +120,7 @@ def _pool(url: str, read_only: bool) -> Any:
                                       "connect_timeout": CONNECT_TIMEOUT_S, **KEEPALIVE}
             if options:
                 kwargs["options"] = options
-            pool = ConnectionPool(url, min_size=1, max_size=POOL_MAX, kwargs=kwargs, open=False,
+            pool = ConnectionPool(url, min_size=1, max_size=state_pool_max(), kwargs=kwargs, open=False,
                                   timeout=30, name=f"hexaflow-state{'-ro' if read_only else ''}")
             pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
             _pools[key] = pool
