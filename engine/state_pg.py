@@ -38,6 +38,9 @@ from hexaflow.errors import LostLock, StateError
 from hexaflow.state import StateStore
 
 CONNECT_TIMEOUT_S = 10
+# How long a new lock holder waits for a frozen run's transaction before ending its sessions,
+# and how many times it tries.
+STALE_WAIT_S, STALE_ROUNDS = 2.0, 5
 # A partitioned run loses its lock session within about this many seconds (TCP keepalives),
 # not after the kernel's two hours.
 KEEPALIVE: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
@@ -93,7 +96,7 @@ class _Db:
         self.store = store
 
     def execute(self, sql: str, args: Iterable[Any] = ()) -> _Rows:
-        with self.store._connection() as conn:
+        with self.store._lost_lock_faults(), self.store._connection() as conn:
             cur = conn.execute(_pg_sql(sql), tuple(args))
             rows = cur.fetchall() if cur.description else []
             return _Rows(rows, cur.rowcount)
@@ -185,11 +188,32 @@ class PostgresStore(StateStore):
                 yield conn
 
     @contextmanager
+    def _lost_lock_faults(self) -> Iterator[None]:
+        """A server error while this process holds a flow lock whose session has ended (a
+        partition, or the next holder ending a frozen run's sessions) is a LostLock."""
+        try:
+            yield
+        except Exception as exc:
+            if type(exc).__module__.startswith("psycopg") and self._lost_a_lock():
+                raise LostLock("this run lost its flow lock (its PostgreSQL session ended) while "
+                               "it was writing, so it stopped; what it committed is kept: run it "
+                               "again once the other run has finished") from None
+            raise
+
+    def _lost_a_lock(self) -> bool:
+        for held in list(self._locks.values()):
+            try:
+                held.conn.execute("SELECT 1")
+            except Exception:
+                return True
+        return False
+
+    @contextmanager
     def transaction(self) -> Iterator[None]:
         if self._conn is not None:        # nested: joins the outer transaction
             yield
             return
-        with self._pool.connection() as conn:
+        with self._lost_lock_faults(), self._pool.connection() as conn:
             conn.execute("BEGIN")
             self._conn = conn
             try:
@@ -266,18 +290,49 @@ class PostgresStore(StateStore):
             if not got or not got[0]:
                 conn.close()
                 return None
-            row = conn.execute(
-                "INSERT INTO locks (tenant, flow, owner, fence, expires_at) VALUES "
-                "(%s, %s, %s, 1, extract(epoch FROM clock_timestamp()) + %s) "
-                "ON CONFLICT (tenant, flow) DO UPDATE SET owner=excluded.owner, "
-                "fence=locks.fence + 1, expires_at=excluded.expires_at RETURNING fence",
-                (tenant, flow, owner, ttl)).fetchone()
+            row = self._count_fence_up(conn, (tenant, flow, owner, ttl))
         except BaseException:
             conn.close()
             raise
         assert row is not None
         self._locks[(tenant, flow)] = _HeldLock(conn, int(row[0]))
         return int(row[0])
+
+    def _count_fence_up(self, conn: Any, args: tuple[str, str, str, float]) -> Any:
+        """The lock's new fencing epoch. A run that lost the lock may be frozen inside a write
+        transaction whose fence check (FOR SHARE) still holds the row, and the update waits for
+        it. This process holds the advisory lock, so whatever blocks the update is such a stale
+        run: after a short wait its sessions are ended (its writes would fail the fence anyway)."""
+        result: dict[str, Any] = {}
+
+        def bump() -> None:
+            try:
+                result["row"] = conn.execute(
+                    "INSERT INTO locks (tenant, flow, owner, fence, expires_at) VALUES "
+                    "(%s, %s, %s, 1, extract(epoch FROM clock_timestamp()) + %s) "
+                    "ON CONFLICT (tenant, flow) DO UPDATE SET owner=excluded.owner, "
+                    "fence=locks.fence + 1, expires_at=excluded.expires_at RETURNING fence",
+                    args).fetchone()
+            except BaseException as exc:      # raised below, in the caller's thread
+                result["error"] = exc
+
+        worker = threading.Thread(target=bump, name="hexaflow-fence", daemon=True)
+        worker.start()
+        for _ in range(STALE_ROUNDS):
+            worker.join(STALE_WAIT_S)
+            if not worker.is_alive():
+                break
+            for (pid,) in self.db.execute("SELECT unnest(pg_blocking_pids(?))",
+                                          (conn.info.backend_pid,)).fetchall():
+                self.db.execute("SELECT pg_terminate_backend(?)", (pid,))
+        worker.join(STALE_WAIT_S)
+        if worker.is_alive():
+            raise StateError(f"HEXAFLOW_STATE={self.path}: the flow lock's row stays locked by "
+                             f"another session that cannot be ended; end it on the server, then "
+                             f"run again")
+        if "error" in result:
+            raise result["error"]
+        return result["row"]
 
     def lock_holder(self, tenant: str, flow: str) -> tuple[str, float] | None:
         # The advisory lock is the truth (its session may have ended without a word); the

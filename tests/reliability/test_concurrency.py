@@ -65,10 +65,6 @@ def test_a_stalled_run_that_lost_its_lock_cannot_commit(sandboxes: Sandboxes, re
     to 0. PostgreSQL: its lock session ends, what a partition does; the test terminates it); run B
     takes the lock and completes. When A resumes, its fencing number is stale: it must stop
     writing (exit 1, naming the lock), and MISA still holds every document exactly once."""
-    if state_target.backend == "postgresql":
-        # Known bug (issue 15, docs/state.md "PostgreSQL"): when A is frozen inside a write
-        # transaction, its FOR SHARE on the fence row stays held, so B's lock waits for it.
-        pytest.skip("PostgreSQL: a run frozen inside a write transaction blocks the next run's lock")
     expected = reference(("orders",), 200)
     sandboxes.reset(200)
     sandboxes.faults("misa", latency_ms=100)
