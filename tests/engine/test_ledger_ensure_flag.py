@@ -3,24 +3,17 @@ their route name; state files from before the flag get it by migration."""
 from __future__ import annotations
 
 import sqlite3
+from importlib import resources
 
 from test_ledger_decisions import World
 
 from hexaflow.ledger_rows import LedgerWrite, RowRef
 from hexaflow.state import open_store
 
-# The ledger as state files held it before the is_ensure column.
-OLD_LEDGER = """
-CREATE TABLE ledger (
-    tenant TEXT NOT NULL, flow TEXT NOT NULL, route TEXT NOT NULL, key TEXT NOT NULL,
-    connector TEXT NOT NULL, document TEXT NOT NULL, action TEXT NOT NULL,
-    source_id TEXT NOT NULL, source_version TEXT,
-    payload_hash TEXT NOT NULL, payload TEXT NOT NULL, params TEXT,
-    state TEXT NOT NULL, target_ref TEXT, code TEXT, message TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL, updated_at REAL NOT NULL,
-    PRIMARY KEY (tenant, flow, route, key));
-"""
+# The tables as state files held them before the is_ensure column: the first migration (a
+# released migration never changes).
+OLD_LEDGER = resources.files("hexaflow").joinpath("migrations", "sqlite", "0001.tables.sql").read_text(
+    encoding="utf-8")
 
 
 def _old_row(db: sqlite3.Connection, route: str, key: str) -> None:

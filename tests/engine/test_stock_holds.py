@@ -5,6 +5,7 @@ conflict or deleted; state files from before the ``stock`` column get it by migr
 from __future__ import annotations
 
 import sqlite3
+from importlib import resources
 from decimal import Decimal
 
 import pytest
@@ -109,19 +110,10 @@ def test_quantities_stay_exact_decimals(store):
     assert store.pending_stock("t", "misa") == {"KHO_HCM": {"GAO": Decimal("-0.3")}}
 
 
-# The ledger as state files held it before the stock column (after is_ensure).
-OLD_LEDGER = """
-CREATE TABLE ledger (
-    tenant TEXT NOT NULL, flow TEXT NOT NULL, route TEXT NOT NULL, key TEXT NOT NULL,
-    connector TEXT NOT NULL, document TEXT NOT NULL, action TEXT NOT NULL,
-    source_id TEXT NOT NULL, source_version TEXT,
-    payload_hash TEXT NOT NULL, payload TEXT NOT NULL, params TEXT,
-    state TEXT NOT NULL, target_ref TEXT, code TEXT, message TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL, updated_at REAL NOT NULL,
-    is_ensure INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (tenant, flow, route, key));
-"""
+# The tables as state files held them before the stock column: the first migration, and the
+# is_ensure column the second adds.
+OLD_LEDGER = resources.files("hexaflow").joinpath("migrations", "sqlite", "0001.tables.sql").read_text(
+    encoding="utf-8") + "ALTER TABLE ledger ADD COLUMN is_ensure INTEGER NOT NULL DEFAULT 0;\n"
 
 
 def test_an_old_state_file_holds_the_stock_of_documents_it_sent_before_the_upgrade(tmp_path):
