@@ -81,7 +81,7 @@ def main() -> int:
     http = httpx.Client(timeout=TIMEOUT_S)
     auth = {"Authorization": f"Bearer {creds['HARAVAN_TOKEN']}"}
     with tempfile.TemporaryDirectory() as tmp:
-        server = HookServer([load_plan(ROOT / "mappings" / "orders.yaml")], tenant="bench",
+        server = HookServer.single([load_plan(ROOT / "mappings" / "orders.yaml")], tenant="bench",
                             config=config, state=str(Path(tmp) / "state.db"), port=0,
                             interval=0).start()
         try:

@@ -18,7 +18,6 @@ import click
 
 from hexaflow.check import EXIT_OK, EXIT_PROBLEMS, Finding, SettingsFile, Wanted, compare, render
 from hexaflow.connector import ConnectorError
-from hexaflow.environment import tenant_name
 from hexaflow.errors import FlowError, HexaflowError
 from hexaflow.plan import Plan
 
@@ -176,19 +175,23 @@ def check_project(plan: Plan, tenant: str, connect: Callable[[], Any]) -> tuple[
     return findings, len(wanted) + (1 if any(f.kind == "account_preset" for f in findings) else 0)
 
 
-def check_command(path: str, tenant: str | None, fmt: str) -> int:
+def check_command(path: str | None, tenant: str | None, fmt: str, tenants: str | None = None) -> int:
     from hexaflow.runcontext import Connectors
     from hexaflow.runner import load_plan
+    from hexaflow.tenants import one_tenant
     try:
-        plan = load_plan(find_flow(path))
+        one = one_tenant(tenants, tenant)
+        folder = path or (str(one.folder) if one.in_tenants_folder else ".")
+        plan = load_plan(find_flow(folder))
+        config = one.config()
     except FlowError as exc:
         for problem in exc.problems:
             click.echo(problem.text(), err=True)
         click.echo(f"error: {exc}", err=True)
         return EXIT_PROBLEMS
-    connectors = Connectors(tenant_name(tenant), plan.base_dir)
+    connectors = Connectors(one.name, plan.base_dir, config)
     try:
-        findings, checked = check_project(plan, tenant_name(tenant), lambda: connectors.get(TARGET))
+        findings, checked = check_project(plan, one.name, lambda: connectors.get(TARGET))
     except (HexaflowError, ConnectorError) as exc:      # not configured, cannot connect
         click.echo(f"error: {exc}", err=True)
         return EXIT_PROBLEMS
@@ -199,10 +202,12 @@ def check_command(path: str, tenant: str | None, fmt: str) -> int:
 
 
 @click.command()
-@click.argument("path", default=".", type=click.Path())
+@click.argument("path", required=False, type=click.Path())
 @click.option("--tenant", default=None, help="Tenant id (default: HEXAFLOW_TENANT or 'default').")
+@click.option("--tenants", "tenants_dir", default=None, type=click.Path(),
+              help="A tenants folder (default: HEXAFLOW_TENANTS): check the --tenant's own settings.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               help="text: one line per problem (file:line:col: setting: problem (fix)); json: for tools.")
-def check(path: str, tenant: str | None, fmt: str) -> None:
+def check(path: str | None, tenant: str | None, tenants_dir: str | None, fmt: str) -> None:
     """Compare the settings with the tenant's MISA company: accounts, items, warehouses, bank account."""
-    sys.exit(check_command(path, tenant, fmt))
+    sys.exit(check_command(path, tenant, fmt, tenants_dir))

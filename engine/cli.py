@@ -95,11 +95,15 @@ def validate(paths: tuple[str, ...], fmt: str, strict: bool, use_cache: bool) ->
 @click.option("--limit", type=int, default=None, help="Read at most N records.")
 @click.option("--tenant", default=None, help="Tenant id (default: HEXAFLOW_TENANT or 'default').")
 @click.option("--state", "state_path", default=None, help="State store (default: HEXAFLOW_STATE).")
+@click.option("--tenants", "tenants_dir", default=None, type=click.Path(),
+              help="A tenants folder: one subfolder per shop (default: HEXAFLOW_TENANTS).")
 def run(flow: str, dry_run: bool, limit: int | None, tenant: str | None,
-        state_path: str | None) -> None:
-    """Run a flow: read records, map them, write the documents not yet written."""
+        state_path: str | None, tenants_dir: str | None) -> None:
+    """Run a flow: read records, map them, write the documents not yet written (for each
+    tenant of a tenants folder: its own FLOW file)."""
     from hexaflow.runner import run_command
-    sys.exit(run_command(flow, dry_run=dry_run, limit=limit, tenant=tenant, state_path=state_path))
+    sys.exit(run_command(flow, dry_run=dry_run, limit=limit, tenant=tenant, state_path=state_path,
+                         tenants=tenants_dir))
 
 
 @main.command("test")
@@ -122,10 +126,13 @@ def schema() -> None:
 @click.argument("directory", type=click.Path())
 @click.option("--force", is_flag=True,
               help="Write into a folder that is not empty, replacing files with the same names.")
-def init(directory: str, force: bool) -> None:
-    """Create a project for one shop: flows, tables, tests, settings, CI, editor schema."""
+@click.option("--tenants", "tenants_dir", default=None, type=click.Path(file_okay=False),
+              help="Add the tenant DIRECTORY (a name) to this tenants folder, with a tenant.yaml.")
+def init(directory: str, force: bool, tenants_dir: str | None) -> None:
+    """Create a project for one shop: flows, tables, tests, settings, CI, editor schema (with
+    --tenants DIR: the tenant folder DIR/DIRECTORY)."""
     from hexaflow.scaffold import init_command
-    sys.exit(init_command(directory, force=force))
+    sys.exit(init_command(directory, force=force, tenants=tenants_dir))
 
 
 def _state_faults_are_errors(fn):
@@ -164,37 +171,73 @@ def explain(flow: str, record_file: str | None, record_id: str | None, fmt: str,
 def _state_options(fn):
     fn = _state_faults_are_errors(fn)
     fn = click.option("--tenant", default=None,
-                      help="Tenant id (default: HEXAFLOW_TENANT or 'default').")(fn)
+                      help="Tenant id (default: HEXAFLOW_TENANT or 'default'; with --tenants: "
+                           "every tenant).")(fn)
+    fn = click.option("--tenants", "tenants_dir", default=None, type=click.Path(),
+                      help="A tenants folder: one subfolder per shop (default: HEXAFLOW_TENANTS).")(fn)
     fn = click.option("--state", "state_path", default=None,
                       help="State store (default: HEXAFLOW_STATE).")(fn)
     return fn
 
 
-def _open(state_path: str | None, tenant: str | None):
-    from hexaflow.environment import tenant_name
+def _fail(exc: Exception) -> None:
+    for problem in getattr(exc, "problems", []) or []:
+        click.echo(problem.text(), err=True)
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(EXIT_INVALID)
+
+
+def _open(state_path: str | None, tenant: str | None, tenants_dir: str | None = None):
+    """The state store and the tenants a command works for (warnings printed)."""
+    from hexaflow.errors import FlowError
     from hexaflow.state import StateError, open_store
+    from hexaflow.tenants import select_tenants
     try:
+        chosen, skipped = select_tenants(tenants_dir, tenant)
         store = open_store(state_path)
-    except StateError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_INVALID)
-    return store, tenant_name(tenant)
+    except (StateError, FlowError) as exc:
+        _fail(exc)
+    for line in skipped:
+        click.echo(f"warning: {line}", err=True)
+    return store, chosen
+
+
+def _open_one(state_path: str | None, tenant: str | None, tenants_dir: str | None):
+    """The state store and the one tenant a command needs."""
+    from hexaflow.errors import FlowError
+    from hexaflow.state import StateError, open_store
+    from hexaflow.tenants import one_tenant
+    try:
+        chosen = one_tenant(tenants_dir, tenant)
+        return open_store(state_path), chosen
+    except (StateError, FlowError) as exc:
+        _fail(exc)
+        raise     # not reached: _fail exits
+
+
+def _each(tenants: list, text) -> None:
+    """Print ``text(tenant name)`` for each tenant, under its name when in a tenants folder."""
+    for one in tenants:
+        if one.in_tenants_folder:
+            click.echo(f"== tenant {one.name}")
+        click.echo(text(one.name), nl=False)
 
 
 @main.command()
 @click.argument("flow", type=click.Path())
 @_state_options
-def adopt(flow: str, state_path: str | None, tenant: str | None) -> None:
+def adopt(flow: str, state_path: str | None, tenant: str | None, tenants_dir: str | None) -> None:
     """Rebuild FLOW's ledger from what its targets hold (after the state store was lost)."""
     from hexaflow.adopt import adopt as adopt_flow
     from hexaflow.connector import ConnectorError
-    from hexaflow.runner import Connectors, FlowError, load_plan, resolve_flow_path
-    store, tenant = _open(state_path, tenant)
+    from hexaflow.runner import Connectors, FlowError, load_plan
+    from hexaflow.tenants import flow_of
+    store, one = _open_one(state_path, tenant, tenants_dir)
     try:
-        plan = load_plan(resolve_flow_path(flow))
-        connectors = Connectors(tenant, plan.base_dir)
+        plan = load_plan(flow_of(one, flow))
+        connectors = Connectors(one.name, plan.base_dir, one.config())
         try:
-            summary = adopt_flow(plan, tenant, store, connectors,
+            summary = adopt_flow(plan, one.name, store, connectors,
                                  lambda line: click.echo(line, err=True))
         finally:
             connectors.close()
@@ -208,25 +251,25 @@ def adopt(flow: str, state_path: str | None, tenant: str | None) -> None:
 
 @main.command()
 @_state_options
-def status(state_path: str | None, tenant: str | None) -> None:
+def status(state_path: str | None, tenant: str | None, tenants_dir: str | None) -> None:
     """Per flow: cursor, last run, documents by state, dead letters, conflicts."""
     from hexaflow.reports import status_text
-    store, tenant = _open(state_path, tenant)
-    click.echo(status_text(store, tenant), nl=False)
+    store, chosen = _open(state_path, tenant, tenants_dir)
+    _each(chosen, lambda name: status_text(store, name))
 
 
 @main.command()
 @click.argument("ref")
 @_state_options
-def trace(ref: str, state_path: str | None, tenant: str | None) -> None:
+def trace(ref: str, state_path: str | None, tenant: str | None, tenants_dir: str | None) -> None:
     """Every document of a record (e.g. an order id) or with a document code, and its history."""
     from hexaflow.reports import trace_text
-    store, tenant = _open(state_path, tenant)
-    click.echo(trace_text(store, tenant, ref), nl=False)
+    store, chosen = _open(state_path, tenant, tenants_dir)
+    _each(chosen, lambda name: trace_text(store, name, ref))
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=int, default=8765, show_default=True, help="Port (0: any free port).")
 @click.option("--interval", type=float, default=300, show_default=True,
@@ -236,11 +279,26 @@ def trace(ref: str, state_path: str | None, tenant: str | None) -> None:
                    "HEXAFLOW_LOG_FORMAT, else text).")
 @_state_options
 def serve(paths: tuple[str, ...], **options: Any) -> None:
-    """Receive webhooks and callbacks (POST /hooks/<connector>) and run flows on a schedule."""
+    """Receive webhooks and callbacks (POST /hooks/<connector>, or /hooks/<tenant>/<connector>)
+    and run flows on a schedule: the flows in PATHS, or every tenant's with --tenants."""
     from hexaflow.serve import serve_command
     sys.exit(serve_command(paths, host=options["host"], port=options["port"], interval=options["interval"],
                            tenant=options["tenant"], state=options["state_path"],
-                           log_format=options["log_format"]))
+                           log_format=options["log_format"], tenants=options["tenants_dir"]))
+
+
+@main.command("tenants")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              help="text: one block per tenant; json: for tools.")
+@_state_options
+def tenants_cmd(fmt: str, state_path: str | None, tenant: str | None, tenants_dir: str | None) -> None:
+    """The tenants of a tenants folder with their health: flows, configuration, last runs,
+    documents, dead letters (exit 0 when every tenant is ok)."""
+    from hexaflow.tenant_report import tenants_report
+    store, chosen = _open(state_path, tenant, tenants_dir)
+    text, healthy = tenants_report(store, chosen, fmt)
+    click.echo(text, nl=False)
+    sys.exit(EXIT_OK if healthy else EXIT_INVALID)
 
 
 @main.group()
@@ -251,23 +309,25 @@ def dlq() -> None:
 @dlq.command("list")
 @click.option("--flow", default=None, help="Only this flow.")
 @_state_options
-def dlq_list(flow: str | None, state_path: str | None, tenant: str | None) -> None:
+def dlq_list(flow: str | None, state_path: str | None, tenant: str | None,
+             tenants_dir: str | None) -> None:
     """List the open dead letters with their reasons."""
     from hexaflow.reports import dlq_list_text
-    store, tenant = _open(state_path, tenant)
-    click.echo(dlq_list_text(store, tenant, flow), nl=False)
+    store, chosen = _open(state_path, tenant, tenants_dir)
+    _each(chosen, lambda name: dlq_list_text(store, name, flow))
 
 
 @dlq.command("show")
 @click.argument("letter_id", type=int)
 @_state_options
-def dlq_show(letter_id: int, state_path: str | None, tenant: str | None) -> None:
+def dlq_show(letter_id: int, state_path: str | None, tenant: str | None,
+             tenants_dir: str | None) -> None:
     """Show one dead letter: reason, record and payload."""
     from hexaflow.reports import dlq_show_text
     from hexaflow.runner import FlowError
-    store, tenant = _open(state_path, tenant)
+    store, one = _open_one(state_path, tenant, tenants_dir)
     try:
-        click.echo(dlq_show_text(store, tenant, letter_id), nl=False)
+        click.echo(dlq_show_text(store, one.name, letter_id), nl=False)
     except FlowError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_INVALID)
@@ -276,13 +336,14 @@ def dlq_show(letter_id: int, state_path: str | None, tenant: str | None) -> None
 @dlq.command("drop")
 @click.argument("letter_id", type=int)
 @_state_options
-def dlq_drop(letter_id: int, state_path: str | None, tenant: str | None) -> None:
+def dlq_drop(letter_id: int, state_path: str | None, tenant: str | None,
+             tenants_dir: str | None) -> None:
     """Close a dead letter without replaying it."""
     from hexaflow.reports import dlq_drop as drop
     from hexaflow.runner import FlowError
-    store, tenant = _open(state_path, tenant)
+    store, one = _open_one(state_path, tenant, tenants_dir)
     try:
-        drop(store, tenant, letter_id)
+        drop(store, one.name, letter_id)
     except FlowError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_INVALID)
@@ -294,13 +355,14 @@ def dlq_drop(letter_id: int, state_path: str | None, tenant: str | None) -> None
 @click.option("--id", "ids", type=int, multiple=True,
               help="Only these dead letters (default: all of the flow).")
 @_state_options
-def dlq_replay(flow: str, ids: tuple[int, ...], state_path: str | None, tenant: str | None) -> None:
+def dlq_replay(flow: str, ids: tuple[int, ...], state_path: str | None, tenant: str | None,
+               tenants_dir: str | None) -> None:
     """Map the dead-lettered records again with the flow as it is now; write each document once."""
     from hexaflow.reports import dlq_replay as replay
     from hexaflow.runner import FlowError
-    store, tenant = _open(state_path, tenant)
+    store, one = _open_one(state_path, tenant, tenants_dir)
     try:
-        summary = replay(store, tenant, flow, list(ids) or None,
+        summary = replay(store, one, flow, list(ids) or None,
                          lambda line: click.echo(line, err=True))
     except FlowError as exc:
         for problem in exc.problems:

@@ -1,7 +1,9 @@
 """The dispatcher: the one place that decides when a flow runs in ``hexaflow serve``.
 
-Receivers and the scheduler only *ask* for a run of (tenant, flow); one worker thread runs the
-requests one at a time. Asking twice before the run starts is asking once (a set); asking while
+Receivers and the scheduler only *ask* for a run of (tenant, flow); a few runner threads
+(HEXAFLOW_SERVE_RUNNERS) run the requests, **at most one run per tenant at a time**: a tenant
+whose systems hang or fail occupies one runner at most and backs off, while the other tenants'
+runs go on (docs/tenants.md). Asking twice before the run starts is asking once (a set); asking while
 the flow runs makes it run once more afterwards, because the run in progress may have read its
 page before the change that caused the request. Exactly-once effects do not depend on any of
 this: the ledger and the fencing lock guarantee them whoever runs the flow and how often.
@@ -15,10 +17,12 @@ import logging
 import sqlite3
 import threading
 import time
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 from hexaflow.connector import ConnectorError
+from hexaflow.environment import serve_runners
 from hexaflow.plan import Plan
 from hexaflow.runner import Budget, Connectors, FlowError, poll_results, run_flow
 from hexaflow.state import LostLock, StateStore, open_store, state_fault
@@ -32,21 +36,26 @@ RUN_BUDGET_S = 30.0        # a long catch-up run yields to other flows and asks 
 
 Key = tuple[str, str]      # (tenant, flow name)
 
+# The tenant whose work this thread does now (a run, a delivery): log lines carry it.
+CURRENT_TENANT: ContextVar[str | None] = ContextVar("hexaflow_tenant", default=None)
+
 
 class Dispatcher:
-    def __init__(self, plans: Iterable[Plan], *, state_path: str,
+    def __init__(self, plans: Mapping[str, Iterable[Plan]], *, state_path: str,
                  config_for: Callable[[str], Mapping[str, str]],
                  budget_s: float = RUN_BUDGET_S):
-        self.plans = {p.name: p for p in plans}
+        """``plans``: each tenant's flows; ``config_for``: tenant → its configuration."""
+        self.plans = {tenant: {p.name: p for p in flows} for tenant, flows in plans.items()}
         self.state_path = state_path
         self.config_for = config_for           # tenant → configuration (secrets included)
         self.budget_s = budget_s
+        self.runners = serve_runners()
         self._pending: dict[Key, float] = {}   # key → not before (time.monotonic())
-        self._running: Key | None = None
+        self._running: set[Key] = set()
         self._cond = threading.Condition()
         self._stopping = False
-        self._thread: threading.Thread | None = None
-        self._store: StateStore | None = None  # the worker's own connection
+        self._threads: list[threading.Thread] = []
+        self._local = threading.local()        # each runner's own store connection
         self._connectors: dict[tuple[str, Path], Connectors] = {}
         # Start time of each flow's last completed run: inbox rows older than the oldest of
         # these, over the flows reading a source, have been seen by every such flow.
@@ -57,19 +66,19 @@ class Dispatcher:
         self._outcomes: dict[tuple[str, str, str], int] = {}   # (tenant, flow, outcome) → runs
 
     # -- asking ---------------------------------------------------------------------------
-    def flows_reading(self, connector: str, resource: str) -> list[str]:
-        return [p.name for p in self.plans.values()
+    def flows_reading(self, tenant: str, connector: str, resource: str) -> list[str]:
+        return [p.name for p in self.plans.get(tenant, {}).values()
                 if p.source.connector == connector and p.source.resource == resource]
 
-    def flows_writing(self, connector: str) -> list[str]:
-        return [p.name for p in self.plans.values()
+    def flows_writing(self, tenant: str, connector: str) -> list[str]:
+        return [p.name for p in self.plans.get(tenant, {}).values()
                 if any(route.connector == connector or
                        any(ens.connector == connector for ens in route.ensure)
                        for route in p.routes)]
 
     def request(self, tenant: str, flow: str, delay: float = 0.0) -> None:
-        if flow not in self.plans:
-            raise KeyError(flow)
+        if flow not in self.plans.get(tenant, {}):
+            raise KeyError((tenant, flow))
         key, due = (tenant, flow), time.monotonic() + delay
         with self._cond:
             # Coalesce: one pending request per (tenant, flow), the earliest wins; but a flow
@@ -82,14 +91,16 @@ class Dispatcher:
 
     def request_source(self, tenant: str, connector: str, resource: str) -> list[str]:
         """Ask for a run of every flow whose source is ``connector``/``resource``."""
-        flows = self.flows_reading(connector, resource)
+        flows = self.flows_reading(tenant, connector, resource)
         for flow in flows:
             self.request(tenant, flow)
         return flows
 
-    def request_all(self, tenant: str) -> None:
-        for flow in self.plans:
-            self.request(tenant, flow)
+    def request_all(self, tenant: str | None = None) -> None:
+        """Ask for every flow of ``tenant`` (None: of every tenant)."""
+        for name in ([tenant] if tenant is not None else list(self.plans)):
+            for flow in self.plans.get(name, {}):
+                self.request(name, flow)
 
     # -- state for /health, /metrics and tests ----------------------------------------------
     def run_counts(self) -> dict[tuple[str, str, str], int]:
@@ -109,13 +120,13 @@ class Dispatcher:
 
     def idle(self) -> bool:
         with self._cond:
-            return not self._pending and self._running is None
+            return not self._pending and not self._running
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait (bounded) until nothing is pending or running; False on timeout."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._pending or self._running is not None:
+            while self._pending or self._running:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -124,62 +135,79 @@ class Dispatcher:
 
     # -- the worker -------------------------------------------------------------------------
     def start(self) -> "Dispatcher":
-        self._thread = threading.Thread(target=self._work, name="hexaflow-dispatcher",
-                                        daemon=True)
-        self._thread.start()
+        for number in range(self.runners):
+            thread = threading.Thread(target=self._work, name=f"hexaflow-runner-{number + 1}",
+                                      daemon=True)
+            thread.start()
+            self._threads.append(thread)
         return self
 
     def stop(self, timeout: float = 60.0) -> None:
-        """No new runs; wait (bounded) for the run in progress to finish."""
+        """No new runs; wait (bounded) for the runs in progress to finish."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _next(self) -> Key | None:
+        """The next due request whose tenant has no run in progress (the earliest first)."""
         with self._cond:
             while not self._stopping:
                 now = time.monotonic()
-                due = [(t, k) for k, t in self._pending.items() if t <= now]
+                busy = {tenant for tenant, _ in self._running}
+                due = [(t, k) for k, t in self._pending.items() if t <= now and k[0] not in busy]
                 if due:
                     key = min(due)[1]
                     del self._pending[key]
-                    self._running = key
+                    self._running.add(key)
                     return key
                 wait = min(self._pending.values(), default=now + 1.0) - now
                 self._cond.wait(max(0.01, min(wait, 1.0)))
             return None
 
+    @property
+    def _store(self) -> StateStore:
+        return self._local.store
+
     def _work(self) -> None:
-        self._store = open_store(self.state_path)
+        self._local.store = open_store(self.state_path)
         try:
             while (key := self._next()) is not None:
                 try:
                     self._run(*key)
-                except Exception:  # a bug must not stop the worker; the scheduler retries
-                    log.exception("serve: run of flow %s (tenant %s) failed", key[1], key[0])
+                except Exception:  # a bug must not stop the runner; the scheduler retries
+                    log.exception("serve: run of flow %s (tenant %s) failed", key[1], key[0],
+                                  extra={"tenant": key[0]})
                     self._drop_connectors(key[0])
                 finally:
                     with self._cond:
-                        self._running = None
+                        self._running.discard(key)
                         self._cond.notify_all()
         finally:
-            for connectors in self._connectors.values():
-                connectors.close()
+            if all(t is threading.current_thread() or not t.is_alive() for t in self._threads):
+                with self._cond:
+                    for connectors in self._connectors.values():
+                        connectors.close()
+                    self._connectors.clear()
             self._store.close()
 
     def _connectors_for(self, tenant: str, plan: Plan) -> Connectors:
         # Kept across runs so tokens and rate-limit buckets are reused (latency); one set per
         # tenant and flow folder (relative paths in connector settings are per folder).
         key = (tenant, plan.base_dir)
-        if key not in self._connectors:
-            self._connectors[key] = Connectors(tenant, plan.base_dir, dict(self.config_for(tenant)))
-        return self._connectors[key]
+        with self._cond:
+            if key not in self._connectors:
+                self._connectors[key] = Connectors(tenant, plan.base_dir,
+                                                   dict(self.config_for(tenant)))
+            return self._connectors[key]
 
     def _drop_connectors(self, tenant: str) -> None:
-        for key in [k for k in self._connectors if k[0] == tenant]:
-            self._connectors.pop(key).close()
+        with self._cond:
+            dropped = [self._connectors.pop(k) for k in list(self._connectors) if k[0] == tenant]
+        for connectors in dropped:
+            connectors.close()
 
     def _poll_only(self, tenant: str, plan: Plan) -> None:
         assert self._store is not None
@@ -190,7 +218,14 @@ class Dispatcher:
             self._drop_connectors(tenant)
 
     def _run(self, tenant: str, flow: str) -> None:
-        plan = self.plans[flow]
+        token = CURRENT_TENANT.set(tenant)
+        try:
+            self._run_flow(tenant, self.plans[tenant][flow])
+        finally:
+            CURRENT_TENANT.reset(token)
+
+    def _run_flow(self, tenant: str, plan: Plan) -> None:
+        flow = plan.name
         store = self._store
         assert store is not None
         started = store.now()       # compared with the inbox's times, on the store's clock
@@ -230,7 +265,8 @@ class Dispatcher:
         with self._cond:
             self._retry_at.pop((tenant, flow), None)
         self._failures.pop((tenant, flow), None)
-        self.runs += 1
+        with self._cond:
+            self.runs += 1
         self._count(tenant, flow, "ok")
         log.info("serve: %s", summary.render().strip().replace("\n", " | "))
         if summary.more_left:
@@ -238,7 +274,7 @@ class Dispatcher:
             return
         self._completed_start[(tenant, flow)] = started
         source = plan.source
-        readers = self.flows_reading(source.connector, source.resource)
+        readers = self.flows_reading(tenant, source.connector, source.resource)
         seen_by_all = min(self._completed_start.get((tenant, f), 0.0) for f in readers)
         if seen_by_all:
             store.mark_inbox_handled(tenant, source.connector, source.resource, seen_by_all)

@@ -27,6 +27,17 @@ def tenant_name(explicit: str | None = None) -> str:
     return explicit or os.environ.get("HEXAFLOW_TENANT") or DEFAULT_TENANT
 
 
+def tenants_location(explicit: str | None = None) -> str | None:
+    """The tenants folder: the one given (--tenants), else HEXAFLOW_TENANTS, else None (the
+    current folder is the single tenant)."""
+    return explicit or os.environ.get("HEXAFLOW_TENANTS") or None
+
+
+def serve_runners() -> int:
+    """HEXAFLOW_SERVE_RUNNERS: runs a serve process makes at once (at most one per tenant)."""
+    return max(1, int(env_number("HEXAFLOW_SERVE_RUNNERS", 4.0, "a number of runs; e.g. 4")))
+
+
 def state_location(explicit: str | None, default: str) -> str:
     """The state store path or URL: the one given, else HEXAFLOW_STATE, else ``default``."""
     return explicit or os.environ.get("HEXAFLOW_STATE") or default

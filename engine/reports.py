@@ -13,9 +13,9 @@ from decimal import Decimal
 from typing import Callable
 
 from hexaflow.runner import (LOCK_TTL, Connectors, FlowError, RunContext, RunSummary,
-                             load_plan, poll_results, process_records, resolve_flow_path,
-                             with_pending_stock)
+                             load_plan, poll_results, process_records, with_pending_stock)
 from hexaflow.state import StateStore
+from hexaflow.tenants import Tenant, flow_of
 
 
 def _when(ts: float | None) -> str:
@@ -105,11 +105,13 @@ def dlq_drop(store: StateStore, tenant: str, letter_id: int) -> None:
         raise FlowError(f"no open dead letter #{letter_id} (hexaflow dlq list shows them)")
 
 
-def dlq_replay(store: StateStore, tenant: str, flow_file: str, letter_ids: list[int] | None,
+def dlq_replay(store: StateStore, one: Tenant, flow_file: str, letter_ids: list[int] | None,
                report: Callable[[str], None]) -> RunSummary:
     """Map the dead-lettered records again with the flow as it is now, and write what they
     produce; the ledger keeps it exactly once."""
-    plan = load_plan(resolve_flow_path(flow_file))
+    tenant = one.name
+    plan = load_plan(flow_of(one, flow_file))
+    config = one.config()
     letters = [d for d in store.dead_letters(tenant, plan.name)
                if letter_ids is None or d["id"] in letter_ids]
     records, seen = [], set()
@@ -123,7 +125,7 @@ def dlq_replay(store: StateStore, tenant: str, flow_file: str, letter_ids: list[
     fence = store.acquire_lock(tenant, plan.name, LOCK_TTL)
     if fence is None:
         raise FlowError(f"flow {plan.name!r} is running; replay when it has finished")
-    connectors = Connectors(tenant, plan.base_dir)
+    connectors = Connectors(tenant, plan.base_dir, config)
     try:
         ctx = RunContext(plan, tenant, store, connectors, summary, fence=fence, report=report,
                          retry_rejected=True)

@@ -354,13 +354,42 @@ def scaffold(target: Path, force: bool = False) -> Scaffold:
     return result
 
 
+TENANT_YAML = """\
+# How hexaflow reaches this shop's systems (docs/tenants.md). This file is committed: it holds
+# no secret. The tenant is named by its folder.
+description: ""
+# The tenant's own non-secret settings for its connectors (see .env.example for the names).
+environment: {}
+#  MISA_ORG_COMPANY_CODE: ""
+# Where the secrets come from (tokens, access codes), never a committed file:
+# a KEY=VALUE file (mode 600), absolute or relative to this folder ...
+secrets: ../.secrets/{name}.env
+# ... or the process environment, with a prefix (SHOP_A_HARAVAN_TOKEN -> HARAVAN_TOKEN):
+# secrets:
+#   env_prefix: SHOP_A_
+"""
+
+
+def add_tenant(base: Path, name: str, force: bool = False) -> Scaffold:
+    """A new tenant folder ``base/name`` with a tenant.yaml; ScaffoldError for a bad name."""
+    from hexaflow.tenants import NAME_RULE, TENANT_FILE
+    if NAME_RULE.fullmatch(name) is None or name.startswith((".", "_")):
+        raise ScaffoldError(f"{name!r} is not a tenant name: letters, digits, '-', '_' and '.', "
+                            f"at most 63, starting with a letter or digit (e.g. shop-a)")
+    result = scaffold(base / name, force)
+    (base / name / TENANT_FILE).write_text(TENANT_YAML.replace("{name}", name), encoding="utf-8")
+    result.written.append(TENANT_FILE)
+    return result
+
+
 def init_command(directory: str, *, force: bool = False, out: TextIO | None = None,
-                 err: TextIO | None = None) -> int:
+                 err: TextIO | None = None, tenants: str | None = None) -> int:
+    """``hexaflow init DIRECTORY``, or with ``tenants`` the tenant DIRECTORY of that folder."""
     out = out or sys.stdout
     err = err or sys.stderr
-    target = Path(directory)
+    target = Path(tenants) / directory if tenants else Path(directory)
     try:
-        result = scaffold(target, force)
+        result = add_tenant(Path(tenants), directory, force) if tenants else scaffold(target, force)
     except (ScaffoldError, OSError) as exc:
         print(f"error: {exc}", file=err)
         return EXIT_REFUSED
@@ -374,7 +403,9 @@ def init_command(directory: str, *, force: bool = False, out: TextIO | None = No
     steps = [
         f"cd {shlex.quote(str(target))}",
         f"fill in the tables: {', '.join(settings)}" if settings else "fill in the tables",
-        "cp .env.example .env, fill in the credentials (never commit .env), and load it",
+        (f"fill in tenant.yaml and its secrets file ({tenants}/.secrets/{directory}.env, mode "
+         f"600; never commit it)" if tenants else
+         "cp .env.example .env, fill in the credentials (never commit .env), and load it"),
         "hexaflow validate . && hexaflow test .",
         f"hexaflow run {first} --dry-run      (what would be sent; writes nothing)",
         f"hexaflow explain {first} --id ID    (why a record gives its documents)",

@@ -207,15 +207,12 @@ class WebApp:
         return await self._guarded(request, self.hooks.max_body, answer)
 
     async def hook(self, request: Request) -> Response:
-        tenant = request.path_params.get("tenant", self.hooks.tenant)
+        tenant = request.path_params.get("tenant")
         name = request.path_params["connector"]
 
         async def answer(body: bytes) -> Response:
-            if tenant != self.hooks.tenant:
-                return json_answer(404, {"error": f"no tenant {tenant!r} here; this serve is for "
-                                                  f"tenant {self.hooks.tenant!r}"})
             try:
-                status, reply = await self._in_thread(self.hooks.handle_hook, name, body,
+                status, reply = await self._in_thread(self.hooks.handle_hook, tenant, name, body,
                                                       dict(request.headers.items()))
             except Exception:  # a bug: 500 makes the sender retry; the scheduler is the net
                 log.exception("serve: handling a %s delivery failed", name)

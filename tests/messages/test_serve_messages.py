@@ -149,7 +149,7 @@ def hooks(tmp_path_factory):
     """serve with the orders flow and settings that reach nothing (no delivery here is valid
     enough to ask for a run)."""
     state = tmp_path_factory.mktemp("serve") / "state.db"
-    server = HookServer([load_plan(MAPPINGS / "orders.yaml")], tenant="default", config=OFFLINE,
+    server = HookServer.single([load_plan(MAPPINGS / "orders.yaml")], tenant="default", config=OFFLINE,
                         state=str(state), port=0).start()
     yield server
     server.stop(timeout=10)
@@ -319,7 +319,7 @@ def test_a_run_refused_by_a_connector_is_logged_with_the_fix_and_retried(sandbox
     store = open_store(str(tmp_path / "state.db"))
     store.finish_run(store.start_run("default", "orders"), "ok", {})
     store.close()
-    server = HookServer([load_plan(MAPPINGS / "orders.yaml")], tenant="default", config=config,
+    server = HookServer.single([load_plan(MAPPINGS / "orders.yaml")], tenant="default", config=config,
                         state=str(tmp_path / "state.db"), port=0)
     with caplog.at_level(logging.INFO, logger="hexaflow.serve"):
         server.start()

@@ -127,6 +127,6 @@ class Shop:
 
     def serve(self, *flows: str, interval: float = 0.0) -> HookServer:
         plans = [load_plan(MAPPINGS / f"{flow}.yaml") for flow in flows]
-        self.server = HookServer(plans, tenant=TENANT, config=self.config, state=str(self.state),
+        self.server = HookServer.single(plans, tenant=TENANT, config=self.config, state=str(self.state),
                                  port=0, interval=interval).start()
         return self.server

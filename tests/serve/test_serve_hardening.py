@@ -37,7 +37,7 @@ SALES_ORDER = 20
 def offline(tmp_path: Path):
     """serve with the orders flow, settings that reach nothing and the status page on; no run
     is ever asked for here (no delivery is valid), so nothing leaves the machine."""
-    server = HookServer([load_plan(MAPPINGS / "orders.yaml")], tenant=TENANT, config=OFFLINE,
+    server = HookServer.single([load_plan(MAPPINGS / "orders.yaml")], tenant=TENANT, config=OFFLINE,
                         state=str(tmp_path / "state.db"), port=0).start()
     try:
         yield server
@@ -209,7 +209,7 @@ def test_without_the_server_extra_serve_says_what_to_install(tmp_path, monkeypat
     monkeypatch.delitem(sys.modules, "hexaflow.serve_http", raising=False)
     monkeypatch.setitem(sys.modules, "uvicorn", None)       # as if it were not installed
     with pytest.raises(FlowError, match=re.escape("pip install 'hexaflow[server]'")):
-        HookServer([], tenant=TENANT, config=OFFLINE, state=str(tmp_path / "state.db"))
+        HookServer.single([], tenant=TENANT, config=OFFLINE, state=str(tmp_path / "state.db"))
 
 
 # --------------------------------------------------------------------------- tenant, metrics, logs

@@ -148,7 +148,7 @@ def test_the_language_setting_is_checked_at_start(tmp_path: Path):
 # --------------------------------------------------------------------------- access over HTTP
 def test_without_a_configured_token_the_page_is_off_and_says_which_variable_to_set(world):
     config = {k: v for k, v in world.config.items() if k != "HEXAFLOW_ADMIN_TOKEN"}
-    server = HookServer([], tenant=TENANT, config=config, state=str(world.shop.state)).start()
+    server = HookServer.single([], tenant=TENANT, config=config, state=str(world.shop.state)).start()
     try:
         with httpx.Client(timeout=TIMEOUT) as http:
             for answer in (http.get(server.url + "/status"),
