@@ -321,7 +321,8 @@ def _run_one(plan: Plan, target: RunTarget, *, dry_run: bool, limit: int | None,
         if interactive:
             per_route = ", ".join(f"{r} {sum(v for k, v in c.items() if k != 'matched')}"
                                   for r, c in summary.routes.items())
-            err.write(f"\r\033[K{label}read {summary.records} · failed {summary.failed_records} · {per_route}")
+            err.write(f"\r\033[K{label}read {summary.records} · failed {summary.failed_records}"
+                      f" · {per_route}")
             err.flush()
 
     try:
