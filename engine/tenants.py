@@ -60,10 +60,11 @@ class Tenant:
 
     @cached_property
     def settings(self) -> dict[str, Any]:
-        """tenant.yaml as data ({} when there is none); TenantError naming file:line."""
+        """tenant.yaml as data (description, environment, secrets: empty when there is no
+        file); TenantError naming file:line."""
         path = self.folder / TENANT_FILE
         if not path.is_file():
-            return {}
+            return {"description": "", "environment": {}, "secrets": None}
         shown = str(path)
         try:
             data, smap = parse_yaml(read_text(path, shown), shown)
@@ -72,7 +73,7 @@ class Tenant:
         except OSError as exc:
             raise TenantError(f"{shown}: cannot be read ({exc.strerror or exc})") from None
         if data is None:
-            return {}
+            data = {}
         if not isinstance(data, dict):
             raise TenantError(f"{smap.where(())}: tenant.yaml must be a mapping with "
                               f"{', '.join(TENANT_KEYS)}")
@@ -91,9 +92,11 @@ class Tenant:
             if declared[name].secret:
                 raise TenantError(f"{where}: {name} is a secret: tenant.yaml is committed; put "
                                   f"it in the tenant's secrets (a file, or env_prefix)")
-            if isinstance(value, (dict, list)) or value is None:
-                raise TenantError(f"{smap.where(('environment', name))}: {name} must be a "
-                                  f"single value")
+            if not isinstance(value, str):
+                # YAML reads 0301 as the number 193 and 0312345678 without its 0: a code
+                # must stay the text written.
+                raise TenantError(f"{smap.where(('environment', name))}: {name} must be text: "
+                                  f"write it in quotes, e.g. {name}: \"{value}\"")
         secrets = data.get("secrets")
         if secrets is not None and not isinstance(secrets, str) and not (
                 isinstance(secrets, dict) and set(secrets) == {"env_prefix"}
@@ -101,7 +104,7 @@ class Tenant:
             raise TenantError(f"{smap.where(('secrets',))}: secrets must be a file path or "
                               f"{{env_prefix: PREFIX_}}")
         return {"description": str(data.get("description") or ""),
-                "environment": {k: _text(v) for k, v in own.items()}, "secrets": secrets}
+                "environment": dict(own), "secrets": secrets}
 
     @property
     def description(self) -> str:
@@ -162,10 +165,6 @@ class Tenant:
                 value = value[1:-1]
             values[name] = value
         return values
-
-
-def _text(value: Any) -> str:
-    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def _check_name(name: Any, declared: dict[str, ConfigVar], where: str) -> None:
