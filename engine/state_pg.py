@@ -107,6 +107,7 @@ class _Db:
 
 
 _pools: dict[tuple[str, bool], Any] = {}
+_migrated: set[str] = set()        # URLs whose schema this process has brought up to date
 _pools_lock = threading.Lock()
 
 
@@ -132,10 +133,12 @@ def _pool(url: str, read_only: bool) -> Any:
 
 @atexit.register
 def close_pools(url: str | None = None) -> None:
-    """Close this process's pools (of ``url`` only, when given): their sessions end."""
+    """Close this process's pools (of ``url`` only, when given): their sessions end, and the
+    schema is checked again when the store is next opened."""
     with _pools_lock:
         for key in [k for k in _pools if url is None or k[0] == url]:
             _pools.pop(key).close()
+        _migrated.difference_update({u for u in _migrated if url is None or u == url})
 
 
 def _owner(prefix: str) -> str:
@@ -252,6 +255,14 @@ class PostgresStore(StateStore):
 
     # -- migrations ---------------------------------------------------------------------
     def _migrate(self) -> None:
+        # Once per process and URL: serve opens a store per request, and the schema a process
+        # saw up to date stays so (a newer hexaflow only adds migrations it will apply itself).
+        if self.url in _migrated:
+            return
+        self._apply_migrations()
+        _migrated.add(self.url)
+
+    def _apply_migrations(self) -> None:
         from hexaflow.migrate import MIGRATION_TABLE, migrate
 
         def applied() -> set[str]:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -80,13 +83,17 @@ class Company:
         assert answer.status_code == 201, answer.text
         return answer.json()["order"]
 
-    def deliver(self, server: HookServer, order: dict, secret: str | None = None) -> httpx.Response:
+    def deliver(self, server: HookServer, order: dict, secret: str | None = None,
+                fresh: bool = False) -> httpx.Response:
+        """Post the order as Haravan's signed webhook (``fresh``: on a connection of its own)."""
         raw = json.dumps(order, ensure_ascii=False).encode("utf-8")
         key = secret or self.creds["HARAVAN_WEBHOOK_SECRET"]
         headers = {"Content-Type": "application/json", "X-Haravan-Topic": "orders/create",
                    "X-Haravan-Org-Id": "1000", "X-Haravan-Hmacsha256": sign(raw, key)}
-        return self.http.post(server.hook_url("haravan", tenant=self.name), content=raw,
-                              headers=headers)
+        url = server.hook_url("haravan", tenant=self.name)
+        if fresh:
+            return httpx.post(url, content=raw, headers=headers, timeout=30)
+        return self.http.post(url, content=raw, headers=headers)
 
     def requests(self) -> list[dict]:
         return self.http.get(f"{self.misa.url}/_sandbox/requests").json()["requests"]
@@ -98,7 +105,11 @@ class Company:
 
 
 @pytest.fixture
-def companies(tmp_path: Path):
+def companies(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("HEXAFLOW_SETTLE_SECONDS", "0.5")
+    monkeypatch.setenv("HEXAFLOW_BATCH_DELAY", "0.05")
+    # The MISA partner app is the integrator's, one for every shop: set once for the process.
+    monkeypatch.setenv("MISA_APP_ID", "partner-app")
     base = tmp_path / "tenants"
     base.mkdir()
     made = [Company(base, name, tag) for name, tag in (("shop-a", "A"), ("shop-b", "B"),
@@ -112,8 +123,6 @@ def companies(tmp_path: Path):
 
 def test_three_tenants_on_postgresql_each_in_its_own_company_with_one_misa_down(
         companies, tmp_path, request, monkeypatch):
-    monkeypatch.setenv("HEXAFLOW_SETTLE_SECONDS", "0.5")
-    monkeypatch.setenv("HEXAFLOW_BATCH_DELAY", "0.05")
     base, (a, b, c) = companies
     # Their own settings: B numbers its sales orders DHB_, names customers SHB-, and keeps the
     # stock of Haravan location 963414 in its Hà Nội warehouse.
@@ -124,8 +133,6 @@ def test_three_tenants_on_postgresql_each_in_its_own_company_with_one_misa_down(
     b.set_setting("{stock_code: KHO_HN, location_id: 963415", "{stock_code: KHO_HN, location_id: 963414",
                   "warehouses.yaml")
     c.misa.stop()                   # C's MISA is down the whole time
-    # The MISA partner app is the integrator's, one for every shop: set once for the process.
-    monkeypatch.setenv("MISA_APP_ID", "partner-app")
     # No tenant borrows a secret from the process environment.
     monkeypatch.setenv("HARAVAN_TOKEN", a.creds["HARAVAN_TOKEN"])
     state = make_target("postgresql", tmp_path, request)
@@ -183,5 +190,50 @@ def test_three_tenants_on_postgresql_each_in_its_own_company_with_one_misa_down(
             store.close()
         health = server.health()["tenants"]
         assert set(health) == {"shop-a", "shop-b", "shop-c"}
+    finally:
+        server.stop(timeout=30)
+
+
+DELIVERIES = 200
+
+
+def test_200_concurrent_deliveries_to_two_tenants_are_all_taken_and_each_order_sent_once(
+        companies, tmp_path, request):
+    base, (a, b, c) = companies
+    import shutil
+    shutil.rmtree(c.folder)              # two tenants here
+    state = make_target("postgresql", tmp_path, request)
+    server = HookServer(served_tenants([], str(base), None, io.StringIO()), config={},
+                        state=str(state), port=0).start()
+    try:
+        orders = [(co, co.order(n)) for n in range(DELIVERIES // 2) for co in (a, b)]
+        start = threading.Barrier(DELIVERIES, timeout=30)
+
+        def deliver(item: tuple[Company, dict]) -> tuple[int | str, float]:
+            co, order = item
+            start.wait()                       # all at once, each on its own connection
+            began = time.perf_counter()
+            try:
+                return co.deliver(server, order, fresh=True).status_code, time.perf_counter() - began
+            except httpx.TransportError as exc:
+                return type(exc).__name__, time.perf_counter() - began
+
+        with ThreadPoolExecutor(DELIVERIES) as pool:
+            results = list(pool.map(deliver, orders))
+        statuses = [status for status, _ in results]
+        assert statuses == [200] * DELIVERIES, {s: statuses.count(s) for s in set(statuses)}
+        latencies = sorted(seconds for _, seconds in results)
+        print(f"\n{DELIVERIES} concurrent deliveries to 2 tenants: p50 "
+              f"{latencies[len(latencies) // 2] * 1000:.0f} ms, p95 "
+              f"{latencies[int(len(latencies) * 0.95)] * 1000:.0f} ms")
+        for co in (a, b):
+            ids = {str(o["id"]) for owner, o in orders if owner is co}
+
+            def sales(co: Company = co) -> list[str]:
+                return [str(r["org_refno"]) for r in co.requests() if r["voucher_type"] == SALES_ORDER]
+            wait_for(lambda ids=ids, sales=sales: ids <= set(sales()),
+                     f"a sales order in {co.name}'s MISA for each of its orders", timeout=120)
+            assert sorted(sales()) == sorted(ids)          # each once, and no other shop's
+        assert server.dispatcher.wait_idle(60)
     finally:
         server.stop(timeout=30)
