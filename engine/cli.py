@@ -101,7 +101,7 @@ def run(flow: str, dry_run: bool, limit: int | None, tenant: str | None,
         state_path: str | None, tenants_dir: str | None) -> None:
     """Run a flow: read records, map them, write the documents not yet written (for each
     tenant of a tenants folder: its own FLOW file)."""
-    from hexaflow.runner import run_command
+    from hexaflow.run_cli import run_command
     sys.exit(run_command(flow, dry_run=dry_run, limit=limit, tenant=tenant, state_path=state_path,
                          tenants=tenants_dir))
 
