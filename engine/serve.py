@@ -104,9 +104,8 @@ class HookServer:
                 names.extend(ens.connector for ens in route.ensure)
         self.receivers: dict[str, Connector] = {}
         # The read-only status page (docs/status-page.md); off without HEXAFLOW_ADMIN_TOKEN.
-        self.status_page = StatusPage(config=self.config, state=state, tenant=tenant,
-                                      sources={p.name: (p.source.connector, p.source.resource)
-                                               for p in self.plans})
+        self.status_page = StatusPage(config=self.config, state=state, tenants={
+            self.tenant: {p.name: (p.source.connector, p.source.resource) for p in self.plans}})
         base_dir = self.plans[0].base_dir if self.plans else Path(".")
         self._connectors = Connectors(tenant, base_dir, self.config)
         for name in dict.fromkeys(names):
@@ -226,6 +225,10 @@ class HookServer:
         log.warning("serve: a %s delivery seen before (a replay, or a retry of one already "
                     "applied) was acknowledged; nothing in it was applied", name)
         return False
+
+    def tenant_names(self) -> list[str]:
+        """The tenants this serve serves (/metrics reports each)."""
+        return [self.tenant]
 
     def health(self) -> dict[str, Any]:
         return {"ok": True, "tenant": self.tenant, "runs": self.dispatcher.runs,

@@ -54,7 +54,7 @@ class _StoreCollector(Collector):
         self.hooks = hooks
 
     def collect(self) -> Iterable[Metric]:
-        tenant = self.hooks.tenant
+        tenants = self.hooks.tenant_names()
         runs = CounterMetricFamily("hexaflow_runs", "Runs of a flow finished by this serve "
                                    "process, by outcome (ok, failed, locked: run elsewhere)",
                                    labels=["tenant", "flow", "outcome"])
@@ -63,7 +63,9 @@ class _StoreCollector(Collector):
         yield runs
         pending = GaugeMetricFamily("hexaflow_runs_pending", "Runs asked for and not started",
                                     labels=["tenant"])
-        pending.add_metric([tenant], len(self.hooks.dispatcher.pending()))
+        waiting = [tenant for tenant, _flow in self.hooks.dispatcher.pending()]
+        for tenant in tenants:
+            pending.add_metric([tenant], waiting.count(tenant))
         yield pending
         documents = GaugeMetricFamily("hexaflow_documents", "Documents in the ledger, by flow and "
                                       "state", labels=["tenant", "flow", "state"])
@@ -71,11 +73,12 @@ class _StoreCollector(Collector):
                                     labels=["tenant", "flow"])
         store = open_store(self.hooks.state)
         try:
-            store.db.execute("PRAGMA query_only = ON")
-            for flow, state, n in queries.document_counts(store, tenant):
-                documents.add_metric([tenant, flow, state], n)
-            for flow, n in sorted(queries.open_dead_letter_counts(store, tenant).items()):
-                letters.add_metric([tenant, flow], n)
+            store.make_read_only()
+            for tenant in tenants:
+                for flow, state, n in sorted(queries.document_counts(store, tenant)):
+                    documents.add_metric([tenant, flow, state], n)
+                for flow, n in sorted(queries.open_dead_letter_counts(store, tenant).items()):
+                    letters.add_metric([tenant, flow], n)
         finally:
             store.close()
         yield documents
