@@ -1,15 +1,18 @@
 """The read-only status page of ``hexaflow serve`` (docs/status-page.md).
 
-Server-rendered HTML under ``/status``: recent runs, documents and their lifecycle state, open
-dead letters and conflicts, search by record id, document code or text in a payload, and one
-page per source record with each document's history. It only reads the state store (its
-store is made read-only: ``make_read_only``) and every query is bounded (``LIMIT``).
+Server-rendered HTML under ``/status``, per tenant: recent runs, documents and their lifecycle
+state, open dead letters and conflicts, search by record id, document code or text in a
+payload, and one page per source record with each document's history; every tenant's pages are
+under ``/status/t/<tenant>/`` and, with several tenants, ``/status`` lists them. The pages only
+read the state store (their store is made read-only: ``make_read_only``) and every query is
+bounded (``LIMIT``).
 
 Access: ``HEXAFLOW_ADMIN_TOKEN`` (a weak one stops serve at start). ``Authorization: Bearer
 <token>``, or a login form that starts a server-side session: the HttpOnly, SameSite=Strict
 cookie holds only a random session id, logout ends the session, and the logout form carries the
-session's CSRF token. Wrong tokens are throttled per client and for the token
-(statuspage_access.py). Without a configured token the page is off (404 naming the variable).
+session's CSRF token. Wrong tokens are throttled per client and for the token. Sessions and
+the throttle are kept in the state store, so serve processes sharing it share them
+(statuspage_access.py, on a writable connection of its own per request). Without a configured token the page is off (404 naming the variable).
 Labels come from one dictionary, in Vietnamese (default) or English (``HEXAFLOW_UI_LANGUAGE``,
 ``?lang=``).
 """
