@@ -81,8 +81,8 @@ def main() -> None:
         fill(path, args.documents)
         size = sum(os.path.getsize(p) for p in Path(tmp).iterdir()) / 1e6
         print(f"{args.documents:,} documents in {time.perf_counter() - started:.1f} s ({size:.0f} MB)")
-        page = StatusPage(config={"HEXAFLOW_ADMIN_TOKEN": TOKEN}, state=path, tenant="default",
-                          sources={"orders": ("shop", "orders")})
+        page = StatusPage(config={"HEXAFLOW_ADMIN_TOKEN": TOKEN}, state=path,
+                          tenants={"default": {"orders": ("shop", "orders")}})
         last = 1_000_000 + (args.documents - 1) // 3
         middle = 1_000_000 + args.documents // 6
         pages = {"overview": "/status", "overview, state filter": "/status?state=conflict",

@@ -129,9 +129,9 @@ class HookServer:
                                      config_for=lambda name: self.tenants[name].config)
         self.scheduler = Scheduler(self.dispatcher, listen.get("interval", 0.0))
         # The read-only status page (docs/status-page.md); off without HEXAFLOW_ADMIN_TOKEN.
-        self.status_page = StatusPage(config=self.config, state=state, tenant=self.tenant,
-                                      sources={p.name: (p.source.connector, p.source.resource)
-                                               for p in self.plans})
+        self.status_page = StatusPage(config=self.config, state=state, tenants={
+            t.name: {p.name: (p.source.connector, p.source.resource) for p in t.plans}
+            for t in self.tenants.values()})
         self.max_body = MAX_BODY
         self.metrics = ServeMetrics(self)
         try:
@@ -188,6 +188,7 @@ class HookServer:
         return self.tenants[self.tenant].receivers
 
     def tenant_names(self) -> list[str]:
+        """The tenants this serve holds (/metrics reports each)."""
         return sorted(self.tenants)
 
     @property

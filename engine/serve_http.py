@@ -143,6 +143,16 @@ def _route_label(path: str) -> str:
     return head if head in ("hooks", "status", "health", "metrics") else "other"
 
 
+def _path_tenant(path: str) -> str | None:
+    """The tenant a path names (/hooks/<tenant>/<connector>, /status/t/<tenant>/...)."""
+    parts = path.strip("/").split("/")
+    if parts[0] == "hooks" and len(parts) == 3:
+        return parts[1]
+    if parts[0] == "status" and len(parts) >= 3 and parts[1] == "t":
+        return parts[2]
+    return None
+
+
 class WebApp:
     """The routes of one HookServer (its tenant), as a Starlette app."""
 
@@ -167,7 +177,8 @@ class WebApp:
         try:
             await self.app(scope, receive, send)
         finally:
-            self.hooks.metrics.observe(_route_label(scope["path"]), time.perf_counter() - started)
+            self.hooks.metrics.observe(_route_label(scope["path"]), time.perf_counter() - started,
+                                       _path_tenant(scope["path"]))
 
     async def _in_thread(self, work: Callable[..., Any], *args: Any) -> Any:
         if self._limiter is None:         # made in the event loop's thread, on first use
@@ -217,7 +228,7 @@ class WebApp:
             except Exception:  # a bug: 500 makes the sender retry; the scheduler is the net
                 log.exception("serve: handling a %s delivery failed", name)
                 status, reply = 500, {"error": "internal error; the delivery was not stored"}
-            self.hooks.metrics.delivery(name, status)
+            self.hooks.metrics.delivery(name, status, tenant)
             return json_answer(status, reply)
         return await self._guarded(request, self.hooks.max_body, answer, length_required=True)
 

@@ -26,7 +26,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 class ServeMetrics:
     def __init__(self, hooks: "HookServer"):
-        self.tenant = hooks.tenant
+        self.hooks = hooks
         self.registry = CollectorRegistry()     # no collect() at registration: no store read
         self._latency = Histogram("hexaflow_http_request_duration_seconds",
                                   "Time to answer an HTTP request, by route",
@@ -37,11 +37,15 @@ class ServeMetrics:
                                    ["tenant", "connector", "status"], registry=self.registry)
         self.registry.register(_StoreCollector(hooks))
 
-    def observe(self, route: str, seconds: float) -> None:
-        self._latency.labels(self.tenant, route).observe(seconds)
+    def _label(self, tenant: str | None) -> str:
+        # Only tenants this serve holds become labels: a path naming others must not make one.
+        return tenant if tenant in self.hooks.tenants else self.hooks.tenant
 
-    def delivery(self, connector: str, status: int) -> None:
-        self._deliveries.labels(self.tenant, connector, str(status)).inc()
+    def observe(self, route: str, seconds: float, tenant: str | None = None) -> None:
+        self._latency.labels(self._label(tenant), route).observe(seconds)
+
+    def delivery(self, connector: str, status: int, tenant: str | None = None) -> None:
+        self._deliveries.labels(self._label(tenant), connector, str(status)).inc()
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
@@ -54,7 +58,7 @@ class _StoreCollector(Collector):
         self.hooks = hooks
 
     def collect(self) -> Iterable[Metric]:
-        tenant = self.hooks.tenant
+        tenants = self.hooks.tenant_names()
         runs = CounterMetricFamily("hexaflow_runs", "Runs of a flow finished by this serve "
                                    "process, by outcome (ok, failed, locked: run elsewhere)",
                                    labels=["tenant", "flow", "outcome"])
@@ -63,7 +67,9 @@ class _StoreCollector(Collector):
         yield runs
         pending = GaugeMetricFamily("hexaflow_runs_pending", "Runs asked for and not started",
                                     labels=["tenant"])
-        pending.add_metric([tenant], len(self.hooks.dispatcher.pending()))
+        waiting = [tenant for tenant, _flow in self.hooks.dispatcher.pending()]
+        for tenant in tenants:
+            pending.add_metric([tenant], waiting.count(tenant))
         yield pending
         documents = GaugeMetricFamily("hexaflow_documents", "Documents in the ledger, by flow and "
                                       "state", labels=["tenant", "flow", "state"])
@@ -71,11 +77,12 @@ class _StoreCollector(Collector):
                                     labels=["tenant", "flow"])
         store = open_store(self.hooks.state)
         try:
-            store.db.execute("PRAGMA query_only = ON")
-            for flow, state, n in queries.document_counts(store, tenant):
-                documents.add_metric([tenant, flow, state], n)
-            for flow, n in sorted(queries.open_dead_letter_counts(store, tenant).items()):
-                letters.add_metric([tenant, flow], n)
+            store.make_read_only()
+            for tenant in tenants:
+                for flow, state, n in sorted(queries.document_counts(store, tenant)):
+                    documents.add_metric([tenant, flow, state], n)
+                for flow, n in sorted(queries.open_dead_letter_counts(store, tenant).items()):
+                    letters.add_metric([tenant, flow], n)
         finally:
             store.close()
         yield documents

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import quote
 
 from hexaflow.errors import LostLock, StateError
@@ -90,6 +90,16 @@ class LedgerEntry:
 
 
 _COLUMNS = ", ".join(LedgerEntry.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class LoginFailures:
+    """Wrong admin tokens of one client (scope ``client``, name its address) or of every
+    client together (scope ``token``): how many, no try looked at before ``until`` (the
+    store's clock), and the digests of the recent guesses (never a guess itself)."""
+    count: int = 0
+    until: float = 0.0
+    recent: tuple[str, ...] = ()
 
 
 def result_applies(current: str, result: str) -> bool:
@@ -256,6 +266,9 @@ class StateStore:
 
     path: str            # what error messages name: the file, or the URL without password
     db: Any
+    # The few statements that need a backend's own words (the status page's planner hints
+    # and case-insensitive search: statuspage_queries.py) ask this.
+    dialect: str = "sqlite"
 
     def now(self) -> float:
         """Seconds since the epoch, by the store's clock (every process sharing it agrees)."""
@@ -618,6 +631,70 @@ class StateStore:
         names = ("id", "flow", "started_at", "finished_at", "status", "summary")
         return [dict(zip(names, row)) for row in
                 self.db.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))]
+
+    # -- the status page's sessions and login throttle (statuspage_access.py) -------------
+    def put_session(self, id_hash: str, csrf: str, seconds: float, keep: int) -> float:
+        """Keep a new session (by the digest of its id) for ``seconds``; return when it
+        expires. Expired sessions end, and beyond ``keep`` live ones the oldest end first."""
+        now = self.now()
+        with self._tx():
+            self.db.execute("INSERT INTO status_sessions (id_hash, csrf, created_at, expires_at) "
+                            "VALUES (?,?,?,?)", (id_hash, csrf, now, now + seconds))
+            self.db.execute("DELETE FROM status_sessions WHERE expires_at <= ?", (now,))
+            self.db.execute("DELETE FROM status_sessions WHERE created_at < (SELECT created_at "
+                            "FROM status_sessions ORDER BY created_at DESC LIMIT 1 OFFSET ?)",
+                            (keep - 1,))
+        return now + seconds
+
+    def session(self, id_hash: str) -> tuple[str, float] | None:
+        """(CSRF token, expiry) of the live session with this digest of its id."""
+        row = self.db.execute("SELECT csrf, expires_at FROM status_sessions WHERE id_hash=? AND "
+                              "expires_at > ?", (id_hash, self.now())).fetchone()
+        return (row[0], float(row[1])) if row else None
+
+    def end_session(self, id_hash: str) -> None:
+        self.db.execute("DELETE FROM status_sessions WHERE id_hash=?", (id_hash,))
+
+    def login_failures(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], LoginFailures]:
+        """The failures kept for these (scope, name) keys (a key without any is left out)."""
+        out: dict[tuple[str, str], LoginFailures] = {}
+        for scope, name in keys:
+            row = self.db.execute("SELECT failures, wait_until, recent FROM status_login_failures "
+                                  "WHERE scope=? AND name=?", (scope, name)).fetchone()
+            if row:
+                out[(scope, name)] = LoginFailures(int(row[0]), float(row[1]),
+                                                   tuple(json.loads(row[2])))
+        return out
+
+    def change_login_failures(self, keys: list[tuple[str, str]],
+                              change: Callable[[float, dict[tuple[str, str], LoginFailures]],
+                                               dict[tuple[str, str], LoginFailures]],
+                              keep: int) -> None:
+        """Read the failures of ``keys`` and write what ``change(now, failures)`` makes of them,
+        as one step no other process interleaves with (two wrong tries at once both count).
+        Beyond ``keep`` rows of a scope, the least recently changed are forgotten."""
+        with self._tx():
+            self._serialize("status-login-failures")
+            now = self.now()
+            changed = change(now, self.login_failures(keys))
+            for (scope, name), failures in changed.items():
+                self.db.execute(
+                    "INSERT INTO status_login_failures (scope, name, failures, wait_until, recent, "
+                    "updated_at) VALUES (?,?,?,?,?,?) ON CONFLICT (scope, name) DO UPDATE SET "
+                    "failures=excluded.failures, wait_until=excluded.wait_until, "
+                    "recent=excluded.recent, updated_at=excluded.updated_at",
+                    (scope, name, failures.count, failures.until, json.dumps(list(failures.recent)),
+                     now))
+            for scope in {scope for scope, _name in changed}:
+                self.db.execute(
+                    "DELETE FROM status_login_failures WHERE scope=? AND updated_at < (SELECT "
+                    "updated_at FROM status_login_failures WHERE scope=? ORDER BY updated_at DESC "
+                    "LIMIT 1 OFFSET ?)", (scope, scope, keep - 1))
+
+    def clear_login_failures(self, keys: Iterable[tuple[str, str]]) -> None:
+        for scope, name in keys:
+            self.db.execute("DELETE FROM status_login_failures WHERE scope=? AND name=?",
+                            (scope, name))
 
 
 class SQLiteStore(StateStore):

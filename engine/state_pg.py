@@ -170,6 +170,8 @@ def open_postgres(url: str) -> "PostgresStore":
 
 
 class PostgresStore(StateStore):
+    dialect = "postgresql"
+
     def __init__(self, url: str):
         self.url = url.replace("postgres://", "postgresql://", 1)
         self.path = shown(self.url)

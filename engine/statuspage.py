@@ -1,15 +1,19 @@
 """The read-only status page of ``hexaflow serve`` (docs/status-page.md).
 
-Server-rendered HTML under ``/status``: recent runs, documents and their lifecycle state, open
-dead letters and conflicts, search by record id, document code or text in a payload, and one
-page per source record with each document's history. It only reads the state store (its
-store is made read-only: ``make_read_only``) and every query is bounded (``LIMIT``).
+Server-rendered HTML under ``/status``, per tenant: recent runs, documents and their lifecycle
+state, open dead letters and conflicts, search by record id, document code or text in a
+payload, and one page per source record with each document's history; every tenant's pages are
+under ``/status/t/<tenant>/`` and, with several tenants, ``/status`` lists them. The pages only
+read the state store (their store is made read-only: ``make_read_only``) and every query is
+bounded (``LIMIT``).
 
 Access: ``HEXAFLOW_ADMIN_TOKEN`` (a weak one stops serve at start). ``Authorization: Bearer
 <token>``, or a login form that starts a server-side session: the HttpOnly, SameSite=Strict
 cookie holds only a random session id, logout ends the session, and the logout form carries the
-session's CSRF token. Wrong tokens are throttled per client and for the token
-(statuspage_access.py). Without a configured token the page is off (404 naming the variable).
+session's CSRF token. Wrong tokens are throttled per client and for the token. Sessions and
+the throttle are kept in the state store, so serve processes sharing it share them
+(statuspage_access.py, on a writable connection of its own per request). Without a configured
+token the page is off (404 naming the variable).
 Labels come from one dictionary, in Vietnamese (default) or English (``HEXAFLOW_UI_LANGUAGE``,
 ``?lang=``).
 """
@@ -32,7 +36,7 @@ import jinja2
 from hexaflow import statuspage_queries as queries
 from hexaflow.environment import ui_timezone
 from hexaflow.runner import FlowError
-from hexaflow.state import LedgerEntry, StateError, open_store, state_faults
+from hexaflow.state import LedgerEntry, StateError, StateStore, open_store, state_faults
 from hexaflow.statuspage_access import (SESSION_SECONDS, TOKEN_RULE, LoginThrottle, Session, Sessions,
                                         csrf_matches, token_weakness)
 from hexaflow.timeutil import DEFAULT_TIMEZONE, get_zone
@@ -60,6 +64,20 @@ LABELS: dict[str, dict[str, str]] = {
         "app.tenant": "Đơn vị (tenant)",
         "app.as_of": "Số liệu lúc",
         "nav.overview": "Tổng quan",
+        "nav.tenants": "Tất cả đơn vị",
+        "tenants.title": "Các đơn vị (tenant)",
+        "tenants.health_rule": "Lỗi: lần chạy mới nhất của một luồng bị lỗi. Có vấn đề: có thư lỗi "
+                               "đang mở hoặc chứng từ bị từ chối hay xung đột. Ổn: không có gì "
+                               "trong hai trường hợp trên.",
+        "col.tenant": "Đơn vị",
+        "col.health": "Tình trạng",
+        "col.settled": "Đã xong",
+        "col.in_motion": "Đang xử lý",
+        "col.rejected": "Bị từ chối",
+        "col.last_run": "Lần chạy cuối",
+        "health.ok": "ổn",
+        "health.problems": "có vấn đề",
+        "health.failing": "lỗi",
         "nav.problems": "Thư lỗi và xung đột",
         "nav.logout": "Đăng xuất",
         "nav.language": "Ngôn ngữ",
@@ -172,6 +190,19 @@ LABELS: dict[str, dict[str, str]] = {
         "app.tenant": "Tenant",
         "app.as_of": "As of",
         "nav.overview": "Overview",
+        "nav.tenants": "All tenants",
+        "tenants.title": "Tenants",
+        "tenants.health_rule": "Failing: the latest run of a flow failed. Problems: open dead "
+                               "letters, or documents rejected or in conflict. OK: neither.",
+        "col.tenant": "Tenant",
+        "col.health": "Health",
+        "col.settled": "Settled",
+        "col.in_motion": "In motion",
+        "col.rejected": "Rejected",
+        "col.last_run": "Last run",
+        "health.ok": "ok",
+        "health.problems": "problems",
+        "health.failing": "failing",
         "nav.problems": "Dead letters and conflicts",
         "nav.logout": "Log out",
         "nav.language": "Language",
@@ -347,12 +378,18 @@ def _is_word_match(text: str, needle: str) -> bool:
 
 
 class StatusPage:
-    """Routes ``/status…`` requests of one tenant to their pages; no state of its own."""
+    """Routes ``/status…`` requests to the pages of the tenants it is given; no state of its
+    own (sessions and the login throttle are the store's: statuspage_access.py).
 
-    def __init__(self, *, config: Mapping[str, str], state: str, tenant: str,
-                 sources: Mapping[str, tuple[str, str]] | None = None):
-        self.state, self.tenant = state, tenant
-        self.sources = dict(sources or {})            # flow → (connector, resource)
+    One tenant: its pages are at ``/status``, ``/status/problems``, ``/status/search`` and
+    ``/status/record/<id>``. Every tenant's pages are also under ``/status/t/<tenant>/``; with
+    several tenants ``/status`` lists them."""
+
+    def __init__(self, *, config: Mapping[str, str], state: str,
+                 tenants: Mapping[str, Mapping[str, tuple[str, str]]]):
+        self.state = state
+        # tenant → flow → (source connector, source resource)
+        self.tenants = {name: dict(flows) for name, flows in tenants.items()}
         token = (config.get(TOKEN_VARIABLE) or "").strip()
         self._token = token.encode("utf-8") if token else None
         language = (config.get(LANGUAGE_VARIABLE) or DEFAULT_LANGUAGE).strip().lower()
@@ -362,8 +399,6 @@ class StatusPage:
         weakness = token_weakness(token) if token else None
         if weakness:
             raise FlowError(f"{TOKEN_VARIABLE} is too weak ({weakness}): use {TOKEN_RULE}")
-        self.throttle = LoginThrottle()
-        self.sessions = Sessions()
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
                                       autoescape=True, undefined=jinja2.StrictUndefined,
                                       trim_blocks=True, lstrip_blocks=True)
@@ -372,33 +407,40 @@ class StatusPage:
     def enabled(self) -> bool:
         return self._token is not None
 
+    @property
+    def several(self) -> bool:
+        """Whether ``/status`` is the tenant list (not one tenant's overview)."""
+        return len(self.tenants) != 1
+
     # -- access -------------------------------------------------------------------------------
     def _token_matches(self, given: str) -> bool:
         assert self._token is not None
         return hmac.compare_digest(given.strip().encode("utf-8", "replace"), self._token)
 
-    def _session(self, headers: Mapping[str, str]) -> tuple[str, Session] | None:
+    def _session(self, store: StateStore, headers: Mapping[str, str]) -> tuple[str, Session] | None:
         for part in headers.get("cookie", "").split(";"):
             name, _, value = part.strip().partition("=")
             if name == COOKIE and value:
-                session = self.sessions.get(value)
+                session = Sessions(store).get(value)
                 if session is not None:
                     return value, session
         return None
 
-    def _try_token(self, view: "_View", given: str, client: str, next_path: str) -> Response | None:
+    def _try_token(self, store: StateStore, view: "_View", given: str, client: str,
+                   next_path: str) -> Response | None:
         """None when ``given`` is the token; else the answer: 429 while the client (or the
         token) must wait, without looking at the guess, or 401 with the login form."""
-        wait = self.throttle.wait(client)
+        throttle = LoginThrottle(store)
+        wait = throttle.wait(client)
         if wait > 0:
             seconds = str(math.ceil(wait))
             log.warning("status page: a login try refused (throttled for %s s more)", seconds)
             return view.page(429, "login.html", next_path=_safe_next(next_path), wrong=False,
                              throttled=seconds, headers=[("Retry-After", seconds)])
         if self._token_matches(given):
-            self.throttle.succeeded(client)
+            throttle.succeeded(client)
             return None
-        self.throttle.failed(client, given.strip())
+        throttle.failed(client, given.strip())
         log.warning("status page: a login with a wrong token")
         return self._login_page(view, next_path=next_path, wrong=True)
 
@@ -417,87 +459,130 @@ class StatusPage:
                              text=view.t("disabled.body", var=TOKEN_VARIABLE))
         if method == "POST" and not _same_origin(headers):
             return self._csrf_refused(view, "a form posted from another site")
-        if path == "/status/login" and method == "POST":
-            return self._login(view, headers, body, client)
-        session = self._session(headers)
-        if path == "/status/logout" and method == "POST":
-            return self._logout(view, session, body)
-        if session is not None:
-            view.csrf = session[1].csrf
-        else:
-            auth = headers.get("authorization", "")
-            if auth[:7].lower() != "bearer ":
-                return self._login_page(view, next_path=target if method == "GET" else "/status")
-            refused = self._try_token(view, auth[7:], client,
-                                      target if method == "GET" else "/status")
-            if refused is not None:
-                return refused
-        if method != "GET":
-            return view.page(405, "message.html", title=view.t("notfound.title"),
-                             text=view.t("notfound.body"))
         try:
             with state_faults(self.state):
-                return self._page(view, path, url.path, query)
+                refused = self._access(view, _Request(method, target, path, headers, body, client))
+                if refused is not None:
+                    return refused
+                if method != "GET":
+                    return view.page(405, "message.html", title=view.t("notfound.title"),
+                                     text=view.t("notfound.body"))
+                return self._page(view, path, url.path)
         except StateError as exc:    # damaged or unreadable: say so (the message is the CLI's)
             return view.page(503, "message.html", title=view.t("statefault.title"),
                              text=str(exc))
 
-    def _page(self, view: "_View", path: str, raw_path: str, query: dict[str, str]) -> Response:
+    def _access(self, view: "_View", request: "_Request") -> Response | None:
+        """None when the request may see the pages (with a session, its CSRF token is then the
+        view's); else the answer: the login, the logout, the login form, a refusal. On a
+        writable store of its own, opened for this request (the page's is read-only)."""
+        store = open_store(self.state)
+        try:
+            method, path = request.method, request.path
+            if path == "/status/login" and method == "POST":
+                return self._login(store, view, request)
+            session = self._session(store, request.headers)
+            if path == "/status/logout" and method == "POST":
+                return self._logout(store, view, session, request.body)
+            if session is not None:
+                view.csrf = session[1].csrf
+                return None
+            auth = request.headers.get("authorization", "")
+            next_path = request.target if method == "GET" else "/status"
+            if auth[:7].lower() != "bearer ":
+                return self._login_page(view, next_path=next_path)
+            return self._try_token(store, view, auth[7:], request.client, next_path)
+        finally:
+            store.close()
+
+    def _page(self, view: "_View", path: str, raw_path: str) -> Response:
+        tenant, base, rest, raw_rest = self._route(path, raw_path)
         store = open_store(self.state)           # one connection per request thread
         try:
             store.make_read_only()
-            data = _Data(store, self.tenant)
-            if path in ("/status", "/status/login"):
+            if tenant is None:
+                return view.tenant_list(store) if rest in ("", "/login") else view.not_found()
+            view.at_tenant(tenant, base)
+            data = _Data(store, tenant)
+            if rest in ("", "/login"):
                 return view.overview(data)
-            if path == "/status/problems":
+            if rest == "/problems":
                 return view.problems(data)
-            if path == "/status/search":
-                return view.search(data, query.get("q", ""))
-            if path.startswith("/status/record/"):
-                return view.record(data, unquote(raw_path[len("/status/record/"):]))
-            return view.page(404, "message.html", title=view.t("notfound.title"),
-                             text=view.t("notfound.body"))
+            if rest == "/search":
+                return view.search(data, view.query.get("q", ""))
+            if rest.startswith("/record/"):
+                return view.record(data, unquote(raw_rest[len("/record/"):]))
+            return view.not_found()
         finally:
             store.close()
+
+    def _route(self, path: str, raw_path: str) -> tuple[str | None, str, str, str]:
+        """(tenant, the prefix of its pages, the page's path after it, the same as sent) of a
+        request. The tenant is None for the tenant list (rest "") and for an unknown tenant
+        (rest "?": not found)."""
+        if path == "/status/t" or path.startswith("/status/t/"):
+            name, _, rest = path[len("/status/t/"):].partition("/")
+            tenant = unquote(name)
+            if tenant not in self.tenants:
+                return None, "", "?", ""
+            parts = raw_path.rstrip("/").split("/", 4)        # '', status, t, tenant, rest
+            raw_rest = "/" + parts[4] if len(parts) == 5 else ""
+            return tenant, "/status/t/" + quote(tenant, safe=""), ("/" + rest if rest else ""), raw_rest
+        rest, raw_rest = path[len("/status"):], raw_path[len("/status"):]
+        if self.several:
+            return None, "", rest, raw_rest
+        return next(iter(self.tenants)), "/status", rest, raw_rest
 
     def _login_page(self, view: "_View", *, next_path: str, wrong: bool = False) -> Response:
         return view.page(401, "login.html", next_path=_safe_next(next_path), wrong=wrong,
                          headers=[("WWW-Authenticate", 'Bearer realm="hexaflow status"')])
 
-    def _login(self, view: "_View", headers: Mapping[str, str], body: bytes,
-               client: str) -> Response:
+    def _login(self, store: StateStore, view: "_View", request: "_Request") -> Response:
         # No CSRF token here: the form carries the secret itself, so a forged login cannot
         # succeed without it (and cross-site posts are refused above by their Origin).
-        if len(body) > MAX_FORM:
+        if len(request.body) > MAX_FORM:
             return view.page(413, "message.html", title=view.t("login.title"), text="")
-        form = _form(body)
+        form = _form(request.body)
         if form.get("lang") in LANGUAGES:
             view = _View(self, form["lang"], explicit_lang=form["lang"], path=view.path,
                          query=view.query)
         next_path = _safe_next(form.get("next", "/status"))
-        refused = self._try_token(view, form.get("token", ""), client, next_path)
+        refused = self._try_token(store, view, form.get("token", ""), request.client, next_path)
         if refused is not None:
             return refused
-        sid, _session = self.sessions.create()
-        secure = "; Secure" if headers.get("x-forwarded-proto", "").lower() == "https" else ""
+        sid, _session = Sessions(store).create()
+        secure = "; Secure" if request.headers.get("x-forwarded-proto", "").lower() == "https" else ""
         cookie = (f"{COOKIE}={sid}; Path=/status; Max-Age={SESSION_SECONDS}; HttpOnly; "
                   f"SameSite=Strict{secure}")
         return view.redirect(next_path, [("Set-Cookie", cookie)])
 
-    def _logout(self, view: "_View", session: tuple[str, Session] | None, body: bytes) -> Response:
+    def _logout(self, store: StateStore, view: "_View", session: tuple[str, Session] | None,
+                body: bytes) -> Response:
         """End the session (its cookie then works nowhere). The form must carry the session's
         CSRF token: a cross-site page cannot log the admin out. Without a live session there
         is nothing to end: the cookie is cleared all the same."""
         if session is not None:
             if not csrf_matches(session[1], _form(body).get("csrf", "")):
                 return self._csrf_refused(view, "a logout without the session's CSRF token")
-            self.sessions.end(session[0])
+            Sessions(store).end(session[0])
         return view.redirect("/status", [(
             "Set-Cookie", f"{COOKIE}=; Path=/status; Max-Age=0; HttpOnly; SameSite=Strict")])
 
     def _csrf_refused(self, view: "_View", what: str) -> Response:
         log.warning("status page: refused %s", what)
         return view.page(403, "message.html", title=view.t("csrf.title"), text=view.t("csrf.body"))
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What the access checks look at: the method, the target as sent, its path without a
+    trailing slash, the headers (lower-case names), the body and the client's address."""
+    method: str
+    target: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+    client: str
 
 
 def _form(body: bytes) -> dict[str, str]:
@@ -549,6 +634,15 @@ class _View:
         self.path, self.query = path, dict(query)
         self.labels = LABELS[lang]
         self.csrf = ""          # the session's CSRF token, for the forms that change state
+        self.tenant: str | None = None      # the tenant whose page this is (None: the list)
+        self.base = "/status"               # where its pages are: links stay under it
+
+    def at_tenant(self, tenant: str, base: str) -> None:
+        self.tenant, self.base = tenant, base
+
+    @property
+    def sources(self) -> Mapping[str, tuple[str, str]]:
+        return self.app.tenants.get(self.tenant or "", {})
 
     # -- helpers the templates use --------------------------------------------------------------
     def t(self, key: str, **values: Any) -> str:
@@ -566,25 +660,32 @@ class _View:
             pairs.append(("lang", self.explicit_lang))
         return path + (("?" + urlencode(pairs)) if pairs else "")
 
+    def at(self, page: str = "", **params: Any) -> str:
+        """A link to one of this tenant's pages ("", "/problems", "/search"), under its prefix."""
+        return self.u(self.base + (page or ("/" if self.base != "/status" else "")), **params)
+
     def record_url(self, source_id: str) -> str:
-        return self.u("/status/record/" + quote(source_id, safe=""))
+        return self.u(self.base + "/record/" + quote(source_id, safe=""))
+
+    def tenant_url(self, tenant: str, page: str = "/") -> str:
+        return self.u("/status/t/" + quote(tenant, safe="") + page)
 
     def lang_url(self, lang: str) -> str:
         pairs = [(k, v) for k, v in self.query.items() if k != "lang"] + [("lang", lang)]
         return self.path + "?" + urlencode(pairs)
 
     def source_of(self, flow: str) -> str:
-        connector, resource = self.app.sources.get(flow, ("", ""))
+        connector, resource = self.sources.get(flow, ("", ""))
         return f"{connector}/{resource}" if connector else ""
 
     def resource_of(self, flow: str) -> str:
-        return self.app.sources.get(flow, ("", ""))[1]
+        return self.sources.get(flow, ("", ""))[1]
 
     # -- responses ----------------------------------------------------------------------------
     def page(self, status: int, template: str, *, headers: Iterable[tuple[str, str]] = (),
              **context: Any) -> Response:
         html = self.app.env.get_template(template).render(
-            v=self, t=self.t, lang=self.lang, languages=LANGUAGES, tenant=self.app.tenant,
+            v=self, t=self.t, lang=self.lang, languages=LANGUAGES, tenant=self.tenant,
             now=_when(time.time()), when=_when, **{"throttled": "", **context})
         return Response(status, html.encode("utf-8"), headers=[*SECURITY_HEADERS, *headers])
 
@@ -594,6 +695,31 @@ class _View:
         return Response(303, b"", headers=[*SECURITY_HEADERS, ("Location", location), *headers])
 
     # -- pages ----------------------------------------------------------------------------------
+    def not_found(self) -> Response:
+        return self.page(404, "message.html", title=self.t("notfound.title"),
+                         text=self.t("notfound.body"))
+
+    def tenant_list(self, store: Any) -> Response:
+        """Every tenant: its flows, documents settled / in motion / rejected, open dead
+        letters, its last run and a health word, each linking to the tenant's pages."""
+        rows = []
+        for tenant in sorted(self.app.tenants):
+            counts = {"settled": 0, "moving": 0, "rejected": 0}
+            for _flow, state, n in queries.document_counts(store, tenant):
+                counts[_bucket(state)] += n
+            letters = sum(queries.open_dead_letter_counts(store, tenant).values())
+            runs = store.runs(tenant, limit=RUNS_SHOWN)
+            latest: dict[str, str] = {}          # flow → status of its newest finished run
+            for run in runs:
+                if run["finished_at"]:
+                    latest.setdefault(run["flow"], run["status"])
+            health = ("failing" if "failed" in latest.values() else
+                      "problems" if letters or counts["rejected"] else "ok")
+            flows = sorted(set(self.app.tenants[tenant]) | set(queries.flows(store, tenant)))
+            rows.append({"name": tenant, "flows": flows, "counts": counts, "letters": letters,
+                         "last": runs[0] if runs else None, "health": health})
+        return self.page(200, "tenants.html", tenants=rows)
+
     def overview(self, data: _Data) -> Response:
         store, tenant = data.store, data.tenant
         counts: dict[str, dict[str, int]] = {}
@@ -687,6 +813,17 @@ class _View:
         status = 200 if documents or letters else 404
         return self.page(status, "record.html", source_id=source_id, documents=documents,
                          letters=letters, flows=flows, resource=resource)
+
+
+# The counts the tenant list shows: what the target holds for good (or was withdrawn), what is
+# still on its way (to be sent, sent and waiting), and what the target refused.
+MOVING_STATES = {"planned", "failed", "queued"}
+REJECTED_STATES = {"rejected", "conflict"}
+
+
+def _bucket(state: str) -> str:
+    return "moving" if state in MOVING_STATES else "rejected" if state in REJECTED_STATES \
+        else "settled"
 
 
 def _state_rank(state: str) -> int:

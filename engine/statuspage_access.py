@@ -1,20 +1,21 @@
 """Access to the status page (docs/status-page.md "Access"): the admin token's strength rule,
 the login throttle, and the server-side sessions with their CSRF tokens.
 
-Pure Python with no I/O, shared by the request threads (each class holds a lock). Kept in the
-serve process's memory: a restart logs everyone out, which is the safe side.
+The throttle's failures and the sessions are kept in the state store (tables
+``status_login_failures`` and ``status_sessions``), by the store's clock: every serve process
+on one store (behind a load balancer) knows every session, a logout anywhere ends it
+everywhere, and a guesser gets the same few tries whichever process answers. The rules are
+here; the store only keeps rows (StateStore.change_login_failures and its neighbours). Each
+request hands in a writable store of its own (the page's store is read-only).
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
-import threading
-import time
-from collections import OrderedDict, deque
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass
 
+from hexaflow.state import LoginFailures, StateStore
 MIN_TOKEN_LENGTH = 24
 MIN_TOKEN_DISTINCT = 10
 TOKEN_RULE = (f"at least {MIN_TOKEN_LENGTH} characters with at least {MIN_TOKEN_DISTINCT} "
@@ -47,11 +48,20 @@ def token_weakness(token: str) -> str | None:
     return None
 
 
-@dataclass
-class _Failures:
-    count: int = 0
-    until: float = 0.0                      # no try is looked at before this (monotonic)
-    recent: deque[bytes] = field(default_factory=lambda: deque(maxlen=REMEMBERED_GUESSES))
+CLIENT, TOKEN = "client", "token"     # the scopes of the failures kept
+TOKEN_KEY = (TOKEN, "")
+
+
+def _after_failure(failures: LoginFailures | None, digest: str, now: float, free: int,
+                   ceiling: float) -> LoginFailures | None:
+    """The failures once ``digest`` was guessed wrong; None when it was guessed recently (the
+    same wrong token again is no new guess)."""
+    failures = failures or LoginFailures()
+    if digest in failures.recent:
+        return None
+    count = failures.count + 1
+    until = now + min(ceiling, FIRST_WAIT_S * 2 ** (count - free)) if count >= free else failures.until
+    return LoginFailures(count, until, (*failures.recent, digest)[-REMEMBERED_GUESSES:])
 
 
 class LoginThrottle:
@@ -60,78 +70,63 @@ class LoginThrottle:
     so a guess made then teaches nothing. Repeating the same wrong token (a stale bookmark, a
     misconfigured monitor) is counted once: it is no new guess."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._clients: OrderedDict[str, _Failures] = OrderedDict()
-        self._token = _Failures()
+    def __init__(self, store: StateStore):
+        self.store = store
+        self._kept: bool | None = None      # whether wait() found failures (None: not asked)
 
     def wait(self, client: str) -> float:
         """Seconds before a try from ``client`` will be looked at (0: now)."""
-        now = self.clock()
-        with self._lock:
-            mine = self._clients.get(client)
-            until = max(self._token.until, mine.until if mine else 0.0)
-        return max(0.0, until - now)
+        kept = self.store.login_failures([(CLIENT, client), TOKEN_KEY])
+        self._kept = bool(kept)
+        if not kept:
+            return 0.0
+        return max(0.0, max(f.until for f in kept.values()) - self.store.now())
 
     def failed(self, client: str, guess: str) -> None:
-        digest = hashlib.sha256(guess.encode("utf-8", "replace")).digest()
-        now = self.clock()
-        with self._lock:
-            mine = self._clients.pop(client, None) or _Failures()
-            self._clients[client] = mine                 # most recent last
-            while len(self._clients) > REMEMBERED_CLIENTS:
-                self._clients.popitem(last=False)
-            for failures, free, ceiling in ((mine, FREE_FAILURES_PER_CLIENT, MAX_WAIT_CLIENT_S),
-                                            (self._token, FREE_FAILURES_PER_TOKEN, MAX_WAIT_TOKEN_S)):
-                if digest in failures.recent:
-                    continue
-                failures.recent.append(digest)
-                failures.count += 1
-                if failures.count >= free:
-                    failures.until = now + min(ceiling, FIRST_WAIT_S * 2 ** (failures.count - free))
+        digest = hashlib.sha256(guess.encode("utf-8", "replace")).hexdigest()
+        rules = {(CLIENT, client): (FREE_FAILURES_PER_CLIENT, MAX_WAIT_CLIENT_S),
+                 TOKEN_KEY: (FREE_FAILURES_PER_TOKEN, MAX_WAIT_TOKEN_S)}
+
+        def change(now: float, kept: dict[tuple[str, str], LoginFailures]
+                   ) -> dict[tuple[str, str], LoginFailures]:
+            out = {key: _after_failure(kept.get(key), digest, now, *rule)
+                   for key, rule in rules.items()}
+            return {key: failures for key, failures in out.items() if failures is not None}
+        self.store.change_login_failures(list(rules), change, REMEMBERED_CLIENTS)
 
     def succeeded(self, client: str) -> None:
-        with self._lock:
-            self._clients.pop(client, None)
-            self._token = _Failures()
+        """The right token ends the waits (of this client, and of the token). Nothing to end
+        when wait() found none: no write on every request of a script using the token."""
+        if self._kept is False:
+            return
+        self.store.clear_login_failures([(CLIENT, client), TOKEN_KEY])
 
 
 @dataclass(frozen=True)
 class Session:
-    expires: float                          # time.time()
+    expires: float                          # by the store's clock
     csrf: str                               # the token every state-changing form carries
 
 
 class Sessions:
-    """Logged-in browsers, by a random session id (the cookie holds only that id). Logout
-    ends a session here, so its cookie no longer works anywhere."""
+    """Logged-in browsers, by a random session id (the cookie holds only that id; the store
+    only its digest). Logout ends a session in the store, so its cookie no longer works in
+    any serve process."""
 
-    def __init__(self, seconds: float = SESSION_SECONDS, clock: Callable[[], float] = time.time):
-        self.seconds, self.clock = seconds, clock
-        self._lock = threading.Lock()
-        self._by_id: OrderedDict[str, Session] = OrderedDict()
+    def __init__(self, store: StateStore, seconds: float = SESSION_SECONDS):
+        self.store, self.seconds = store, seconds
 
     def create(self) -> tuple[str, Session]:
-        sid = secrets.token_urlsafe(32)
-        session = Session(self.clock() + self.seconds, secrets.token_urlsafe(32))
-        with self._lock:
-            self._by_id[_key(sid)] = session
-            while len(self._by_id) > MAX_SESSIONS:
-                self._by_id.popitem(last=False)
-        return sid, session
+        sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        expires = self.store.put_session(_key(sid), csrf, self.seconds, MAX_SESSIONS)
+        return sid, Session(expires, csrf)
 
     def get(self, sid: str) -> Session | None:
-        with self._lock:
-            session = self._by_id.get(_key(sid))
-            if session is not None and session.expires <= self.clock():
-                del self._by_id[_key(sid)]
-                return None
-            return session
+        found = self.store.session(_key(sid))
+        return Session(found[1], found[0]) if found else None
 
     def end(self, sid: str) -> None:
-        with self._lock:
-            self._by_id.pop(_key(sid), None)
+        self.store.end_session(_key(sid))
 
 
 def _key(sid: str) -> str:

@@ -119,7 +119,7 @@ def test_the_status_page_on_a_damaged_state_file_says_so_not_500(history, tmp_pa
     _damage(state)
     token = "status-admin-token-5b7c1e09d4"
     page = StatusPage(config={"HEXAFLOW_ADMIN_TOKEN": token, "HEXAFLOW_UI_LANGUAGE": "en"},
-                      state=str(state), tenant="default")
+                      state=str(state), tenants={"default": {}})
     for path in ("/status", "/status/problems", "/status/record/3", "/status/search?q=C3"):
         answer = page.handle("GET", path, {"Authorization": f"Bearer {token}"})
         assert answer.status == 503, (path, answer.status)

@@ -22,6 +22,7 @@ import pytest
 from hexaflow import serve_http
 from hexaflow.runner import FlowError, load_plan
 from hexaflow.serve import HookServer, JsonLogFormatter, serve_command
+from hexaflow.state import open_store
 from hexaflow.statuspage import COOKIE
 from hexaflow.statuspage_access import FREE_FAILURES_PER_CLIENT, FREE_FAILURES_PER_TOKEN, LoginThrottle
 
@@ -134,9 +135,11 @@ def test_guesses_from_many_addresses_throttle_the_token_itself(offline):
         assert answer.status_code == 429 and answer.headers["retry-after"]
 
 
-def test_the_same_wrong_token_again_is_no_new_guess_and_backoff_doubles():
+def test_the_same_wrong_token_again_is_no_new_guess_and_backoff_doubles(tmp_path):
     now = [1000.0]
-    throttle = LoginThrottle(clock=lambda: now[0])
+    store = open_store(str(tmp_path / "state.db"))
+    store.now = lambda: now[0]            # the store's clock is the throttle's
+    throttle = LoginThrottle(store)
     for _ in range(50):
         throttle.failed("a", "stale-token")
     assert throttle.wait("a") == 0
@@ -148,6 +151,7 @@ def test_the_same_wrong_token_again_is_no_new_guess_and_backoff_doubles():
     assert throttle.wait("a") == 2.0
     throttle.succeeded("a")
     assert throttle.wait("a") == 0
+    store.close()
 
 
 def _login(http: httpx.Client, url: str) -> str:

@@ -137,9 +137,9 @@ def test_the_templates_ship_with_the_package():
 
 def test_the_language_setting_is_checked_at_start(tmp_path: Path):
     with pytest.raises(FlowError, match="HEXAFLOW_UI_LANGUAGE"):
-        StatusPage(config={"HEXAFLOW_UI_LANGUAGE": "fr"}, state=str(tmp_path / "s.db"), tenant="t")
+        StatusPage(config={"HEXAFLOW_UI_LANGUAGE": "fr"}, state=str(tmp_path / "s.db"), tenants={"t": {}})
     page = StatusPage(config={"HEXAFLOW_UI_LANGUAGE": "en", "HEXAFLOW_ADMIN_TOKEN": TOKEN},
-                      state=str(tmp_path / "s.db"), tenant="t")
+                      state=str(tmp_path / "s.db"), tenants={"t": {}})
     answer = page.handle("GET", "/status", BEARER)
     assert answer.status == 200 and b"Recent runs" in answer.body
     assert b"L\xe1\xba\xa7n ch\xe1\xba\xa1y" in page.handle("GET", "/status?lang=vi", BEARER).body
