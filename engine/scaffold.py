@@ -358,16 +358,25 @@ TENANT_YAML = """\
 # How hexaflow reaches this shop's systems (docs/tenants.md). This file is committed: it holds
 # no secret. The tenant is named by its folder.
 description: ""
-# The tenant's own non-secret settings for its connectors (see .env.example for the names).
+# The tenant's own non-secret settings for its connectors (.env.example lists every name);
+# codes are text: write them in quotes.
 environment: {}
-#  MISA_ORG_COMPANY_CODE: ""
+{settings}
 # Where the secrets come from (tokens, access codes), never a committed file:
 # a KEY=VALUE file (mode 600), absolute or relative to this folder ...
 secrets: ../.secrets/{name}.env
-# ... or the process environment, with a prefix (SHOP_A_HARAVAN_TOKEN -> HARAVAN_TOKEN):
+# ... or the process environment, with a prefix (SHOP_A_<NAME> becomes <NAME>):
 # secrets:
 #   env_prefix: SHOP_A_
 """
+
+
+def _tenant_yaml(name: str) -> str:
+    """tenant.yaml for a new tenant: the required settings its connectors declare, commented."""
+    from hexaflow.tenants import declared_variables
+    wanted = [v for v in declared_variables().values() if v.required and not v.secret]
+    settings = "\n".join(f'#  {v.name}: ""' for v in wanted)
+    return TENANT_YAML.replace("{settings}", settings).replace("{name}", name)
 
 
 def add_tenant(base: Path, name: str, force: bool = False) -> Scaffold:
@@ -377,7 +386,7 @@ def add_tenant(base: Path, name: str, force: bool = False) -> Scaffold:
         raise ScaffoldError(f"{name!r} is not a tenant name: letters, digits, '-', '_' and '.', "
                             f"at most 63, starting with a letter or digit (e.g. shop-a)")
     result = scaffold(base / name, force)
-    (base / name / TENANT_FILE).write_text(TENANT_YAML.replace("{name}", name), encoding="utf-8")
+    (base / name / TENANT_FILE).write_text(_tenant_yaml(name), encoding="utf-8")
     result.written.append(TENANT_FILE)
     return result
 
