@@ -20,6 +20,7 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 from functools import lru_cache
@@ -123,7 +124,9 @@ class ThrowawayCluster:
                    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
         cluster._pg("pg_ctl", "-D", str(cluster.data), "-l", str(folder / "server.log"), "-w",
                     "-t", str(int(THROWAWAY_START_S)), "-o", options, "start")
-        cluster.started_in = time.monotonic() - began
+        # shown with -s (and on a failure): which server the suites used, and its cost
+        print(f"throwaway PostgreSQL at {cluster.url}, data in {cluster.data}, started in "
+              f"{time.monotonic() - began:.2f} s", file=sys.stderr)
         return cluster
 
     def _pg(self, program: str, *args: str) -> None:
