@@ -81,6 +81,12 @@ def start_serve(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     raise SystemExit("hexaflow serve did not start")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop_serves(procs: list[subprocess.Popen]) -> None:
     for proc in procs:
         proc.terminate()
@@ -134,7 +140,8 @@ def versions(order_ids: list[int], deliveries: int) -> list[bytes]:
             for i in range(deliveries)]
 
 
-def report(processes: int, answers: Answers, wall: float, args: argparse.Namespace) -> tuple[float, str | None]:
+def report(processes: int, answers: Answers, wall: float,
+           args: argparse.Namespace) -> tuple[float, str | None]:
     """Print the figures of one load; (deliveries/s, what went wrong or None)."""
     seconds = [t for _, t in answers]
     rate = len(answers) / wall
@@ -243,7 +250,8 @@ def counted_once(shop: Shop) -> str | None:
     saved, rows = shop.vouchers_saved_and_held()
     if twice or set(held) != {str(i) for i in shop.order_ids} or saved != rows:
         return (f"sales orders not once each: {dict(list(twice.items())[:5])}; "
-                f"{len(held)} orders held for {len(shop.order_ids)} made; {saved} vouchers saved for {rows} held")
+                f"{len(held)} orders held for {len(shop.order_ids)} made; "
+                f"{saved} vouchers saved for {rows} held")
     return None
 
 
@@ -265,8 +273,16 @@ def bench_postgresql(args: argparse.Namespace) -> int:
                         proc, base = start_serve(env)
                         procs.append(proc)
                         urls.append(f"{base}/hooks/haravan")
+                    serve_cpu = sum(cpu_seconds(p.pid) for p in procs)
+                    own_cpu = time.process_time()
                     answers, wall = load(urls, versions(shop.order_ids, args.deliveries), args.concurrency)
+                    serve_cpu = sum(cpu_seconds(p.pid) for p in procs) - serve_cpu
+                    own_cpu = time.process_time() - own_cpu
                     rates[processes], problem = report(processes, answers, wall, args)
+                    # where the two cores went during the load: the serve processes, and this
+                    # process (the clients and both sandboxes); PostgreSQL has the rest
+                    print(f"  CPU during the load ({wall:.1f} s): serve {serve_cpu:.1f} s, "
+                          f"load generator and sandboxes {own_cpu:.1f} s", flush=True)
                     problem = problem or once_in_misa(shop)
                 finally:
                     stop_serves(procs)
