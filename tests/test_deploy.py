@@ -279,6 +279,7 @@ def test_the_proxy_spreads_hooks_and_status_over_both_serve_processes():
         target = _blocks(routes[route], "proxy_pass")[0]["args"][0]
         assert target.removeprefix("http://") in upstreams, (route, target)
     status_upstream = upstreams[_blocks(routes["/status"], "proxy_pass")[0]["args"][0].removeprefix("http://")]
+    assert len(_blocks(status_upstream, "server")) == 2, "the status page is spread over both processes"
     body_limit = _blocks(server, "client_max_body_size")[0]["args"][0]
     assert body_limit == "5m", "serve takes hook bodies up to 5 MiB (docs/serve.md)"
 
