@@ -111,6 +111,8 @@ class HookServer:
                             f"installed): {SERVER_EXTRA}") from None
         host, port = listen.get("host", "127.0.0.1"), listen.get("port", 0)
         self.tenants = {t.name: t for t in served}
+        if not self.tenants:
+            raise FlowError("a serve needs at least one tenant to serve")
         if state == ":memory:":
             raise FlowError("hexaflow serve needs a state file, not :memory: (its threads each "
                             "open their own connection): set HEXAFLOW_STATE or --state to a file "

@@ -164,7 +164,7 @@ def test_one_tenant_keeps_its_pages_at_status_and_also_under_its_prefix(store_se
 
 # --------------------------------------------------------------------------- /metrics
 def test_metrics_report_every_tenant_from_the_store(store_setting):
-    server = HookServer([], tenant="shop-a", config={}, state=store_setting)
+    server = HookServer.single([], tenant="shop-a", config={}, state=store_setting)
     try:
         server.tenant_names = lambda: ["shop-a", "shop-b", QUIET]      # as a many-tenant serve
         text = server.metrics.render()[0].decode("utf-8")
@@ -183,7 +183,7 @@ def test_metrics_report_every_tenant_from_the_store(store_setting):
 def two_processes(state_target):
     """Two serve processes' worth of HookServers (each its own StatusPage, HTTP port and
     store connections) on one store."""
-    servers = [HookServer([], tenant="shop-a", config=CONFIG, state=str(state_target)).start()
+    servers = [HookServer.single([], tenant="shop-a", config=CONFIG, state=str(state_target)).start()
                for _ in range(2)]
     try:
         yield [s.url for s in servers]
