@@ -277,6 +277,9 @@ def trace(ref: str, state_path: str | None, tenant: str | None, tenants_dir: str
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
               help="Log lines as text or JSON objects with the tenant (default: "
                    "HEXAFLOW_LOG_FORMAT, else text).")
+@click.option("--dispatch", type=click.Choice(["local", "queue"]), default="local", show_default=True,
+              help="Who runs the flows: this process, or `hexaflow worker`s through the job "
+                   "queue in the PostgreSQL state store.")
 @_state_options
 def serve(paths: tuple[str, ...], **options: Any) -> None:
     """Receive webhooks and callbacks (POST /hooks/<connector>, or /hooks/<tenant>/<connector>)
@@ -284,7 +287,25 @@ def serve(paths: tuple[str, ...], **options: Any) -> None:
     from hexaflow.serve import serve_command
     sys.exit(serve_command(paths, host=options["host"], port=options["port"], interval=options["interval"],
                            tenant=options["tenant"], state=options["state_path"],
-                           log_format=options["log_format"], tenants=options["tenants_dir"]))
+                           log_format=options["log_format"], tenants=options["tenants_dir"],
+                           dispatch=options["dispatch"]))
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--concurrency", type=int, default=4, show_default=True,
+              help="Runs this worker makes at once (each of a different (tenant, flow)).")
+@click.option("--interval", type=float, default=300, show_default=True,
+              help="Seconds between scheduled runs of every flow (0: off; one schedule for all "
+                   "workers).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
+              help="Log lines as text or JSON objects with the tenant.")
+@_state_options
+def worker(paths: tuple[str, ...], **options: Any) -> None:
+    """Run flow jobs from the queue in the PostgreSQL state store (the flows in PATHS, or every
+    tenant's with --tenants); any number of workers on any number of machines."""
+    from hexaflow.worker import worker_command
+    sys.exit(worker_command(paths, options))
 
 
 @main.command("tenants")

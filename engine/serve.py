@@ -25,7 +25,7 @@ from hexaflow.environment import environment_config, log_format
 from hexaflow.plan import Plan
 from hexaflow.registry import get_connector
 from hexaflow.runner import Connectors, FlowError, apply_async_results, load_plan
-from hexaflow.state import StateStore, StateError, open_store, state_path as default_state_path
+from hexaflow.state import StateStore, StateError, is_server_url, open_store, state_path as default_state_path
 from hexaflow.statuspage import StatusPage
 
 log = logging.getLogger("hexaflow.serve")
@@ -66,11 +66,13 @@ class Scheduler:
 
 
 class Listen(TypedDict, total=False):
-    """Where a HookServer listens (default 127.0.0.1, any free port) and how often its
-    scheduler asks for every flow (seconds; 0, the default: never)."""
+    """Where a HookServer listens (default 127.0.0.1, any free port), how often its
+    scheduler asks for every flow (seconds; 0, the default: never) and who runs the flows
+    (``dispatch``: ``local`` threads, the default, or ``queue``: workers, docs/workers.md)."""
     host: str
     port: int
     interval: float
+    dispatch: str
 
 
 @dataclass
@@ -126,9 +128,17 @@ class HookServer:
         for tenant in self.tenants.values():
             if tenant.problem is None:
                 self._open_receivers(tenant)
-        self.dispatcher = Dispatcher({t.name: t.plans for t in self.tenants.values()
-                                      if t.problem is None}, state_path=state,
-                                     config_for=lambda name: self.tenants[name].config)
+        served_plans = {t.name: t.plans for t in self.tenants.values() if t.problem is None}
+        self.queue_mode = listen.get("dispatch", "local") == "queue"
+        if self.queue_mode:
+            if not is_server_url(state):
+                raise FlowError("--dispatch queue needs a PostgreSQL state store (HEXAFLOW_STATE="
+                                "postgresql://…): the jobs live in it")
+            from hexaflow.queue import QueueDispatcher
+            self.dispatcher: Any = QueueDispatcher(served_plans, state_path=state)
+        else:
+            self.dispatcher = Dispatcher(served_plans, state_path=state,
+                                         config_for=lambda name: self.tenants[name].config)
         self.scheduler = Scheduler(self.dispatcher, listen.get("interval", 0.0))
         # The read-only status page (docs/status-page.md); off without HEXAFLOW_ADMIN_TOKEN.
         self.status_page = StatusPage(config=self.config, state=state, tenants={
@@ -287,6 +297,10 @@ class HookServer:
                     # target's ref just after the send returns): nothing to apply it to yet.
                     unmatched = not all(store.has_target_ref(tenant.name, name, r.target_ref)
                                         for r in received.results + received.to_confirm)
+                    if self.queue_mode:       # the jobs commit with the inbox rows, or neither
+                        for resource in sources:
+                            self.dispatcher.request_source(tenant.name, name, resource, store=store)
+                        sources = set()
             finally:
                 store.close()
         # Only a new event asks for a run: a duplicate delivery was already asked for.
@@ -394,6 +408,7 @@ class ServeOptions(TypedDict, total=False):
     stop: threading.Event | None
     log_format: str | None
     tenants: str | None          # the tenants folder (--tenants; default HEXAFLOW_TENANTS)
+    dispatch: str | None         # local (runs in this process) or queue (workers run them)
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -491,7 +506,7 @@ def serve_command(paths: Iterable[str], *, tenant: str | None = None, state: str
                        log_format_of(options.get("log_format")), err)
         server = HookServer(served, config=environment_config(),
                             state=default_state_path(state), host=host, port=port,
-                            interval=interval)
+                            interval=interval, dispatch=options.get("dispatch") or "local")
     except (FlowError, ConnectorError, StateError, OSError) as exc:
         for problem in getattr(exc, "problems", []):
             print(problem.text(), file=err)

@@ -232,6 +232,11 @@ class PostgresStore(StateStore):
             self._fence_checked = None
             conn.execute("COMMIT")
 
+    def transaction_connection(self) -> Any:
+        """The connection of the open transaction (None outside one): a job deferred on it is
+        kept only if the transaction commits."""
+        return self._conn
+
     def now(self) -> float:
         row = self.db.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
         assert row is not None

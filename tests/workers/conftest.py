@@ -1,0 +1,1 @@
+"""The worker tests' helpers live in tests/workers/worker_kit.py."""
