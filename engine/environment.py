@@ -38,6 +38,13 @@ def serve_runners() -> int:
     return max(1, int(env_number("HEXAFLOW_SERVE_RUNNERS", 4.0, "a number of runs; e.g. 4")))
 
 
+def worker_timing() -> tuple[float, float]:
+    """(heartbeat, stalled-after) seconds of workers: HEXAFLOW_WORKER_HEARTBEAT_S (default 5)
+    and HEXAFLOW_WORKER_STALLED_S (default 30; a worker silent this long is gone)."""
+    return (env_number("HEXAFLOW_WORKER_HEARTBEAT_S", 5.0),
+            env_number("HEXAFLOW_WORKER_STALLED_S", 30.0))
+
+
 def state_location(explicit: str | None, default: str) -> str:
     """The state store path or URL: the one given, else HEXAFLOW_STATE, else ``default``."""
     return explicit or os.environ.get("HEXAFLOW_STATE") or default

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
+from hexaflow.environment import worker_timing
 from hexaflow.errors import FlowError, HexaflowError
 from hexaflow.plan import Plan
 
@@ -31,13 +32,12 @@ QUEUE = "flows"
 TASK = "hexaflow.run_flow"
 SCHEDULE_TASK = "hexaflow.schedule"
 SWEEP_TASK = "hexaflow.sweep_stalled"
-SWEEP_EVERY_S = 10          # how often the sweeper looks for jobs of stopped workers
+SWEEP_EVERY_S = 10          # how often the sweeper looks for jobs of stopped workers (5 when
+                            # workers are declared gone sooner than 10 s)
 RUN_BUDGET_S = 30.0          # a run yields after this and defers itself again
 RETRY_LOCKED_S = 2           # the flow is running elsewhere (a `hexaflow run` by hand)
 RETRY_FAILED_S = 5           # a failed run's successor waits this, doubling ...
 RETRY_FAILED_MAX_S = 300     # ... up to this
-HEARTBEAT_S = 5.0            # a worker's heartbeat ...
-STALLED_AFTER_S = 30.0       # ... missing this long means it is gone: its jobs are stalled
 PRIORITY_HOOK, PRIORITY_SCHEDULE = 10, 0   # a webhook's run goes before a scheduled catch-up
 
 
@@ -56,7 +56,8 @@ def make_app(url: str, interval: float = 0) -> Any:
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url))
     app.task(name=TASK, queue=QUEUE, pass_context=True)(_run_flow_task)
     sweep = app.task(name=SWEEP_TASK, queue=QUEUE, pass_context=True, queueing_lock=SWEEP_TASK)(_sweep_task)
-    app.periodic(cron=every(SWEEP_EVERY_S), periodic_id="sweep")(sweep)
+    app.periodic(cron=every(5 if worker_timing()[1] < 10 else SWEEP_EVERY_S),
+                 periodic_id="sweep")(sweep)
     if interval > 0:
         schedule = app.task(name=SCHEDULE_TASK, queue=QUEUE, pass_context=True,
                             queueing_lock=SCHEDULE_TASK)(_schedule_task)
@@ -257,12 +258,13 @@ def _schedule_task(context: Any, timestamp: int) -> None:
         schedule_all(runtime.app, runtime.tenants)
 
 
-async def sweep_stalled(app: Any, seconds: float = STALLED_AFTER_S) -> tuple[int, int]:
+async def sweep_stalled(app: Any, seconds: float | None = None) -> tuple[int, int]:
     """Jobs left ``doing`` by workers whose heartbeat stopped: each is retried, or marked
     failed when a newer job of its pair already waits (its retry would break the queueing
     lock, and the waiting job covers the pair). Returns (retried, failed)."""
     from procrastinate.exceptions import UniqueViolation
     from procrastinate.jobs import Status
+    seconds = worker_timing()[1] if seconds is None else seconds
     retried = failed = 0
     manager = app.job_manager
     for job in await manager.get_stalled_jobs(seconds_since_heartbeat=seconds):

@@ -9,6 +9,7 @@ import socket
 import sys
 from typing import Any, Iterable
 
+from hexaflow.environment import worker_timing
 from hexaflow.errors import FlowError, StateError
 
 log = logging.getLogger("hexaflow.worker")
@@ -31,6 +32,7 @@ def worker_command(paths: Iterable[str], options: dict[str, Any]) -> int:
             raise FlowError("no tenant can be run: fix the errors above")
         _setup_logging(next(iter(tenants)) if len(tenants) == 1 else "-",
                        log_format_of(options.get("log_format")), err)
+        worker_timing()                # a bad number stops the worker at start
         queue.ensure_schema(state)
         app = queue.make_app(state, float(options.get("interval") or 0))
     except (FlowError, StateError) as exc:
@@ -41,6 +43,7 @@ def worker_command(paths: Iterable[str], options: dict[str, Any]) -> int:
     runtime = queue.Runtime(state, tenants, app=app)
     queue.RUNTIME = runtime
     name = f"hexaflow-worker:{socket.gethostname()}:{os.getpid()}"
+    heartbeat, stalled = worker_timing()
     log.info("worker %s: %d tenant(s), %d flow(s); concurrency %d", name, len(tenants),
              sum(len(t.plans) for t in tenants.values()), options.get("concurrency") or 4)
     try:
@@ -48,8 +51,7 @@ def worker_command(paths: Iterable[str], options: dict[str, Any]) -> int:
             queue.schedule_all(app, tenants)     # catch up on what changed while none ran
         app.run_worker(queues=[queue.QUEUE], name=name,
                        concurrency=max(1, int(options.get("concurrency") or 4)),
-                       update_heartbeat_interval=queue.HEARTBEAT_S,
-                       stalled_worker_timeout=queue.STALLED_AFTER_S,
+                       update_heartbeat_interval=heartbeat, stalled_worker_timeout=stalled,
                        delete_jobs="successful", install_signal_handlers=True)
     finally:
         runtime.close()
