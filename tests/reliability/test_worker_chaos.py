@@ -37,7 +37,7 @@ DEADLINE_S = 240
 class Shop(Sandboxes):
     """One shop's sandbox pair, served by many_sandboxes.py (admin helpers of Sandboxes)."""
 
-    def __init__(self, spec: dict):                # noqa: super().__init__ starts a process
+    def __init__(self, spec: dict):    # not Sandboxes.__init__: that starts a sandbox process
         self.credentials = spec["credentials"]
         self.haravan, self.misa = spec["haravan"], spec["misa"]
         self.http = httpx.Client(timeout=30)
@@ -60,6 +60,18 @@ def _tenants(base: Path, shops: list[Shop]) -> None:
             f"environment:\n  HARAVAN_BASE_URL: {shop.haravan}\n  MISA_BASE_URL: {shop.misa}\n"
             f"  MISA_ORG_COMPANY_CODE: '{creds['MISA_ORG_COMPANY_CODE']}'\n"
             f"secrets: ../.secrets/{name}.env\n")
+
+
+def _end_lock_sessions(state: str, pid: int) -> int:
+    """End the flow-lock sessions of worker ``pid`` (what a network partition does to them);
+    give its runs a moment to hit the fence before the kill. Returns how many ended."""
+    import psycopg
+    with psycopg.connect(state, autocommit=True) as conn:
+        ended = conn.execute("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM "
+                             "pg_stat_activity WHERE application_name LIKE %s",
+                             (f"hexaflow-lock:%:{pid}",)).fetchone()
+    time.sleep(0.5)
+    return int(ended[0]) if ended else 0
 
 
 def _jobs(state: str, *statuses: str) -> int:
@@ -122,11 +134,14 @@ def test_three_workers_killed_thirty_times_give_every_shop_exactly_its_documents
     workers = [_worker(env, base, logs[i]) for i in range(WORKERS)]
     rng = random.Random(SEED)
     deadline = time.monotonic() + DEADLINE_S
-    kills = 0
+    kills = cut_sessions = 0
     try:
         while kills < KILLS and time.monotonic() < deadline:
             time.sleep(rng.uniform(1.0, 2.5))
             victim = rng.randrange(WORKERS)
+            if kills % 3 == 1:
+                # A partition instead of a kill: the worker's flow-lock sessions end under it.
+                cut_sessions += _end_lock_sessions(state, workers[victim].pid)
             os.killpg(workers[victim].pid, signal.SIGKILL)
             workers[victim].wait(10)
             kills += 1
@@ -158,7 +173,8 @@ def test_three_workers_killed_thirty_times_give_every_shop_exactly_its_documents
     assert cut_runs >= 3, runs                        # and kills cut runs off half-way
     swept = sum(log.read_text().count("of a worker that stopped") for log in logs)
     assert swept >= 1, "no killed worker's job was taken over by the sweeper"
-    print(f"\n{KILLS} kills: {ok_runs} runs completed, {cut_runs} cut off, {swept} jobs swept")
+    print(f"\n{KILLS} kills: {ok_runs} runs completed, {cut_runs} cut off, {swept} jobs swept, "
+          f"{cut_sessions} lock sessions ended before a kill")
     for n, shop in enumerate(shops):
         try:
             assert_same_documents(shop.misa_snapshot(), expected[n])
