@@ -237,3 +237,50 @@ def test_200_concurrent_deliveries_to_two_tenants_are_all_taken_and_each_order_s
         assert server.dispatcher.wait_idle(60)
     finally:
         server.stop(timeout=30)
+
+
+def test_serve_with_the_queue_puts_each_webhook_job_in_its_transaction_and_a_worker_runs_it(
+        companies, tmp_path, request):
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    import psycopg
+    base, (a, b, c) = companies
+    for co in (b, c):
+        shutil.rmtree(co.folder)
+    state = str(make_target("postgresql", tmp_path, request))
+    server = HookServer(served_tenants([], str(base), None, io.StringIO()), config={},
+                        state=state, port=0, dispatch="queue").start()
+    worker = None
+    try:
+        orders = [a.order(n) for n in range(1, 4)]
+        for order in orders:
+            answer = a.deliver(server, order)
+            assert answer.status_code == 200, answer.text
+        with psycopg.connect(state) as conn:
+            jobs = conn.execute("SELECT lock, queueing_lock, priority, status FROM "
+                                "procrastinate_jobs WHERE task_name='hexaflow.run_flow'").fetchall()
+        # Three deliveries, one waiting job: the queueing lock keeps one per (tenant, flow).
+        assert jobs == [("shop-a:orders", "shop-a:orders", 10, "todo")], jobs
+        store = open_store(state)
+        try:
+            assert {r["record_id"] for r in store.inbox("shop-a") if r["resource"] == "orders"} == \
+                {str(o["id"]) for o in orders}
+        finally:
+            store.close()
+        env = {**os.environ, "HEXAFLOW_STATE": state}
+        worker = subprocess.Popen([sys.executable, "-m", "hexaflow.cli", "worker", "--tenants",
+                                   str(base), "--interval", "0"], env=env, start_new_session=True,
+                                  stdout=subprocess.DEVNULL, stderr=open(tmp_path / "worker.log", "w"))
+        wanted = {str(o["id"]) for o in orders}
+        wait_for(lambda: wanted <= {str(r["org_refno"]) for r in a.requests()
+                                    if r["voucher_type"] == SALES_ORDER},
+                 "the worker's sales orders in shop-a's MISA", timeout=90)
+    finally:
+        if worker is not None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(30)
+        server.stop(timeout=30)
