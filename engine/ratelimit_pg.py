@@ -193,6 +193,7 @@ _sessions_lock = threading.Lock()
 
 
 def session(url: str) -> _Session:
+    """This process's session for the limiters on ``url`` (made at first use)."""
     with _sessions_lock:
         if url not in _sessions:
             _sessions[url] = _Session(url)
