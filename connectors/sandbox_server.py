@@ -7,8 +7,10 @@ sandbox``). Faults apply to the real API routes, never to the admin routes under
 
 Admin routes every sandbox has:
 - ``POST /_sandbox/faults`` — body with any of ``error_rate`` (0..1), ``kinds`` (subset of
-  ``["500", "502", "503", "timeout", "drop", "429"]``), ``latency_ms``, ``timeout_ms``, ``seed``;
-  an empty body resets to no faults. Answers the faults now in force.
+  ``["500", "502", "503", "timeout", "drop", "429"]``), ``latency_ms``, ``timeout_ms``, ``seed``,
+  ``retry_after`` (the seconds an injected 429 asks for, default 1), ``count`` (inject at most
+  this many faults, then none: ``{"error_rate": 1, "kinds": ["429"], "count": 1}`` is exactly
+  one 429); an empty body resets to no faults. Answers the faults now in force.
 - ``GET /_sandbox/faults`` — the faults in force and how many of each were injected.
 """
 from __future__ import annotations
@@ -90,6 +92,8 @@ class Faults:
     latency_ms: int = 0
     timeout_ms: int = 2000
     seed: int | None = None
+    retry_after: float = 1.0        # what an injected 429's Retry-After asks for
+    count: int | None = None        # at most this many faults in all (None: no limit)
     injected: dict[str, int] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
@@ -123,7 +127,8 @@ class SandboxApp:
         body = req.json() or {}
         with self.lock:
             faults = Faults()
-            for key, cast in (("error_rate", float), ("latency_ms", int), ("timeout_ms", int)):
+            for key, cast in (("error_rate", float), ("latency_ms", int), ("timeout_ms", int),
+                              ("retry_after", float), ("count", int)):
                 if key in body:
                     setattr(faults, key, cast(body[key]))
             faults.seed = body.get("seed")
@@ -149,6 +154,8 @@ class SandboxApp:
         if faults.error_rate <= 0 or not faults.kinds:
             return None
         with self.lock:
+            if faults.count is not None and sum(faults.injected.values()) >= faults.count:
+                return None
             if self._rng.random() >= faults.error_rate:
                 return None
             kind = self._rng.choice(faults.kinds)
@@ -159,7 +166,8 @@ class SandboxApp:
         if kind == "drop":
             raise DropConnection()
         if kind == "429":
-            return json_response({"errors": "Too Many Requests"}, 429, **{"Retry-After": "1.0"})
+            return json_response({"errors": "Too Many Requests"}, 429,
+                                 **{"Retry-After": f"{faults.retry_after:g}"})
         return json_response({"errors": "Injected failure"}, int(kind))
 
     # -- dispatch ---------------------------------------------------------------------

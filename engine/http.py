@@ -5,7 +5,8 @@
   other 4xx.
 - :class:`RateLimiter` — a client-side leaky bucket keyed by (system, account). It takes a token
   before each call, learns the server's view of the bucket from response headers, and is
-  penalised by ``Retry-After``.
+  penalised by ``Retry-After``. On a PostgreSQL state store the processes share one bucket per
+  (system, account) instead (:func:`rate_limiter`; hexaflow.ratelimit_pg), with the same rule.
 - :class:`HttpClient` — an httpx client with both applied, and logging that never shows headers
   (they carry tokens).
 """
@@ -18,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Callable, Mapping, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, TypedDict, Unpack
 
 from hexaflow.errors import RetriesExhausted
 
@@ -134,18 +135,43 @@ class RateLimiter:
             self._blocked_until = max(self._blocked_until, self._clock() + seconds)
 
 
-_limiters: dict[tuple[str, str], RateLimiter] = {}
+class Limiter(Protocol):
+    """What a client needs of a rate limiter: :class:`RateLimiter` in the process, or the
+    bucket shared through a PostgreSQL state store (hexaflow.ratelimit_pg.SharedRateLimiter)."""
+
+    def acquire(self) -> None: ...
+
+    def observe(self, used: int, capacity: int | None = None) -> None: ...
+
+    def penalise(self, seconds: float) -> None: ...
+
+
+_limiters: dict[tuple[str, str, str | None], Limiter] = {}
 _limiters_lock = threading.Lock()
 
 
 def rate_limiter(system: str, account: str, capacity: int, leak_rate: float, *,
-                 start_full: bool = False) -> RateLimiter:
-    """The shared limiter for (system, account): one bucket per shop, whoever calls.
-    ``start_full`` applies when this call creates it (see :class:`RateLimiter`)."""
+                 start_full: bool = False) -> Limiter:
+    """The limiter for (system, account): one bucket per shop, whoever calls.
+
+    When the process's state store (HEXAFLOW_STATE) is a PostgreSQL server, the bucket is kept
+    there and shared by every process on it (hexaflow.ratelimit_pg); otherwise it is this
+    process's own :class:`RateLimiter` (one process owns an SQLite store). ``start_full``
+    applies when the bucket is created: by this call in the process, or, shared, by the first
+    process of the store to use the account (see :class:`RateLimiter`)."""
+    from hexaflow.environment import state_location
+    store = state_location(None, "")
+    shared = store if store.startswith(("postgresql://", "postgres://")) else None
     with _limiters_lock:
-        key = (system, account)
+        key = (system, account, shared)
         if key not in _limiters:
-            _limiters[key] = RateLimiter(capacity, leak_rate, start_full=start_full)
+            local = RateLimiter(capacity, leak_rate, start_full=start_full)
+            if shared is None:
+                _limiters[key] = local
+            else:
+                from hexaflow.ratelimit_pg import SharedRateLimiter
+                _limiters[key] = SharedRateLimiter(shared, system, account, local,
+                                                   start_full=start_full)
         return _limiters[key]
 
 
@@ -163,7 +189,7 @@ class HttpOptions(TypedDict, total=False):
     headers: Mapping[str, str] | None
     timeout: float
     retry: RetryPolicy
-    limiter: RateLimiter | None
+    limiter: Limiter | None
     on_response: Callable[[httpx.Response], None] | None
     sleep: Callable[[float], None]
 

@@ -14,8 +14,10 @@ parameters it does not know; a faults body without it, or ``[]``, honours them a
 ``POST /_sandbox/webhooks`` (``{"url", "topics"}``),
 ``GET /_sandbox/webhooks`` (registrations and deliveries), ``POST /_sandbox/state``
 (``{"bucket_level": N, "rate_limit": bool, "reset_counters": true}``: what another client left
-in the bucket, for benchmarks) and ``GET /_sandbox/stats`` (counters, orders and products
-held, API calls by route, cheap at any size, unlike ``GET /_sandbox/state``).
+in the bucket, for benchmarks), ``GET /_sandbox/stats`` (counters, orders and products
+held, API calls by route, cheap at any size, unlike ``GET /_sandbox/state``) and
+``GET /_sandbox/calls`` (the last API calls with when each arrived and its status: what tests
+of clients sharing one bucket count).
 
 Choices where the reference is silent are constructor options: ``default_status`` (orders.json
 without ``status``; Shopify's ``open`` by default), ``set_target`` (what adjustorset ``set``
@@ -207,6 +209,8 @@ class HaravanSandbox(SandboxApp):
         self.request_counts: Counter[str] = Counter()
         self.first_request_at = self.last_request_at = 0.0    # epoch seconds, API requests
         self.throttled = 0             # 429s answered by the bucket
+        # The last API calls: (arrival, epoch seconds; method; path; status, None if dropped).
+        self.call_log: deque[tuple[float, str, str, int | None]] = deque(maxlen=20_000)
         self.ignored_params: frozenset[str] = frozenset()   # POST /_sandbox/faults ignore_params
         self._routes_api()
         self._routes_admin()
@@ -238,6 +242,16 @@ class HaravanSandbox(SandboxApp):
     def dispatch(self, req: Request) -> Response:
         if req.path.startswith("/_sandbox/"):
             return super().dispatch(req)
+        arrived, status = time.time(), None
+        try:
+            resp = self._answer(req)
+            status = resp.status
+            return resp
+        finally:
+            with self.lock:
+                self.call_log.append((arrived, req.method, req.path, status))
+
+    def _answer(self, req: Request) -> Response:
         self.requests.append((req.method, req.path, dict(req.query)))     # as the client sent it
         for name in self.ignored_params & req.query.keys():
             del req.query[name]
@@ -565,6 +579,7 @@ class HaravanSandbox(SandboxApp):
         self.add("GET", r"/_sandbox/state", self.admin_state)
         self.add("POST", r"/_sandbox/state", self.admin_set_state)
         self.add("GET", r"/_sandbox/stats", self.admin_stats)
+        self.add("GET", r"/_sandbox/calls", self.admin_calls)
         self.add("POST", r"/_sandbox/orders", self.admin_raw_orders)
         self.add("POST", rf"/_sandbox/orders/{ID}/pay", self.admin_pay)
         self.add("POST", rf"/_sandbox/orders/{ID}/fulfill", self.admin_fulfill)
@@ -618,6 +633,7 @@ class HaravanSandbox(SandboxApp):
             if body.get("reset_counters"):
                 self.calls = self.throttled = 0
                 self.requests.clear()
+                self.call_log.clear()
                 self.request_counts.clear()
                 self.first_request_at = self.last_request_at = 0.0
         return self.admin_stats(req)
@@ -632,6 +648,14 @@ class HaravanSandbox(SandboxApp):
                 "requests": dict(self.request_counts),
                 "first_request_at": self.first_request_at or None,
                 "last_request_at": self.last_request_at or None})
+
+    def admin_calls(self, req: Request) -> Response:
+        """The last API calls, oldest first: ``{"calls": [{"at", "method", "path", "status"}]}``
+        (``at``: when it arrived, epoch seconds; ``status`` null: the connection was dropped)."""
+        with self.lock:
+            calls = [{"at": at, "method": method, "path": path, "status": status}
+                     for at, method, path, status in self.call_log]
+        return json_response({"calls": calls})
 
     def admin_raw_orders(self, req: Request) -> Response:
         """``{"orders": [...]}`` stored as they are (HaravanShop.store_raw_order): orders no

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Callable, Mapping
 
 from hexaflow.connector import ConfigError
-from hexaflow.http import HttpClient, RateLimiter, RetriesExhausted, RetryPolicy, rate_limiter
+from hexaflow.http import HttpClient, Limiter, RetriesExhausted, RetryPolicy, rate_limiter
 from hexaflow.timeutil import get_zone, parse_datetime
 
 from .envelope import Envelope, loads, parse_envelope, to_jsonable
@@ -136,7 +136,7 @@ class MisaClient:
                  clock: Callable[[], float] = time.time):
         self.settings = settings
         self._clock = clock
-        limiter: RateLimiter | None = None
+        limiter: Limiter | None = None
         if settings.max_calls_per_s > 0:
             rate = settings.max_calls_per_s
             limiter = rate_limiter("misa", settings.org_company_code, rate + 2, float(rate))
