@@ -58,6 +58,16 @@ def flow_queues(store: Any, tenant: str | None = None) -> list[FlowQueue] | None
     if not has_queue(store):
         return None
     alive = "w.last_heartbeat >= now() - ? * interval '1 second'"
+    # When a job failed is known from its events only. For one tenant: an index probe per
+    # failed job of that tenant. For all: one pass over the recent failures, since a probe
+    # per job is costed high enough that PostgreSQL compiles the statement with JIT, which
+    # takes longer than the query (bench/queue_view.py; figures in bench/README.md).
+    recent = ("LEFT JOIN LATERAL (SELECT e.job_id FROM procrastinate_events e WHERE "
+              "j.status = 'failed' AND e.job_id = j.id AND e.type = 'failed' AND "
+              "e.at >= now() - ? * interval '1 second' LIMIT 1) f ON true" if tenant is not None
+              else "LEFT JOIN (SELECT DISTINCT job_id FROM procrastinate_events WHERE "
+                   "type = 'failed' AND at >= now() - ? * interval '1 second') f "
+                   "ON f.job_id = j.id")
     sql = (
         "SELECT j.args->>'tenant', j.args->>'flow', "
         "count(*) FILTER (WHERE j.status = 'todo'), "
@@ -66,10 +76,9 @@ def flow_queues(store: Any, tenant: str | None = None) -> list[FlowQueue] | None
         f"count(*) FILTER (WHERE j.status = 'doing' AND (w.id IS NULL OR NOT {alive})), "
         "count(*) FILTER (WHERE j.status = 'failed') "
         "FROM procrastinate_jobs j LEFT JOIN procrastinate_workers w ON w.id = j.worker_id "
-        "WHERE j.task_name = ? AND (j.status IN ('todo', 'doing') OR (j.status = 'failed' AND "
-        "EXISTS (SELECT 1 FROM procrastinate_events e WHERE e.job_id = j.id AND "
-        "e.type = 'failed' AND e.at >= now() - ? * interval '1 second')))")
-    args: list[Any] = [STALLED_AFTER_S, STALLED_AFTER_S, TASK, FAILED_WINDOW_S]
+        f"{recent} WHERE j.task_name = ? AND (j.status IN ('todo', 'doing') OR "
+        "(j.status = 'failed' AND f.job_id IS NOT NULL))")
+    args: list[Any] = [STALLED_AFTER_S, STALLED_AFTER_S, FAILED_WINDOW_S, TASK]
     if tenant is not None:
         sql += " AND j.args->>'tenant' = ?"
         args.append(tenant)
