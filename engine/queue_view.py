@@ -6,9 +6,9 @@ Read-only, plain SQL on the store's own connection (``store.db.execute``, ``?`` 
 no Procrastinate import: the readers (the status page, ``status``) need not install the
 queue, and a query cannot take a job's lock by mistake. The tables are Procrastinate 3's
 (``procrastinate_jobs``, ``procrastinate_workers``, ``procrastinate_events``); a stalled job
-is what its own sweeper query calls one (``doing`` with a worker whose heartbeat is older than
-STALLED_AFTER_S, or whose worker row is gone). Ages come from the server's clock, so every
-process shows the same. On SQLite, or on a PostgreSQL store without those tables (serve runs
+is what its own sweeper query calls one (``doing`` with a worker whose heartbeat is older
+than HEXAFLOW_WORKER_STALLED_S, or whose worker row is gone). Ages come from the server's
+clock, so every process shows the same. On SQLite, or on a PostgreSQL store without those tables (serve runs
 the flows itself), there is no job queue: the readers return None and nothing is shown.
 """
 from __future__ import annotations
@@ -16,10 +16,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from hexaflow.queue import STALLED_AFTER_S, TASK
+from hexaflow.environment import worker_timing
+from hexaflow.queue import TASK
 
 FAILED_WINDOW_S = 24 * 3600      # failed jobs are counted over the last day
 WORKERS_SHOWN = 200
+
+
+def stalled_after() -> float:
+    """Seconds without a heartbeat after which a worker is gone: the workers' own setting
+    (HEXAFLOW_WORKER_STALLED_S), which the readers must be given alike."""
+    return worker_timing()[1]
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,7 @@ def flow_queues(store: Any, tenant: str | None = None) -> list[FlowQueue] | None
         "FROM procrastinate_jobs j LEFT JOIN procrastinate_workers w ON w.id = j.worker_id "
         f"{recent} WHERE j.task_name = ? AND (j.status IN ('todo', 'doing') OR "
         "(j.status = 'failed' AND f.job_id IS NOT NULL))")
-    args: list[Any] = [STALLED_AFTER_S, STALLED_AFTER_S, FAILED_WINDOW_S, TASK]
+    args: list[Any] = [stalled_after(), stalled_after(), FAILED_WINDOW_S, TASK]
     if tenant is not None:
         sql += " AND j.args->>'tenant' = ?"
         args.append(tenant)
@@ -97,7 +104,8 @@ def workers(store: Any) -> list[Worker] | None:
         "FROM procrastinate_workers w LEFT JOIN procrastinate_jobs j "
         "ON j.worker_id = w.id AND j.status = 'doing' "
         "GROUP BY w.id ORDER BY w.id LIMIT ?", (WORKERS_SHOWN,))
-    return [Worker(int(wid), max(0.0, float(age)), tuple(jobs or ()), age < STALLED_AFTER_S)
+    gone = stalled_after()
+    return [Worker(int(wid), max(0.0, float(age)), tuple(jobs or ()), age < gone)
             for wid, age, jobs in rows]
 
 
@@ -136,7 +144,7 @@ def workers_text(found: list[Worker] | None) -> str:
     stalled = sum(not w.alive for w in found)
     lines = [f"workers: {len(found) - stalled} alive" + (f", {stalled} stalled" if stalled else "")]
     for w in found:
-        state = "alive" if w.alive else f"stalled (no heartbeat for {STALLED_AFTER_S:g} s)"
+        state = "alive" if w.alive else f"stalled (no heartbeat for {stalled_after():g} s)"
         jobs = f"runs {', '.join(w.jobs)}" if w.jobs else "runs nothing"
         lines.append(f"  worker {w.id}: heartbeat {age_text(w.heartbeat_age)} ago, {state}, {jobs}")
     return "\n".join(lines) + "\n"

@@ -36,7 +36,6 @@ import jinja2
 from hexaflow import queue_view
 from hexaflow import statuspage_queries as queries
 from hexaflow.environment import ui_timezone
-from hexaflow.queue import STALLED_AFTER_S
 from hexaflow.runner import FlowError
 from hexaflow.state import LedgerEntry, StateError, StateStore, open_store, state_faults
 from hexaflow.statuspage_access import (SESSION_SECONDS, TOKEN_RULE, LoginThrottle, Session, Sessions,
@@ -776,7 +775,7 @@ class _View:
                          "queue": None if queues is None else
                          _queue_totals([q for q in queues if q.tenant == tenant])})
         return self.page(200, "tenants.html", tenants=rows, has_queue=queues is not None,
-                         workers=queue_view.workers(store), stalled_after=STALLED_AFTER_S)
+                         workers=queue_view.workers(store), stalled_after=queue_view.stalled_after())
 
     def overview(self, data: _Data) -> Response:
         store, tenant = data.store, data.tenant
@@ -798,7 +797,7 @@ class _View:
                          shown=DOCUMENTS_SHOWN, queue=self._queue(store, tenant, names),
                          # Without a tenant list, the one tenant's overview is the top page.
                          workers=None if self.app.several else queue_view.workers(store),
-                         stalled_after=STALLED_AFTER_S)
+                         stalled_after=queue_view.stalled_after())
 
     def _queue(self, store: Any, tenant: str, flows: list[str]) -> list[queue_view.FlowQueue] | None:
         """The tenant's jobs per flow, every flow it has listed (none waiting is news too);

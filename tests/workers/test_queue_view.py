@@ -105,7 +105,7 @@ def test_the_queue_is_counted_per_tenant_and_flow_and_each_worker_with_its_heart
         found = {w.id: w for w in queue_view.workers(store)}
         assert set(found) == {workers["live"], workers["dead"]}
         live, dead = found[workers["live"]], found[workers["dead"]]
-        assert live.alive and live.heartbeat_age < queue.STALLED_AFTER_S and live.jobs == ("shop-a:orders",)
+        assert live.alive and live.heartbeat_age < queue_view.stalled_after() and live.jobs == ("shop-a:orders",)
         assert not dead.alive and 3500 < dead.heartbeat_age < 3700 and dead.jobs == ("shop-b:orders",)
         # A running worker's sweeper prunes the stopped one: its job, now of no worker, is
         # still stalled, until the sweeper retries it.
@@ -119,7 +119,7 @@ def test_the_queue_is_counted_per_tenant_and_flow_and_each_worker_with_its_heart
 async def _prune(state: str) -> None:
     app = queue.make_app(state)
     async with app.open_async():
-        await app.job_manager.prune_stalled_workers(queue.STALLED_AFTER_S)
+        await app.job_manager.prune_stalled_workers(queue_view.stalled_after())
 
 
 def test_status_prints_each_tenants_queue_and_the_workers_once(filled_queue, tmp_path, cli):
@@ -139,6 +139,10 @@ def test_status_prints_each_tenants_queue_and_the_workers_once(filled_queue, tmp
     one = cli("status", "--tenants", str(base), "--tenant", "shop-a", env={"HEXAFLOW_STATE": state})
     assert "no runs yet for tenant 'shop-a'" in one.output and "orders: 1 waiting, 1 running" in one.output
     assert "shop-b:orders" in one.output          # the workers part is the store's, not a tenant's
+    # Stalled is the workers' own setting: with two hours, the silent worker is alive still.
+    patient = cli("status", "--tenants", str(base), "--tenant", "shop-b",
+                  env={"HEXAFLOW_STATE": state, "HEXAFLOW_WORKER_STALLED_S": "7200"})
+    assert "orders: 1 running\n" in patient.output and "workers: 2 alive\n" in patient.output
 
 
 def _page(page: StatusPage, path: str) -> str:
