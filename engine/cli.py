@@ -252,10 +252,12 @@ def adopt(flow: str, state_path: str | None, tenant: str | None, tenants_dir: st
 @main.command()
 @_state_options
 def status(state_path: str | None, tenant: str | None, tenants_dir: str | None) -> None:
-    """Per flow: cursor, last run, documents by state, dead letters, conflicts."""
-    from hexaflow.reports import status_text
+    """Per flow: cursor, last run, documents by state, dead letters, conflicts; with a job
+    queue in the store, each tenant's jobs and every worker's heartbeat."""
+    from hexaflow.reports import status_text, workers_status_text
     store, chosen = _open(state_path, tenant, tenants_dir)
     _each(chosen, lambda name: status_text(store, name))
+    click.echo(workers_status_text(store), nl=False)
 
 
 @main.command()

@@ -12,6 +12,7 @@ from collections import Counter
 from decimal import Decimal
 from typing import Callable
 
+from hexaflow import queue_view
 from hexaflow.runner import (LOCK_TTL, Connectors, FlowError, RunContext, RunSummary,
                              load_plan, poll_results, process_records, with_pending_stock)
 from hexaflow.state import StateStore
@@ -31,6 +32,21 @@ def flows_in(store: StateStore, tenant: str) -> list[str]:
 
 
 def status_text(store: StateStore, tenant: str) -> str:
+    """Per flow its cursor, last run, documents and dead letters; then the tenant's jobs when
+    the store holds a job queue (flows run by ``hexaflow worker``)."""
+    text = _flows_text(store, tenant)
+    queues = queue_view.flow_queues(store, tenant)
+    return text if queues is None else text + queue_view.queue_text(queues)
+
+
+def workers_status_text(store: StateStore) -> str:
+    """The job queue's workers and their heartbeats ("" without a job queue): once for all
+    tenants, since a worker runs any tenant's jobs."""
+    found = queue_view.workers(store)
+    return "" if found is None else queue_view.workers_text(found)
+
+
+def _flows_text(store: StateStore, tenant: str) -> str:
     flows = flows_in(store, tenant)
     if not flows:
         return f"no runs yet for tenant {tenant!r} (state: {store.path})\n"

@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import jinja2
 
+from hexaflow import queue_view
 from hexaflow import statuspage_queries as queries
 from hexaflow.environment import ui_timezone
 from hexaflow.runner import FlowError
@@ -184,6 +185,28 @@ LABELS: dict[str, dict[str, str]] = {
         "resource.products": "Sản phẩm",
         "resource.inventory": "Tồn kho",
         "resource.items": "Hàng hóa",
+        "queue.title": "Hàng đợi công việc",
+        "queue.rule": "Các lần chạy luồng do tiến trình hexaflow worker thực hiện. Đang chờ: "
+                      "công việc chưa chạy (một số được hẹn chạy sau). Bị treo: công việc của "
+                      "một worker đã mất tín hiệu; worker khác sẽ chạy lại. Lỗi: công việc kết "
+                      "thúc lỗi trong 24 giờ qua.",
+        "queue.later": "{n} hẹn chạy sau",
+        "col.queue": "Hàng đợi",
+        "col.waiting": "Đang chờ",
+        "col.running": "Đang chạy",
+        "col.stalled": "Bị treo",
+        "col.failed_24h": "Lỗi (24 giờ)",
+        "workers.title": "Tiến trình worker",
+        "workers.rule": "Worker không gửi tín hiệu (heartbeat) quá {seconds} giây được coi là mất "
+                        "tín hiệu; công việc nó đang chạy sẽ được chạy lại.",
+        "col.worker": "Worker",
+        "col.heartbeat": "Tín hiệu gần nhất",
+        "col.jobs": "Công việc đang chạy",
+        "worker.alive": "đang hoạt động",
+        "worker.stalled": "mất tín hiệu",
+        "age.seconds": "{n} giây trước",
+        "age.minutes": "{n} phút trước",
+        "age.hours": "{n} giờ trước",
     },
     "en": {
         "app.title": "Sync status",
@@ -309,6 +332,28 @@ LABELS: dict[str, dict[str, str]] = {
         "resource.products": "Product",
         "resource.inventory": "Inventory",
         "resource.items": "Item",
+        "queue.title": "Job queue",
+        "queue.rule": "Flow runs made by hexaflow worker processes. Waiting: jobs not started "
+                      "yet (some scheduled for later). Stalled: jobs of a worker that stopped "
+                      "sending heartbeats; another worker runs them again. Failed: jobs that "
+                      "ended with an error in the last 24 hours.",
+        "queue.later": "{n} scheduled later",
+        "col.queue": "Queue",
+        "col.waiting": "Waiting",
+        "col.running": "Running",
+        "col.stalled": "Stalled",
+        "col.failed_24h": "Failed (24 h)",
+        "workers.title": "Workers",
+        "workers.rule": "A worker without a heartbeat for more than {seconds} seconds is "
+                        "stalled; the jobs it was running are run again.",
+        "col.worker": "Worker",
+        "col.heartbeat": "Last heartbeat",
+        "col.jobs": "Jobs running",
+        "worker.alive": "alive",
+        "worker.stalled": "stalled",
+        "age.seconds": "{n} s ago",
+        "age.minutes": "{n} min ago",
+        "age.hours": "{n} h ago",
     },
 }
 LANGUAGES = tuple(LABELS)
@@ -674,6 +719,14 @@ class _View:
         pairs = [(k, v) for k, v in self.query.items() if k != "lang"] + [("lang", lang)]
         return self.path + "?" + urlencode(pairs)
 
+    def age(self, seconds: float) -> str:
+        """How long ago, as a heartbeat's age is read: seconds, then minutes, then hours."""
+        if seconds < 120:
+            return self.t("age.seconds", n=int(seconds))
+        if seconds < 7200:
+            return self.t("age.minutes", n=int(seconds // 60))
+        return self.t("age.hours", n=int(seconds // 3600))
+
     def source_of(self, flow: str) -> str:
         connector, resource = self.sources.get(flow, ("", ""))
         return f"{connector}/{resource}" if connector else ""
@@ -703,6 +756,7 @@ class _View:
         """Every tenant: its flows, documents settled / in motion / rejected, open dead
         letters, its last run and a health word, each linking to the tenant's pages."""
         rows = []
+        queues = queue_view.flow_queues(store)
         for tenant in sorted(self.app.tenants):
             counts = {"settled": 0, "moving": 0, "rejected": 0}
             for _flow, state, n in queries.document_counts(store, tenant):
@@ -717,8 +771,11 @@ class _View:
                       "problems" if letters or counts["rejected"] else "ok")
             flows = sorted(set(self.app.tenants[tenant]) | set(queries.flows(store, tenant)))
             rows.append({"name": tenant, "flows": flows, "counts": counts, "letters": letters,
-                         "last": runs[0] if runs else None, "health": health})
-        return self.page(200, "tenants.html", tenants=rows)
+                         "last": runs[0] if runs else None, "health": health,
+                         "queue": None if queues is None else
+                         _queue_totals([q for q in queues if q.tenant == tenant])})
+        return self.page(200, "tenants.html", tenants=rows, has_queue=queues is not None,
+                         workers=queue_view.workers(store), stalled_after=queue_view.stalled_after())
 
     def overview(self, data: _Data) -> Response:
         store, tenant = data.store, data.tenant
@@ -726,17 +783,31 @@ class _View:
         for flow, state, n in queries.document_counts(store, tenant):
             counts.setdefault(flow, {})[state] = n
         letters = queries.open_dead_letter_counts(store, tenant)
+        names = data.flows()
         flows = [{"name": flow, "source": self.source_of(flow),
                   "cursor": store.get_cursor(tenant, flow),
                   "states": sorted(counts.get(flow, {}).items(), key=lambda sn: _state_rank(sn[0])),
-                  "letters": letters.get(flow, 0)} for flow in data.flows()]
+                  "letters": letters.get(flow, 0)} for flow in names]
         flow_filter = self.query.get("flow") or None
         state_filter = self.query.get("state") or None
         documents = queries.recent_entries(store, tenant, flow=flow_filter, state=state_filter,
                                             limit=DOCUMENTS_SHOWN)
         return self.page(200, "overview.html", flows=flows, runs=self._runs(store, tenant),
                          documents=documents, flow_filter=flow_filter, state_filter=state_filter,
-                         shown=DOCUMENTS_SHOWN)
+                         shown=DOCUMENTS_SHOWN, queue=self._queue(store, tenant, names),
+                         # Without a tenant list, the one tenant's overview is the top page.
+                         workers=None if self.app.several else queue_view.workers(store),
+                         stalled_after=queue_view.stalled_after())
+
+    def _queue(self, store: Any, tenant: str, flows: list[str]) -> list[queue_view.FlowQueue] | None:
+        """The tenant's jobs per flow, every flow it has listed (none waiting is news too);
+        None without a job queue."""
+        found = queue_view.flow_queues(store, tenant)
+        if found is None:
+            return None
+        by_flow = {q.flow: q for q in found}
+        names = sorted(set(self.sources) | set(flows) | set(by_flow))
+        return [by_flow.get(name) or queue_view.FlowQueue(tenant, name) for name in names]
 
     def _runs(self, store: Any, tenant: str) -> list[dict[str, Any]]:
         out = []
@@ -824,6 +895,14 @@ REJECTED_STATES = {"rejected", "conflict"}
 def _bucket(state: str) -> str:
     return "moving" if state in MOVING_STATES else "rejected" if state in REJECTED_STATES \
         else "settled"
+
+
+def _queue_totals(queues: list[queue_view.FlowQueue]) -> list[tuple[str, int]]:
+    """A tenant's jobs over all its flows, as the tenant list shows them: (what, how many)
+    for each kind it has."""
+    totals = [(what, sum(getattr(q, what) for q in queues))
+              for what in ("waiting", "running", "stalled", "failed")]
+    return [(what, n) for what, n in totals if n]
 
 
 def _state_rank(state: str) -> int:
