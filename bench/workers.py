@@ -107,15 +107,15 @@ def queue_first_runs(state: str, tenants: Path) -> int:
         return queue.schedule_all(app, held)
 
 
-def flow_jobs_left(state: str) -> int:
-    """Flow jobs waiting or running (the sweeper's periodic jobs are not counted)."""
-    import psycopg
-
+def flow_jobs_left(conn: Any) -> tuple[int, int]:
+    """Flow jobs waiting or running (the sweeper's periodic jobs are not counted), and the
+    sessions the other processes hold on the database now."""
     from hexaflow import queue
-    with psycopg.connect(state, autocommit=True) as conn:
-        row = conn.execute("SELECT count(*) FROM procrastinate_jobs WHERE task_name = %s AND "
-                           "status IN ('todo', 'doing')", (queue.TASK,)).fetchone()
-    return int(row[0]) if row else 0
+    row = conn.execute("SELECT (SELECT count(*) FROM procrastinate_jobs WHERE task_name = %s AND "
+                       "status IN ('todo', 'doing')), (SELECT count(*) FROM pg_stat_activity WHERE "
+                       "datname = current_database() AND pid <> pg_backend_pid())",
+                       (queue.TASK,)).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 def flow_runs(state: str, tenants: list[str], spawned: float) -> dict[str, float]:
@@ -173,6 +173,7 @@ def stop_workers(procs: list[subprocess.Popen]) -> None:
 
 
 def one_round(workers: int, args: argparse.Namespace) -> dict[str, Any]:
+    import psycopg
     with tempfile.TemporaryDirectory(prefix="hexaflow-bench-workers-") as tmp:
         tenants = Path(tmp) / "tenants"
         shops = start_shops(args.shops, args.orders, tenants)
@@ -193,14 +194,20 @@ def one_round(workers: int, args: argparse.Namespace) -> dict[str, Any]:
                                            "--interval", "0", "--concurrency", str(args.concurrency)],
                                           env=env, stdout=logs[i], stderr=subprocess.STDOUT)
                          for i in range(workers)]
+                poll = psycopg.connect(state, autocommit=True)
+                sessions = 0
                 try:
                     deadline = time.monotonic() + args.timeout
                     # When no flow job waits or runs, every run has sent what it had to
                     # (HEXAFLOW_SETTLE_SECONDS=0: none waits for MISA's results).
-                    while flow_jobs_left(state):
+                    while True:
+                        left, now_open = flow_jobs_left(poll)
+                        sessions = max(sessions, now_open)
+                        if not left:
+                            break
                         if time.monotonic() > deadline:
-                            raise SystemExit(f"{workers} worker(s): {flow_jobs_left(state)} flow "
-                                             f"jobs left after {args.timeout:g} s")
+                            raise SystemExit(f"{workers} worker(s): {left} flow jobs left after "
+                                             f"{args.timeout:g} s")
                         if any(p.poll() is not None for p in procs):
                             raise SystemExit(f"a worker exited: {(Path(tmp) / 'worker-0.log').read_text()[-3000:]}")
                         time.sleep(POLL_S)
@@ -210,6 +217,7 @@ def one_round(workers: int, args: argparse.Namespace) -> dict[str, Any]:
                     load_after = load_average()
                     missing = orders_missing(shops)
                 finally:
+                    poll.close()
                     stop_workers(procs)
                     for log in logs:
                         log.close()
@@ -236,7 +244,8 @@ def one_round(workers: int, args: argparse.Namespace) -> dict[str, Any]:
             "throttled": sum(h["throttled"] for h in haravan), "ceiling": ceiling,
             "worker_cpu": worker_cpu, "own_cpu": own_cpu, "load": (load_before, load_after),
             "problems": problems, "keys": [keys for _, keys, _ in checked],
-            "customers_twice": sum(twice for _, _, twice in checked), "runs": runs}
+            "customers_twice": sum(twice for _, _, twice in checked), "runs": runs,
+            "sessions": sessions}
 
 
 def report(r: dict[str, Any], args: argparse.Namespace) -> None:
@@ -247,12 +256,17 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> None:
           f"{r['wall']:.1f} s, {r['documents']:,} documents ({r['vouchers']:,} vouchers), "
           f"{rate:.1f} documents/s", flush=True)
     runs = r["runs"]
+    span = runs["last"] - runs["first"]
     print(f"  {runs['count']} runs ({runs['failed']} not ok) from {runs['first']:.1f} s to "
-          f"{runs['last']:.1f} s after the spawn (before: the workers' start-up)", flush=True)
+          f"{runs['last']:.1f} s after the spawn (before: the workers' start-up, loading and "
+          f"compiling every tenant's flows): {r['documents'] / span:.1f} documents/s over those "
+          f"{span:.1f} s", flush=True)
     print(f"  Haravan: {r['calls']:,} calls ({r['throttled']} answered 429); ceiling "
           f"{args.shops} × (80 + 4·{r['wall']:.1f} s) = {r['ceiling']:,.0f} calls: "
           f"{share:.3f} of it (documents/s ceiling at {r['documents'] / max(1, r['calls']):.1f} "
           f"documents a call: {ceiling_rate:,.0f})", flush=True)
+    print(f"  PostgreSQL: at most {r['sessions']} sessions of the workers at once "
+          f"({r['sessions'] / r['workers']:.1f} a worker)", flush=True)
     print(f"  CPU: workers {r['worker_cpu']:.1f} s, bench process (the {2 * args.shops} sandboxes) "
           f"{r['own_cpu']:.1f} s, of {os.cpu_count()} × {r['wall']:.1f} s; load average "
           f"before {r['load'][0]}, after {r['load'][1]}", flush=True)
