@@ -1,6 +1,6 @@
 """deploy/ (docs/deploy.md): the compose file and the nginx config parse and fit together, every
 ``hexaflow`` command line in deploy/ and in docs/deploy.md parses with the real CLI, and the
-systemd unit has what it needs.
+systemd units (serve, worker) have what they need.
 
 The files already use the tenants CLI that issue 15 item 2 adds (``--tenants DIR``, ``hexaflow
 tenants``). Until any of it is merged, those lines parse against today's CLI plus exactly the
@@ -30,9 +30,11 @@ COMPOSE = DEPLOY / "docker-compose.yml"
 NGINX = DEPLOY / "nginx.conf"
 DOCKERFILE = DEPLOY / "Dockerfile"
 UNIT = DEPLOY / "systemd" / "hexaflow-serve@.service"
+WORKER_UNIT = DEPLOY / "systemd" / "hexaflow-worker@.service"
 UNIT_ENV = DEPLOY / "systemd" / "hexaflow.env.example"
 DOC = ROOT / "docs" / "deploy.md"
 SERVES = ("hexaflow-1", "hexaflow-2")
+WORKERS = ("worker-1", "worker-2")
 
 # command path → the options (each taking a value) the tenants work adds to it.
 EXPECTED_TENANTS_OPTIONS: dict[tuple[str, ...], tuple[str, ...]] = {
@@ -102,18 +104,18 @@ def _dockerfile_json(instruction: str) -> list[str]:
     return json.loads(lines[0][len(instruction) + 1:])     # the exec form: a JSON array
 
 
-def _unit() -> dict[str, dict[str, list[str]]]:
+def _unit(path: Path = UNIT) -> dict[str, dict[str, list[str]]]:
     """section → key → values (a key may repeat), as systemd reads a unit file."""
     sections: dict[str, dict[str, list[str]]] = {}
     current = None
-    for raw in UNIT.read_text(encoding="utf-8").splitlines():
+    for raw in path.read_text(encoding="utf-8").splitlines():
         line = raw.strip()
         if not line or line.startswith(("#", ";")):
             continue
         if line.startswith("["):
             current = sections.setdefault(line.strip("[]"), {})
             continue
-        assert current is not None and "=" in line, f"{UNIT}: not KEY=VALUE in a section: {raw!r}"
+        assert current is not None and "=" in line, f"{path}: not KEY=VALUE in a section: {raw!r}"
         key, value = line.split("=", 1)
         current.setdefault(key.strip(), []).append(value.strip())
     return sections
@@ -140,11 +142,12 @@ def command_lines() -> list[tuple[str, list[str]]]:
     entrypoint = _dockerfile_json("ENTRYPOINT")
     found.append(("deploy/Dockerfile CMD", entrypoint + _dockerfile_json("CMD")))
     for name, service in _compose()["services"].items():
-        if "command" in service:
+        if "command" in service and "build" in service:     # the hexaflow image's services
             found.append((f"deploy/docker-compose.yml {name}", entrypoint + service["command"]))
-    for start in _unit()["Service"]["ExecStart"]:
-        argv = shlex.split(start.replace("%i", "8001"))      # %i: the instance, its port
-        found.append(("deploy/systemd ExecStart", ["hexaflow"] + argv[1:]))
+    for unit in (UNIT, WORKER_UNIT):
+        for start in _unit(unit)["Service"]["ExecStart"]:
+            argv = shlex.split(start.replace("%i", "8001"))      # %i: the instance, e.g. a port
+            found.append((f"deploy/systemd {unit.name} ExecStart", ["hexaflow"] + argv[1:]))
     in_block = False
     for line in DOC.read_text(encoding="utf-8").splitlines():
         if line.lstrip().startswith("```"):
@@ -213,7 +216,7 @@ def test_a_line_with_an_option_that_is_neither_real_nor_expected_does_not_parse(
 def test_the_compose_file_runs_two_serve_processes_on_one_postgresql_behind_the_proxy():
     compose = _compose()
     services = compose["services"]
-    assert set(services) == {"postgres", *SERVES, "proxy"}
+    assert set(services) == {"postgres", *SERVES, *WORKERS, "proxy"}
     db = services["postgres"]
     assert db["image"].split(":")[0] == "postgres" and db["image"].split(":")[1].startswith("16")
     assert any(v.split(":")[0] == "pgdata" and v.split(":")[1] == "/var/lib/postgresql/data"
@@ -222,7 +225,7 @@ def test_the_compose_file_runs_two_serve_processes_on_one_postgresql_behind_the_
     check = db["healthcheck"]["test"]
     assert check[0] in ("CMD", "CMD-SHELL") and "pg_isready" in " ".join(check)
     user, database = db["environment"]["POSTGRES_USER"], db["environment"]["POSTGRES_DB"]
-    for name in SERVES:
+    for name in (*SERVES, *WORKERS):
         serve = services[name]
         build = serve["build"]
         assert (DEPLOY / build["context"]).resolve() == ROOT and (ROOT / build["dockerfile"]) == DOCKERFILE
@@ -230,9 +233,16 @@ def test_the_compose_file_runs_two_serve_processes_on_one_postgresql_behind_the_
         state = serve["environment"]["HEXAFLOW_STATE"]
         password = r"\$\{POSTGRES_PASSWORD:\?[^}]+\}"
         assert re.fullmatch(rf"postgresql://{user}:{password}@postgres:5432/{database}", state), state
-        assert "/health" in " ".join(serve["healthcheck"]["test"])
         assert any(v.endswith(":/srv/hexaflow/tenants:ro") for v in serve["volumes"])
-        assert "ports" not in serve, "the serve processes are reached through the proxy only"
+        assert "ports" not in serve, "the serve and worker processes publish no port"
+    for name in SERVES:
+        assert "/health" in " ".join(services[name]["healthcheck"]["test"])
+        command = services[name]["command"]
+        assert command[command.index("--dispatch") + 1] == "queue", "the workers run the flows"
+    for name in WORKERS:
+        command = services[name]["command"]
+        assert command[:3] == ["worker", "--tenants", "/srv/hexaflow/tenants"], command
+        assert "HEXAFLOW_ADMIN_TOKEN" not in services[name]["environment"], "a worker serves no page"
     proxy = services["proxy"]
     assert proxy["image"].startswith("nginx")
     mounted = [v.split(":") for v in proxy["volumes"]]
@@ -300,15 +310,20 @@ def test_nginx_itself_accepts_the_proxy_config(tmp_path):
 
 
 # ---------------------------------------------------------------------------- the systemd unit
-def test_the_systemd_unit_is_a_template_with_what_serve_needs():
-    unit = _unit()
+@pytest.mark.parametrize("path", [UNIT, WORKER_UNIT], ids=lambda p: p.name)
+def test_the_systemd_units_are_templates_with_what_serve_and_worker_need(path):
+    unit = _unit(path)
     service = unit["Service"]
-    assert UNIT.name.endswith("@.service")
+    assert path.name.endswith("@.service")
     (start,) = service["ExecStart"]
     argv = shlex.split(start)
     assert Path(argv[0]).is_absolute() and Path(argv[0]).name == "hexaflow"
-    assert argv[argv.index("--port") + 1] == "%i", "one instance per port: the instance name is the port"
-    assert argv[argv.index("--host") + 1] == "127.0.0.1", "behind the proxy only"
+    if path == UNIT:
+        assert argv[1] == "serve" and argv[argv.index("--dispatch") + 1] == "queue"
+        assert argv[argv.index("--port") + 1] == "%i", "one instance per port: the instance name is the port"
+        assert argv[argv.index("--host") + 1] == "127.0.0.1", "behind the proxy only"
+    else:
+        assert argv[1] == "worker" and "--tenants" in argv
     assert service["EnvironmentFile"] == ["/etc/hexaflow/hexaflow.env"]
     assert service["Restart"] == ["on-failure"]
     assert service["User"] != ["root"] and service["User"]
@@ -333,16 +348,17 @@ def test_the_environment_file_example_is_key_value_and_names_the_process_wide_se
     assert pairs["HEXAFLOW_LOG_FORMAT"] == "json"
 
 
-def test_systemd_accepts_the_unit(tmp_path):
+@pytest.mark.parametrize("path", [UNIT, WORKER_UNIT], ids=lambda p: p.name)
+def test_systemd_accepts_the_unit(tmp_path, path):
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed to verify the unit")
     hexaflow = Path(sys.executable).parent / "hexaflow"
     assert hexaflow.exists(), f"{hexaflow}: the installed CLI (pip install -e .)"
     # verify checks that ExecStart's program exists: point it at this installation's.
-    text = UNIT.read_text(encoding="utf-8")
-    (tmp_path / UNIT.name).write_text(re.sub(r"(?m)^ExecStart=\S+", f"ExecStart={hexaflow}", text),
+    text = path.read_text(encoding="utf-8")
+    (tmp_path / path.name).write_text(re.sub(r"(?m)^ExecStart=\S+", f"ExecStart={hexaflow}", text),
                                       encoding="utf-8")
-    done = subprocess.run([analyze, "verify", UNIT.name.replace("@.", "@8001.")], cwd=tmp_path,
+    done = subprocess.run([analyze, "verify", path.name.replace("@.", "@8001.")], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and not done.stderr.strip(), done.stderr
