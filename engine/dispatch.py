@@ -40,7 +40,23 @@ Key = tuple[str, str]      # (tenant, flow name)
 CURRENT_TENANT: ContextVar[str | None] = ContextVar("hexaflow_tenant", default=None)
 
 
-class Dispatcher:
+class FlowRouting:
+    """Which of a tenant's flows read a source or write to a connector (``plans``: tenant →
+    flow name → plan), for both dispatchers."""
+    plans: dict[str, dict[str, Plan]]
+
+    def flows_reading(self, tenant: str, connector: str, resource: str) -> list[str]:
+        return [p.name for p in self.plans.get(tenant, {}).values()
+                if p.source.connector == connector and p.source.resource == resource]
+
+    def flows_writing(self, tenant: str, connector: str) -> list[str]:
+        return [p.name for p in self.plans.get(tenant, {}).values()
+                if any(route.connector == connector or
+                       any(ens.connector == connector for ens in route.ensure)
+                       for route in p.routes)]
+
+
+class Dispatcher(FlowRouting):
     def __init__(self, plans: Mapping[str, Iterable[Plan]], *, state_path: str,
                  config_for: Callable[[str], Mapping[str, str]],
                  budget_s: float = RUN_BUDGET_S):
@@ -66,16 +82,6 @@ class Dispatcher:
         self._outcomes: dict[tuple[str, str, str], int] = {}   # (tenant, flow, outcome) → runs
 
     # -- asking ---------------------------------------------------------------------------
-    def flows_reading(self, tenant: str, connector: str, resource: str) -> list[str]:
-        return [p.name for p in self.plans.get(tenant, {}).values()
-                if p.source.connector == connector and p.source.resource == resource]
-
-    def flows_writing(self, tenant: str, connector: str) -> list[str]:
-        return [p.name for p in self.plans.get(tenant, {}).values()
-                if any(route.connector == connector or
-                       any(ens.connector == connector for ens in route.ensure)
-                       for route in p.routes)]
-
     def request(self, tenant: str, flow: str, delay: float = 0.0) -> None:
         if flow not in self.plans.get(tenant, {}):
             raise KeyError((tenant, flow))

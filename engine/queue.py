@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
+from hexaflow.dispatch import FlowRouting
 from hexaflow.environment import worker_timing
 from hexaflow.errors import FlowError, HexaflowError
 from hexaflow.plan import Plan
@@ -297,7 +298,7 @@ def worker_tenants(paths: list[str], tenants_dir: str | None, tenant: str | None
 
 
 # --------------------------------------------------------------------------- serve's side
-class QueueDispatcher:
+class QueueDispatcher(FlowRouting):
     """What ``hexaflow serve`` asks for runs through when workers run them (``--dispatch
     queue``): the same questions as the in-process Dispatcher, answered with jobs. A request
     made inside a store transaction (a webhook's inbox rows) is a job in that transaction:
@@ -311,16 +312,6 @@ class QueueDispatcher:
         self.app = make_app(state_path).open()
         self.runs = 0
         self._asked: dict[tuple[str, str], int] = {}
-
-    def flows_reading(self, tenant: str, connector: str, resource: str) -> list[str]:
-        return [p.name for p in self.plans.get(tenant, {}).values()
-                if p.source.connector == connector and p.source.resource == resource]
-
-    def flows_writing(self, tenant: str, connector: str) -> list[str]:
-        return [p.name for p in self.plans.get(tenant, {}).values()
-                if any(route.connector == connector or
-                       any(ens.connector == connector for ens in route.ensure)
-                       for route in p.routes)]
 
     def request(self, tenant: str, flow: str, delay: float = 0.0, store: Any = None) -> None:
         if flow not in self.plans.get(tenant, {}):
