@@ -64,7 +64,9 @@ def test_two_limiters_on_one_store_grant_no_more_than_one_bucket(store_url):
     assert not any(t.is_alive() for t in threads)
     span = max(granted) - started
     bound = 10 + 20.0 * span
-    assert len(granted) <= bound + 1e-6, (len(granted), bound)
+    # The span is read on this clock after each grant returns; the server granted a moment
+    # earlier, so the bound may lag by the one token in flight.
+    assert len(granted) <= bound + 1, (len(granted), bound)
     assert len(granted) >= 0.8 * bound, (len(granted), bound)     # and the bucket is used
     # Neither limiter's own in-process bucket was touched: every token came from the store.
     assert all(lim.local._level == 0 for lim in limiters)
