@@ -41,8 +41,8 @@ CURRENT_TENANT: ContextVar[str | None] = ContextVar("hexaflow_tenant", default=N
 
 
 class FlowRouting:
-    """Which of a tenant's flows read a source or write to a connector (``plans``: tenant →
-    flow name → plan), for both dispatchers."""
+    """Which of a tenant's flows read a source or write to a connector, and asking for all of
+    them (``plans``: tenant → flow name → plan), for both dispatchers."""
     plans: dict[str, dict[str, Plan]]
 
     def flows_reading(self, tenant: str, connector: str, resource: str) -> list[str]:
@@ -54,6 +54,15 @@ class FlowRouting:
                 if any(route.connector == connector or
                        any(ens.connector == connector for ens in route.ensure)
                        for route in p.routes)]
+
+    def request(self, tenant: str, flow: str, delay: float = 0.0) -> None:
+        raise NotImplementedError      # each dispatcher asks in its own way
+
+    def request_all(self, tenant: str | None = None) -> None:
+        """Ask for every flow of ``tenant`` (None: of every tenant)."""
+        for name in ([tenant] if tenant is not None else list(self.plans)):
+            for flow in self.plans.get(name, {}):
+                self.request(name, flow)
 
 
 class Dispatcher(FlowRouting):
@@ -101,12 +110,6 @@ class Dispatcher(FlowRouting):
         for flow in flows:
             self.request(tenant, flow)
         return flows
-
-    def request_all(self, tenant: str | None = None) -> None:
-        """Ask for every flow of ``tenant`` (None: of every tenant)."""
-        for name in ([tenant] if tenant is not None else list(self.plans)):
-            for flow in self.plans.get(name, {}):
-                self.request(name, flow)
 
     # -- state for /health, /metrics and tests ----------------------------------------------
     def run_counts(self) -> dict[tuple[str, str, str], int]:

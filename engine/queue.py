@@ -328,11 +328,6 @@ class QueueDispatcher(FlowRouting):
             self.request(tenant, flow, store=store)
         return flows
 
-    def request_all(self, tenant: str | None = None) -> None:
-        for name in ([tenant] if tenant is not None else list(self.plans)):
-            for flow in self.plans.get(name, {}):
-                self.request(name, flow)
-
     def run_counts(self) -> dict[tuple[str, str, str], int]:
         """Runs asked of the queue by this process (workers count the runs themselves)."""
         return {(t, f, "queued"): n for (t, f), n in self._asked.items()}
